@@ -1,0 +1,244 @@
+package caddymodule
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/hookgate/hookgate/event"
+)
+
+// engines holds the embedded NATS servers of this process, keyed by their
+// absolute store directory. Caddy starts a new config before it stops the old
+// one; the pool lets both share one server, so a reload neither restarts NATS
+// nor opens the store twice. The last App to let go destroys it.
+var engines = caddy.NewUsagePool()
+
+// engineConfig is everything that shapes the embedded server. It is
+// comparable: a reload whose engineConfig differs from the running one's is
+// applied with ReloadOptions.
+type engineConfig struct {
+	StoreDir     string
+	ServerName   string
+	SyncAlways   bool
+	SyncInterval time.Duration
+	// MaxStore is the server's JetStream file store limit in bytes.
+	MaxStore int64
+	// MaxPayload is the largest NATS message, headers included.
+	MaxPayload int32
+	// Listen is the client listener's host:port; "" means no listener.
+	Listen   string
+	User     string
+	Password string
+	// NKeys are the public nkeys of clients allowed in, space-separated.
+	NKeys string
+}
+
+// engine is one embedded nats-server with JetStream and the gateway's own
+// in-process connection to it.
+type engine struct {
+	cfg  engineConfig
+	srv  *server.Server
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	lock *os.File
+	log  *zap.Logger
+	// internalPassword authenticates the in-process connection when client
+	// authentication is configured; it never leaves the process.
+	internalPassword string
+
+	// mu is read-locked by every publish and write-locked by Destruct, so
+	// the server is not shut down under a publish whose PubAck a provider
+	// is waiting for.
+	mu     sync.RWMutex
+	closed bool
+}
+
+const internalUser = "hookgate-internal"
+
+// errEngineClosed means the store was shut down under a request.
+var errEngineClosed = errors.New("event store is shut down")
+
+func newEngine(cfg engineConfig, log *zap.Logger) (*engine, error) {
+	if err := os.MkdirAll(cfg.StoreDir, 0o700); err != nil {
+		return nil, fmt.Errorf("store %s: %w", cfg.StoreDir, err)
+	}
+	lock, err := lockStore(cfg.StoreDir)
+	if err != nil {
+		return nil, err
+	}
+	e := &engine{cfg: cfg, lock: lock, log: log, internalPassword: randomToken()}
+	ok := false
+	defer func() {
+		if !ok {
+			e.shutdown()
+		}
+	}()
+
+	opts, err := e.serverOptions(cfg)
+	if err != nil {
+		return nil, err
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("embedded NATS: %w", err)
+	}
+	e.srv = srv
+	nl := &natsLogger{log: log.Named("nats")}
+	srv.SetLoggerV2(nl, false, false, false)
+	srv.Start()
+	if !srv.ReadyForConnections(30 * time.Second) {
+		return nil, fmt.Errorf("embedded NATS on store %s did not become ready in 30s: %s", cfg.StoreDir, nl.lastFatal())
+	}
+	if !srv.JetStreamEnabled() {
+		return nil, fmt.Errorf("embedded NATS on store %s: JetStream did not start: %s", cfg.StoreDir, nl.lastFatal())
+	}
+	connOpts := []nats.Option{
+		nats.InProcessServer(srv),
+		nats.Name("hookgate"),
+		nats.MaxReconnects(-1),
+	}
+	if e.authConfigured() {
+		connOpts = append(connOpts, nats.UserInfo(internalUser, e.internalPassword))
+	}
+	nc, err := nats.Connect("", connOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("embedded NATS: in-process connection: %w", err)
+	}
+	e.nc = nc
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("embedded NATS: jetstream: %w", err)
+	}
+	e.js = js
+	ok = true
+	log.Info("event store started",
+		zap.String("store", cfg.StoreDir),
+		zap.Bool("sync_always", cfg.SyncAlways),
+		zap.String("listen", orOff(cfg.Listen)))
+	return e, nil
+}
+
+func (e *engine) authConfigured() bool {
+	return e.cfg.User != "" || e.cfg.NKeys != ""
+}
+
+func (e *engine) serverOptions(cfg engineConfig) (*server.Options, error) {
+	opts := &server.Options{
+		ServerName:         cfg.ServerName,
+		JetStream:          true,
+		StoreDir:           cfg.StoreDir,
+		SyncAlways:         cfg.SyncAlways,
+		SyncInterval:       cfg.SyncInterval,
+		JetStreamMaxStore:  cfg.MaxStore,
+		JetStreamMaxMemory: 64 << 20,
+		MaxPayload:         cfg.MaxPayload,
+		NoSigs:             true,
+		NoSystemAccount:    false,
+	}
+	if cfg.Listen == "" {
+		opts.DontListen = true
+	} else {
+		host, port, err := net.SplitHostPort(cfg.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("listen %q: %w", cfg.Listen, err)
+		}
+		p, err := strconv.Atoi(port)
+		if err != nil {
+			return nil, fmt.Errorf("listen %q: port: %w", cfg.Listen, err)
+		}
+		opts.Host, opts.Port = host, p
+	}
+	if e.authConfigured() {
+		opts.Users = []*server.User{{Username: internalUser, Password: e.internalPassword}}
+		if cfg.User != "" {
+			opts.Users = append(opts.Users, &server.User{Username: cfg.User, Password: cfg.Password})
+		}
+		for _, nk := range strings.Fields(cfg.NKeys) {
+			opts.Nkeys = append(opts.Nkeys, &server.NkeyUser{Nkey: nk})
+		}
+	}
+	return opts, nil
+}
+
+// reload applies a changed configuration to the running server. What
+// nats-server cannot change at runtime (the listener's port, the store) it
+// refuses, and the error says to restart.
+func (e *engine) reload(cfg engineConfig) error {
+	if cfg == e.cfg {
+		return nil
+	}
+	if cfg.StoreDir != e.cfg.StoreDir {
+		return fmt.Errorf("store %s: internal error: reload across stores", cfg.StoreDir)
+	}
+	opts, err := e.serverOptions(cfg)
+	if err != nil {
+		return err
+	}
+	if err := e.srv.ReloadOptions(opts); err != nil {
+		return fmt.Errorf("embedded NATS: cannot apply the new settings without a restart (%w); restart Caddy (caddy stop; caddy run) to apply them", err)
+	}
+	e.cfg = cfg
+	return nil
+}
+
+// publish stores msg in the WEBHOOKS stream and returns the PubAck.
+func (e *engine) publish(ctx context.Context, msg *nats.Msg) (*jetstream.PubAck, error) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.closed {
+		return nil, errEngineClosed
+	}
+	return e.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(event.StreamName))
+}
+
+// Destruct is called by the pool when the last App let go of the engine.
+func (e *engine) Destruct() error {
+	e.log.Info("event store stopping", zap.String("store", e.cfg.StoreDir))
+	return e.shutdown()
+}
+
+func (e *engine) shutdown() error {
+	e.mu.Lock()
+	e.closed = true
+	e.mu.Unlock()
+	if e.nc != nil {
+		e.nc.Close()
+	}
+	if e.srv != nil {
+		e.srv.Shutdown()
+		e.srv.WaitForShutdown()
+	}
+	return unlockStore(e.lock)
+}
+
+func randomToken() string {
+	var b [24]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand never fails on supported platforms
+	}
+	return hex.EncodeToString(b[:])
+}
+
+func orOff(s string) string {
+	if s == "" {
+		return "off"
+	}
+	return s
+}
+
+var _ caddy.Destructor = (*engine)(nil)
