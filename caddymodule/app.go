@@ -1,0 +1,345 @@
+// Package caddymodule is Hookgate's Caddy glue: the "webhooks" app that owns
+// the embedded NATS JetStream store and the forwarders, and the
+// "webhook_ingest" HTTP handler that turns a provider's POST into a stored
+// event. Importing it registers both modules, their Caddyfile syntax and the
+// "caddy webhooks" command.
+package caddymodule
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/hookgate/hookgate/event"
+	"github.com/hookgate/hookgate/forwarder"
+)
+
+func init() {
+	caddy.RegisterModule(new(App))
+}
+
+// Defaults of the webhooks app.
+const (
+	defaultListen       = "127.0.0.1:4222"
+	defaultRetention    = 7 * 24 * time.Hour
+	defaultDedupWindow  = 6 * time.Hour
+	defaultMaxStore     = 10 << 30
+	defaultMaxEventSize = 8 << 20
+	defaultServerName   = "hookgate"
+	// headerAllowance is room for the NATS headers of one event (the
+	// provider's headers plus Hookgate's metadata) above its body.
+	headerAllowance = 64 << 10
+	// storeHeadroom is the part of the JetStream store limit left for
+	// consumer state and the delivery-state bucket, above the streams'
+	// own limits.
+	storeHeadroom = 1 << 30
+	// startTimeout bounds how long Start waits for streams to be created.
+	startTimeout = 30 * time.Second
+	// stopGrace bounds how long Stop waits for in-flight deliveries.
+	stopGrace = 10 * time.Second
+)
+
+// App is the "webhooks" app: the durable event store (an embedded NATS
+// server with JetStream) and the forwarders that deliver stored events to
+// internal services. Handlers of type webhook_ingest publish into it.
+type App struct {
+	// Store is the directory of the embedded JetStream store. Default:
+	// "hookgate" under Caddy's data directory. One process at a time may
+	// use a store; reloads share it.
+	Store string `json:"store,omitempty"`
+
+	// Sync is "always" (the default: every event is fsynced before the
+	// provider gets its 2xx) or an interval such as "1s" (events are
+	// written before the 2xx but fsynced only every interval: a power loss
+	// or OS crash can lose up to that much acknowledged data).
+	Sync string `json:"sync,omitempty"`
+
+	// Retention is how long events are kept (the stream's MaxAge).
+	// Default: 7 days.
+	Retention caddy.Duration `json:"retention,omitempty"`
+
+	// MaxStore is the most bytes the WEBHOOKS stream may hold. A full
+	// stream refuses new events (providers get 503 and retry) rather than
+	// dropping old ones that may not be forwarded yet. Default: 10 GiB.
+	MaxStore int64 `json:"max_store,omitempty"`
+
+	// MaxEventSize is the largest event body the store accepts; every
+	// source's max_body must fit in it. Default: 8 MiB.
+	MaxEventSize int64 `json:"max_event_size,omitempty"`
+
+	// DedupWindow is how long a provider's delivery id is remembered, so
+	// that a retry of a stored delivery is acknowledged but not stored
+	// again. Default: 6 hours (Shopify retries over 4 hours). It costs
+	// memory per remembered id; see the README.
+	DedupWindow caddy.Duration `json:"dedup_window,omitempty"`
+
+	// Listen is the host:port where internal services connect to the
+	// embedded NATS server to read events directly, or "off". Default:
+	// 127.0.0.1:4222.
+	Listen string `json:"listen,omitempty"`
+
+	// ServerName is the embedded NATS server's name. Default: "hookgate".
+	ServerName string `json:"server_name,omitempty"`
+
+	// User and Password, when set, are required of NATS clients.
+	// Placeholders such as {env.NATS_PASSWORD} are resolved at load time.
+	User     string `json:"user,omitempty"`
+	Password string `json:"password,omitempty"`
+
+	// NKeys are the public nkeys ("U...") of NATS clients allowed in.
+	NKeys []string `json:"nkeys,omitempty"`
+
+	// Destinations are the internal HTTP services events are forwarded to.
+	Destinations []*DestinationConfig `json:"destinations,omitempty"`
+
+	ecfg       engineConfig
+	streams    []jetstream.StreamConfig
+	fwdConfigs []forwarder.Config
+	ready      chan struct{}
+	// engine is set once in Start, before ready is closed, and never
+	// cleared: handlers of a stopping config may still hold the app.
+	engine     *engine
+	released   bool
+	forwarders []*forwarder.Forwarder
+	logger     *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (*App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "webhooks",
+		New: func() caddy.Module { return new(App) },
+	}
+}
+
+// Provision resolves defaults and placeholders. It opens nothing: caddy
+// validate runs it too.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.logger = ctx.Logger()
+	a.ready = make(chan struct{})
+	repl := caddy.NewReplacer()
+
+	store := a.Store
+	if store == "" {
+		store = filepath.Join(caddy.AppDataDir(), "hookgate")
+	}
+	store, err := filepath.Abs(repl.ReplaceKnown(store, ""))
+	if err != nil {
+		return fmt.Errorf("store %q: %w", a.Store, err)
+	}
+	a.ecfg = engineConfig{
+		StoreDir:   store,
+		ServerName: orDefault(a.ServerName, defaultServerName),
+		SyncAlways: true,
+	}
+	switch s := strings.TrimSpace(a.Sync); s {
+	case "", "always":
+	default:
+		d, err := caddy.ParseDuration(s)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("sync %q: want 'always' or a positive interval such as 1s", a.Sync)
+		}
+		a.ecfg.SyncAlways, a.ecfg.SyncInterval = false, d
+	}
+	switch a.Listen {
+	case "":
+		a.ecfg.Listen = defaultListen
+	case "off":
+	default:
+		a.ecfg.Listen = a.Listen
+	}
+	if a.ecfg.User, err = repl.ReplaceOrErr(a.User, true, true); err != nil {
+		return fmt.Errorf("user: %w", err)
+	}
+	if a.ecfg.Password, err = repl.ReplaceOrErr(a.Password, true, true); err != nil {
+		return fmt.Errorf("password: %w", err)
+	}
+	a.ecfg.NKeys = strings.Join(a.NKeys, " ")
+
+	maxStore := orDefault(a.MaxStore, defaultMaxStore)
+	maxEvent := orDefault(a.MaxEventSize, defaultMaxEventSize)
+	a.ecfg.MaxStore = maxStore + maxStore/4 + storeHeadroom
+	a.ecfg.MaxPayload = int32(maxEvent + headerAllowance)
+	retention := time.Duration(orDefault(a.Retention, caddy.Duration(defaultRetention)))
+	a.streams = []jetstream.StreamConfig{{
+		Name:        event.StreamName,
+		Description: "Hookgate: every accepted webhook, as received",
+		Subjects:    []string{event.SubjectRoot + ".>"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardNew,
+		MaxBytes:    maxStore,
+		MaxAge:      retention,
+		Duplicates:  time.Duration(orDefault(a.DedupWindow, caddy.Duration(defaultDedupWindow))),
+		MaxMsgSize:  a.ecfg.MaxPayload,
+		Replicas:    1,
+		AllowDirect: true,
+	}, {
+		Name:        event.DLQStreamName,
+		Description: "Hookgate: events a destination gave up on",
+		Subjects:    []string{event.DLQSubjectRoot + ".>"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardNew,
+		MaxBytes:    maxStore / 4,
+		MaxAge:      retention,
+		Duplicates:  10 * time.Minute,
+		MaxMsgSize:  a.ecfg.MaxPayload,
+		Replicas:    1,
+		AllowDirect: true,
+	}}
+
+	a.fwdConfigs = a.fwdConfigs[:0]
+	for _, d := range a.Destinations {
+		fc, err := d.forwarderConfig(repl)
+		if err != nil {
+			return fmt.Errorf("destination %q: %w", d.Name, err)
+		}
+		a.fwdConfigs = append(a.fwdConfigs, fc)
+	}
+	return nil
+}
+
+// Validate checks what Provision could not decide alone.
+func (a *App) Validate() error {
+	s := a.streams[0]
+	if s.Duplicates > s.MaxAge {
+		return fmt.Errorf("dedup_window %s is longer than retention %s: an event cannot be remembered longer than it is kept", s.Duplicates, s.MaxAge)
+	}
+	if a.ecfg.MaxPayload < 0 || a.MaxEventSize > 64<<20 {
+		return fmt.Errorf("max_event_size %d: at most 64MiB (NATS messages are held in memory whole)", a.MaxEventSize)
+	}
+	if a.MaxStore < 0 || a.MaxEventSize < 0 {
+		return errors.New("max_store and max_event_size must be positive")
+	}
+	seen := map[string]bool{}
+	for i := range a.fwdConfigs {
+		fc := &a.fwdConfigs[i]
+		if seen[fc.Name] {
+			return fmt.Errorf("destination %q is defined twice", fc.Name)
+		}
+		seen[fc.Name] = true
+		if err := fc.Validate(); err != nil {
+			return fmt.Errorf("destination %q: %w", fc.Name, err)
+		}
+	}
+	return nil
+}
+
+// Start takes (or shares) the embedded NATS server, makes sure the streams
+// exist, and starts the forwarders. On error it undoes its own work: Caddy
+// does not call Stop for an app whose Start failed.
+func (a *App) Start() (err error) {
+	key := a.ecfg.StoreDir
+	val, loaded, err := engines.LoadOrNew(key, func() (caddy.Destructor, error) {
+		return newEngine(a.ecfg, a.logger)
+	})
+	if err != nil {
+		return err
+	}
+	a.engine = val.(*engine)
+	defer func() {
+		if err != nil {
+			a.stopForwarders()
+			a.release()
+		}
+	}()
+	if loaded {
+		if err := a.engine.reload(a.ecfg); err != nil {
+			return err
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	for _, sc := range a.streams {
+		if _, err := a.engine.js.CreateOrUpdateStream(ctx, sc); err != nil {
+			return fmt.Errorf("stream %s: %w", sc.Name, err)
+		}
+	}
+	for _, fc := range a.fwdConfigs {
+		f, err := forwarder.New(a.engine.js, fc, a.logger.Named("forwarder").With(zap.String("destination", fc.Name)))
+		if err != nil {
+			return fmt.Errorf("destination %q: %w", fc.Name, err)
+		}
+		if err := f.Start(ctx); err != nil {
+			return fmt.Errorf("destination %q: %w", fc.Name, err)
+		}
+		a.forwarders = append(a.forwarders, f)
+	}
+	close(a.ready)
+	return nil
+}
+
+// Stop stops the forwarders (in-flight deliveries finish or go back to the
+// stream) and lets go of the engine; the engine shuts down when no config
+// uses it any more.
+func (a *App) Stop() error {
+	a.stopForwarders()
+	a.release()
+	return nil
+}
+
+func (a *App) stopForwarders() {
+	ctx, cancel := context.WithTimeout(context.Background(), stopGrace)
+	defer cancel()
+	for _, f := range a.forwarders {
+		if err := f.Stop(ctx); err != nil {
+			a.logger.Warn("forwarder did not stop cleanly", zap.Error(err))
+		}
+	}
+	a.forwarders = nil
+}
+
+func (a *App) release() {
+	if a.engine == nil || a.released {
+		return
+	}
+	a.released = true
+	if _, err := engines.Delete(a.ecfg.StoreDir); err != nil {
+		a.logger.Error("event store did not shut down cleanly", zap.Error(err))
+	}
+}
+
+// waitReady reports whether the app is ready to store events, waiting at most
+// d. Apps start in random order, so the HTTP server may take requests before
+// this app has its store.
+func (a *App) waitReady(d time.Duration) bool {
+	select {
+	case <-a.ready:
+		return true
+	default:
+	}
+	if d <= 0 {
+		return false
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-a.ready:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// Interface guards.
+var (
+	_ caddy.App         = (*App)(nil)
+	_ caddy.Provisioner = (*App)(nil)
+	_ caddy.Validator   = (*App)(nil)
+)

@@ -1,0 +1,290 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
+)
+
+func init() {
+	httpcaddyfile.RegisterGlobalOption("webhooks", parseGlobalOption)
+	httpcaddyfile.RegisterHandlerDirective("webhook_ingest", parseHandler)
+	// Before the handlers that typically respond, so a webhook_ingest with
+	// a path matcher works in a site block without a route block.
+	httpcaddyfile.RegisterDirectiveOrder("webhook_ingest", httpcaddyfile.Before, "abort")
+}
+
+// parseGlobalOption reads the "webhooks" global option into the app's JSON.
+// Several webhooks blocks merge into one app.
+func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
+	app := new(App)
+	if prev, ok := existing.(httpcaddyfile.App); ok {
+		if err := json.Unmarshal(prev.Value, app); err != nil {
+			return nil, err
+		}
+	}
+	if err := app.UnmarshalCaddyfile(d); err != nil {
+		return nil, err
+	}
+	return httpcaddyfile.App{Name: "webhooks", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+// UnmarshalCaddyfile sets up the app from Caddyfile tokens. Syntax:
+//
+//	webhooks {
+//		store          <dir>               # default: <caddy data dir>/hookgate
+//		sync           always|<interval>   # default: always (fsync before every 2xx)
+//		retention      <duration>          # default: 7d
+//		max_store      <size>              # default: 10GiB; full → 503, never silent loss
+//		max_event_size <size>              # default: 8MiB
+//		dedup_window   <duration>          # default: 6h
+//		listen         <host:port>|off     # NATS clients; default: 127.0.0.1:4222
+//		server_name    <name>              # default: hookgate
+//		user           <name>              # NATS client credentials
+//		password       <password>
+//		nkey           <public nkey>...
+//		destination    <name> {
+//			...                            # see parseDestination
+//		}
+//	}
+func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the option name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "store":
+			a.Store, err = oneArg(d)
+		case "sync":
+			a.Sync, err = oneArg(d)
+			if err == nil && a.Sync != "always" {
+				if dur, perr := caddy.ParseDuration(a.Sync); perr != nil || dur <= 0 {
+					err = d.Errf("sync %q: want 'always' or a positive interval such as 1s", a.Sync)
+				}
+			}
+		case "retention":
+			a.Retention, err = durationArg(d)
+		case "dedup_window":
+			a.DedupWindow, err = durationArg(d)
+		case "max_store":
+			a.MaxStore, err = sizeArg(d)
+		case "max_event_size":
+			a.MaxEventSize, err = sizeArg(d)
+		case "listen":
+			a.Listen, err = oneArg(d)
+		case "server_name":
+			a.ServerName, err = oneArg(d)
+		case "user":
+			a.User, err = oneArg(d)
+		case "password":
+			a.Password, err = oneArg(d)
+		case "nkey":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			a.NKeys = append(a.NKeys, args...)
+		case "destination":
+			dc, derr := parseDestination(d)
+			if derr != nil {
+				return derr
+			}
+			a.Destinations = append(a.Destinations, dc)
+		default:
+			return d.Errf("unrecognized webhooks option %q", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	m := new(Handler)
+	err := m.UnmarshalCaddyfile(h.Dispenser)
+	return m, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	webhook_ingest [<matcher>] {
+//		prefix          <path>             # default: /webhooks
+//		versions        <version>...       # default: v1
+//		status          <2xx code>         # default: 200
+//		publish_timeout <duration>         # default: 5s
+//		retry_after     <duration>         # default: 5s, sent with every 503
+//		source <name> {
+//			verify      <scheme> [<secret>...] [{
+//				<option> <value>           # scheme-specific, see package verify
+//			}]
+//			tolerance   <duration>         # default: 5m
+//			public_url  <url>              # the URL the provider signs, behind proxies
+//			max_body    <size>             # default: 1MiB
+//			id_header   <header>           # delivery id for generic sources
+//			type_header <header>           # event type for generic sources
+//			dedup       body               # identical bodies are duplicates
+//		}
+//	}
+//
+// Every source needs a verify line; "verify none" accepts unsigned requests.
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "prefix":
+			h.Prefix, err = oneArg(d)
+		case "versions":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			for _, v := range args {
+				if !validSegment(v) {
+					return d.Errf("version %q: want 1-%d characters of [a-z0-9_-]", v, maxSegment)
+				}
+			}
+			h.Versions = append(h.Versions, args...)
+		case "status":
+			var s string
+			if s, err = oneArg(d); err == nil {
+				h.Status, err = strconv.Atoi(s)
+				if err != nil || h.Status < 200 || h.Status > 299 {
+					err = d.Errf("status %q: want a 2xx code", s)
+				}
+			}
+		case "publish_timeout":
+			h.PublishTimeout, err = durationArg(d)
+		case "retry_after":
+			h.RetryAfter, err = durationArg(d)
+		case "source":
+			var s *Source
+			if s, err = parseSource(d); err == nil {
+				h.Sources = append(h.Sources, s)
+			}
+		default:
+			return d.Errf("unrecognized webhook_ingest subdirective %q", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// parseSource reads "source <name> { ... }"; the dispenser is on "source".
+func parseSource(d *caddyfile.Dispenser) (*Source, error) {
+	s := new(Source)
+	var err error
+	if s.Name, err = oneArg(d); err != nil {
+		return nil, err
+	}
+	if !validSegment(s.Name) {
+		return nil, d.Errf("source name %q: want 1-%d characters of [a-z0-9_-]", s.Name, maxSegment)
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "verify":
+			if s.Verify != nil {
+				return nil, d.Errf("source %q: verify given twice; list every active secret on one verify line", s.Name)
+			}
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return nil, d.Errf("source %q: verify needs a scheme, e.g. 'verify github {env.GITHUB_WEBHOOK_SECRET}' or 'verify none'", s.Name)
+			}
+			s.Verify = &VerifyConfig{Scheme: args[0], Secrets: args[1:]}
+			for vn := d.Nesting(); d.NextBlock(vn); {
+				opt := d.Val()
+				val, err := oneArg(d)
+				if err != nil {
+					return nil, err
+				}
+				if s.Verify.Options == nil {
+					s.Verify.Options = map[string]string{}
+				}
+				s.Verify.Options[opt] = val
+			}
+		case "tolerance":
+			s.Tolerance, err = durationArg(d)
+		case "public_url":
+			s.PublicURL, err = oneArg(d)
+		case "max_body":
+			s.MaxBody, err = sizeArg(d)
+		case "id_header":
+			s.IDHeader, err = oneArg(d)
+		case "type_header":
+			s.TypeHeader, err = oneArg(d)
+		case "dedup":
+			s.Dedup, err = oneArg(d)
+			if err == nil && s.Dedup != "body" {
+				err = d.Errf("dedup %q: the only mode is 'body'", s.Dedup)
+			}
+		default:
+			return nil, d.Errf("unrecognized source subdirective %q", d.Val())
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if s.Verify == nil {
+		return nil, d.Errf("source %q has no verify line: add 'verify <scheme> <secret>...', or 'verify none' to accept unsigned requests", s.Name)
+	}
+	return s, nil
+}
+
+// oneArg reads exactly one argument of the current line.
+func oneArg(d *caddyfile.Dispenser) (string, error) {
+	name := d.Val()
+	if !d.NextArg() {
+		return "", d.Errf("%s: missing value", name)
+	}
+	v := d.Val()
+	if d.NextArg() {
+		return "", d.Errf("%s: one value expected, got another: %q", name, d.Val())
+	}
+	return v, nil
+}
+
+func durationArg(d *caddyfile.Dispenser) (caddy.Duration, error) {
+	name := d.Val()
+	s, err := oneArg(d)
+	if err != nil {
+		return 0, err
+	}
+	v, err := caddy.ParseDuration(s)
+	if err != nil || v <= 0 {
+		return 0, d.Errf("%s %q: want a positive duration such as 30s, 5m or 7d", name, s)
+	}
+	return caddy.Duration(v), nil
+}
+
+func sizeArg(d *caddyfile.Dispenser) (int64, error) {
+	name := d.Val()
+	s, err := oneArg(d)
+	if err != nil {
+		return 0, err
+	}
+	v, err := humanize.ParseBytes(s)
+	if err != nil || v == 0 || v > 1<<62 {
+		return 0, d.Errf("%s %q: want a size such as 1MiB or 10GB", name, s)
+	}
+	return int64(v), nil
+}
+
+// Interface guards.
+var (
+	_ caddyfile.Unmarshaler = (*App)(nil)
+	_ caddyfile.Unmarshaler = (*Handler)(nil)
+)
