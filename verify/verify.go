@@ -1,16 +1,3 @@
-// Package verify checks webhook signatures on the raw bytes of a request,
-// one file per provider scheme. It uses only the standard library, so any Go
-// program can use it:
-//
-//	v, err := verify.New(verify.Config{Scheme: "github", Secrets: []string{secret}})
-//	res, err := v.Verify(&verify.Request{Method: "POST", URL: u, Header: r.Header, Body: body})
-//
-// Every verifier compares in constant time, accepts any number of active
-// secrets (rotation), fails closed on a missing or malformed header, and
-// reports the provider's delivery id and event type when the scheme carries
-// them. Errors wrap one of the sentinel errors below, so a caller can tell a
-// stale timestamp from a wrong signature with errors.Is; the error text never
-// contains a secret or an expected signature.
 package verify
 
 import (
@@ -28,8 +15,10 @@ type Request struct {
 	// Method is the HTTP method, "POST" for almost every provider.
 	Method string
 	// URL is the public URL the provider addressed, for the schemes that
-	// sign it (Twilio, Square, HubSpot). Behind a proxy this is the
-	// source's configured public URL, not what the gateway saw.
+	// sign it (Twilio, Square, HubSpot v2/v3). Behind a proxy this is the
+	// source's configured public URL with the received query string, not
+	// what the gateway saw. Schemes that sign the URL fail with ErrConfig
+	// when it is nil.
 	URL *url.URL
 	// Header holds the request headers as received.
 	Header http.Header
@@ -58,8 +47,21 @@ type Result struct {
 
 // Verifier checks one request. Implementations are safe for concurrent use.
 type Verifier interface {
-	// Verify returns nil error only when the request is authentic.
+	// Verify returns nil error only when the request is authentic. It
+	// reads r and never changes it.
 	Verify(r *Request) (Result, error)
+}
+
+// Signer signs a request the way the provider would, so a test or the CLI
+// can produce deliveries that Verify accepts.
+type Signer interface {
+	// Sign sets on r.Header (made when nil) the headers the provider would
+	// send, timestamped with r.Now (time.Now() when zero) and signed with
+	// the newest secret. Where the provider signs elsewhere, Sign changes
+	// that too: Twilio adds bodySHA256 to r.URL for a body that is not a
+	// form, Mailgun carries its signature in r.Body. Headers already set,
+	// such as a delivery id, are kept and signed as they are.
+	Sign(r *Request) error
 }
 
 // Sentinel errors. Every error a Verifier returns wraps exactly one of them.
@@ -76,6 +78,15 @@ var (
 	ErrConfig = errors.New("invalid verifier configuration")
 )
 
+// Limits on the work one request can cause, whatever its headers hold.
+const (
+	// MaxSecrets is the most active secrets a Config may hold.
+	MaxSecrets = 8
+	// MaxSignatures is the most signatures read from one header; more are
+	// ignored, so a long header cannot multiply the MACs computed.
+	MaxSignatures = 8
+)
+
 // DefaultTolerance is how far a signed timestamp may be from now, the value
 // Stripe's, Slack's and the Standard Webhooks libraries use.
 const DefaultTolerance = 5 * time.Minute
@@ -84,11 +95,13 @@ const DefaultTolerance = 5 * time.Minute
 type Config struct {
 	// Scheme is one of Schemes().
 	Scheme string
-	// Secrets are the active secrets (or public keys), newest first. A
-	// request is accepted when any signature matches any of them.
+	// Secrets are the active secrets (or public keys), newest first, at
+	// most MaxSecrets, none empty. A request is accepted when any
+	// signature matches any of them; a Signer signs with the first.
 	Secrets []string
-	// Tolerance bounds the age of signed timestamps; zero means
-	// DefaultTolerance. Schemes without a timestamp ignore it.
+	// Tolerance bounds how far a signed timestamp may be from now, in
+	// either direction; zero means DefaultTolerance, negative is an error.
+	// Schemes without a timestamp ignore it.
 	Tolerance time.Duration
 	// Options holds scheme-specific settings (for example the generic hmac
 	// scheme's "header", "algorithm", "encoding"); each scheme documents
@@ -124,6 +137,34 @@ func New(c Config) (Verifier, error) {
 		return nil, fmt.Errorf("%w: unknown scheme %q (known: %v)", ErrConfig, c.Scheme, Schemes())
 	}
 	return ctor(c)
+}
+
+// NewSigner makes the signer for c.Scheme. It fails with ErrConfig for a
+// scheme that cannot sign (none can sign with a public key only).
+func NewSigner(c Config) (Signer, error) {
+	v, err := New(c)
+	if err != nil {
+		return nil, err
+	}
+	s, ok := v.(Signer)
+	if !ok {
+		return nil, fmt.Errorf("%w: scheme %q cannot sign", ErrConfig, c.Scheme)
+	}
+	if p, ok := v.(interface{ signable() error }); ok {
+		if err := p.signable(); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// Must returns v, and panics when err is not nil. It is for verifiers
+// built from constants, as in verify.Must(verify.GitHub(secret)).
+func Must(v Verifier, err error) Verifier {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }
 
 // Schemes lists the registered scheme names, sorted.

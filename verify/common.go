@@ -1,0 +1,344 @@
+package verify
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// fail makes the error a verifier returns: "<scheme>: <sentinel>: <detail>".
+// The detail names the check and the value that failed, never a secret or
+// an expected signature.
+func fail(scheme string, kind error, format string, args ...any) error {
+	return fmt.Errorf("%s: %w: %s", scheme, kind, fmt.Sprintf(format, args...))
+}
+
+// quote shows an untrusted value in an error, cut short so a huge header
+// cannot flood the log.
+func quote(s string) string {
+	const max = 40
+	if len(s) > max {
+		return strconv.Quote(s[:max]) + "..."
+	}
+	return strconv.Quote(s)
+}
+
+// checkConfig validates what every scheme shares: the number of secrets,
+// none empty, no option outside known, a sane tolerance. It returns the
+// tolerance to use.
+func checkConfig(c Config, known ...string) (time.Duration, error) {
+	if len(c.Secrets) == 0 {
+		return 0, fmt.Errorf("%w: scheme %s needs at least one secret", ErrConfig, c.Scheme)
+	}
+	if len(c.Secrets) > MaxSecrets {
+		return 0, fmt.Errorf("%w: scheme %s: %d secrets, at most %d may be active", ErrConfig, c.Scheme, len(c.Secrets), MaxSecrets)
+	}
+	for i, s := range c.Secrets {
+		if s == "" {
+			// An unset environment variable must not become an empty
+			// HMAC key that anyone can sign with.
+			return 0, fmt.Errorf("%w: scheme %s: secret %d is empty", ErrConfig, c.Scheme, i+1)
+		}
+	}
+	if err := checkOptions(c, known...); err != nil {
+		return 0, err
+	}
+	switch {
+	case c.Tolerance < 0:
+		return 0, fmt.Errorf("%w: scheme %s: tolerance %s is negative", ErrConfig, c.Scheme, c.Tolerance)
+	case c.Tolerance == 0:
+		return DefaultTolerance, nil
+	}
+	return c.Tolerance, nil
+}
+
+// checkOptions rejects any option a scheme does not know, so a typo is an
+// error at load time rather than a silently ignored setting.
+func checkOptions(c Config, known ...string) error {
+	var unknown []string
+	for k := range c.Options {
+		found := false
+		for _, n := range known {
+			found = found || k == n
+		}
+		if !found {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	sort.Strings(unknown)
+	if len(known) == 0 {
+		return fmt.Errorf("%w: scheme %s takes no options, got %s", ErrConfig, c.Scheme, strings.Join(unknown, ", "))
+	}
+	return fmt.Errorf("%w: scheme %s: unknown option %s (known: %s)", ErrConfig, c.Scheme, strings.Join(unknown, ", "), strings.Join(known, ", "))
+}
+
+// rawRing checks c and makes a keyring of its secrets used as they are, the
+// common case (Stripe, GitHub, Slack...). It returns the tolerance too.
+func rawRing(c Config, h func() hash.Hash, known ...string) (keyring, time.Duration, error) {
+	tol, err := checkConfig(c, known...)
+	if err != nil {
+		return keyring{}, 0, err
+	}
+	return keyring{rawKeys(c.Secrets), h}, tol, nil
+}
+
+// rawKeys turns secrets used as they are (Stripe, GitHub, Slack...) into
+// HMAC keys.
+func rawKeys(secrets []string) [][]byte {
+	keys := make([][]byte, len(secrets))
+	for i, s := range secrets {
+		keys[i] = []byte(s)
+	}
+	return keys
+}
+
+// keyring holds a scheme's active HMAC keys and its hash.
+type keyring struct {
+	keys [][]byte
+	hash func() hash.Hash
+}
+
+// mac is the HMAC of the concatenated parts under key.
+func (k keyring) mac(key []byte, parts ...[]byte) []byte {
+	m := hmac.New(k.hash, key)
+	for _, p := range parts {
+		m.Write(p)
+	}
+	return m.Sum(nil)
+}
+
+// match reports whether any of sigs is the MAC of parts under any key. It
+// computes one MAC per key, whatever the number of signatures, and
+// compares in constant time.
+func (k keyring) match(sigs [][]byte, parts ...[]byte) bool {
+	for _, key := range k.keys {
+		sum := k.mac(key, parts...)
+		for _, s := range sigs {
+			if hmac.Equal(sum, s) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// sign is the MAC of parts under the newest key.
+func (k keyring) sign(parts ...[]byte) []byte { return k.mac(k.keys[0], parts...) }
+
+// mismatch is the error when no signature matched.
+func (k keyring) mismatch(scheme string, sigs int) error {
+	return fail(scheme, ErrMismatch, "%s match none of %d secret(s)", plural(sigs, "signature"), len(k.keys))
+}
+
+// plural writes "1 signature" or "3 signatures".
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return strconv.Itoa(n) + " " + word + "s"
+}
+
+// hashes are the algorithms the generic scheme offers.
+var hashes = map[string]func() hash.Hash{
+	"sha1":   sha1.New,
+	"sha256": sha256.New,
+	"sha512": sha512.New,
+}
+
+// encodings decode and encode signatures. Base64 is accepted with or
+// without padding, as senders differ.
+var encodings = map[string]struct {
+	decode func(string) ([]byte, error)
+	encode func([]byte) string
+}{
+	"hex":       {hex.DecodeString, hex.EncodeToString},
+	"base64":    {decodeB64(base64.StdEncoding), base64.StdEncoding.EncodeToString},
+	"base64url": {decodeB64(base64.URLEncoding), base64.URLEncoding.EncodeToString},
+}
+
+// decodeB64 decodes padded or unpadded base64 in enc's alphabet.
+func decodeB64(enc *base64.Encoding) func(string) ([]byte, error) {
+	return func(s string) ([]byte, error) {
+		if strings.HasSuffix(s, "=") || len(s)%4 == 0 {
+			return enc.DecodeString(s)
+		}
+		return enc.WithPadding(base64.NoPadding).DecodeString(s)
+	}
+}
+
+// maxTimestampDigits admits millisecond Unix times (13 digits) with room,
+// and keeps the value far from int64 overflow.
+const maxTimestampDigits = 15
+
+// parseUnix reads a decimal Unix timestamp: digits only, no sign, space or
+// leading zero, so the text signed is the text parsed.
+func parseUnix(s string) (int64, bool) {
+	if s == "" || len(s) > maxTimestampDigits || (s[0] == '0' && len(s) > 1) {
+		return 0, false
+	}
+	var n int64
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}
+
+// checkTimestamp parses a timestamp header in unit (time.Second or
+// time.Millisecond) and checks it is within tol of now.
+func checkTimestamp(scheme, name, value string, unit time.Duration, now time.Time, tol time.Duration) error {
+	if value == "" {
+		return fail(scheme, ErrMissing, "no %s timestamp", name)
+	}
+	n, ok := parseUnix(value)
+	if !ok {
+		return fail(scheme, ErrMalformed, "%s timestamp %s is not a Unix time", name, quote(value))
+	}
+	var t time.Time
+	if unit == time.Millisecond {
+		t = time.UnixMilli(n)
+	} else {
+		t = time.Unix(n, 0)
+	}
+	// Sub saturates, so an absurd timestamp reads as far away, not as a
+	// wrapped small number.
+	switch d := now.Sub(t); {
+	case d > tol:
+		return fail(scheme, ErrExpired, "timestamp %s is %s in the past, outside the %s tolerance", value, d.Round(time.Second), tol)
+	case -d > tol:
+		return fail(scheme, ErrExpired, "timestamp %s is %s in the future, outside the %s tolerance", value, (-d).Round(time.Second), tol)
+	}
+	return nil
+}
+
+// eachItem calls fn for each sep-separated item of a header value, trimmed
+// of spaces, skipping empty items. It stops early when fn returns false.
+func eachItem(s string, sep byte, fn func(item string) bool) {
+	for s != "" {
+		var item string
+		if i := strings.IndexByte(s, sep); i >= 0 {
+			item, s = s[:i], s[i+1:]
+		} else {
+			item, s = s, ""
+		}
+		if item = strings.TrimSpace(item); item != "" && !fn(item) {
+			return
+		}
+	}
+}
+
+// keyValues parses "k=v<sep>k=v" headers (Stripe's, Paddle's): it returns
+// the value of tsKey and up to MaxSignatures decoded values of sigKey.
+// Values of sigKey that do not decode are skipped, as stripe-go does, so
+// a future signature format next to ours does not break verification.
+func keyValues(scheme, name, value string, sep byte, tsKey, sigKey string, decode func(string) ([]byte, error)) (ts string, sigs [][]byte, err error) {
+	if value == "" {
+		return "", nil, fail(scheme, ErrMissing, "no %s header", name)
+	}
+	eachItem(value, sep, func(item string) bool {
+		k, v, ok := strings.Cut(item, "=")
+		if !ok {
+			err = fail(scheme, ErrMalformed, "%s item %s has no '='", name, quote(item))
+			return false
+		}
+		switch strings.TrimSpace(k) {
+		case tsKey:
+			if ts != "" {
+				err = fail(scheme, ErrMalformed, "%s has two %s= timestamps", name, tsKey)
+				return false
+			}
+			ts = strings.TrimSpace(v)
+		case sigKey:
+			if len(sigs) < MaxSignatures {
+				if b, derr := decode(strings.TrimSpace(v)); derr == nil && len(b) > 0 {
+					sigs = append(sigs, b)
+				}
+			}
+		}
+		return true
+	})
+	if err != nil {
+		return "", nil, err
+	}
+	if ts == "" {
+		return "", nil, fail(scheme, ErrMalformed, "%s has no %s= timestamp", name, tsKey)
+	}
+	return ts, sigs, nil
+}
+
+// decodeOne decodes a header that carries exactly one signature.
+func decodeOne(scheme, name, value, prefix string, decode func(string) ([]byte, error)) ([]byte, error) {
+	if value == "" {
+		return nil, fail(scheme, ErrMissing, "no %s header", name)
+	}
+	rest, ok := strings.CutPrefix(strings.TrimSpace(value), prefix)
+	if !ok {
+		return nil, fail(scheme, ErrMalformed, "%s does not start with %q", name, prefix)
+	}
+	b, err := decode(rest)
+	if err != nil || len(b) == 0 {
+		return nil, fail(scheme, ErrMalformed, "%s is not a valid encoded signature", name)
+	}
+	return b, nil
+}
+
+// headers returns r.Header, made when nil, for a Signer to fill.
+func headers(r *Request) http.Header {
+	if r.Header == nil {
+		r.Header = make(http.Header)
+	}
+	return r.Header
+}
+
+// setDefault sets a header only when the caller has not, so a Signer keeps
+// a delivery id chosen by its caller.
+func setDefault(h http.Header, name, value string) string {
+	if v := h.Get(name); v != "" {
+		return v
+	}
+	h.Set(name, value)
+	return value
+}
+
+// randomHex returns n random bytes in hex, for delivery ids and tokens.
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails (Go 1.24+).
+	return hex.EncodeToString(b)
+}
+
+// uuid4 returns a random RFC 4122 version 4 UUID, the shape of GitHub's
+// and GitLab's delivery ids.
+func uuid4() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b)
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+// unixText formats a signing time in seconds or milliseconds.
+func unixText(t time.Time, unit time.Duration) string {
+	if unit == time.Millisecond {
+		return strconv.FormatInt(t.UnixMilli(), 10)
+	}
+	return strconv.FormatInt(t.Unix(), 10)
+}
