@@ -1,0 +1,236 @@
+package forwarder
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/hookgate/hookgate/event"
+)
+
+// breakerState is the state of a circuit.
+type breakerState int32
+
+const (
+	circuitClosed breakerState = iota
+	circuitOpen
+	circuitHalfOpen
+)
+
+// forever is how long a 410 pauses a destination: until an operator
+// resumes it or changes its URL.
+const forever = 100 * 365 * 24 * time.Hour
+
+// breaker is a destination's circuit breaker. Attempts pass it through
+// enter; while it is open they wait there, in hand, instead of failing and
+// spending attempts, and the consumer is paused so JetStream hands out no
+// more. After the cooldown one probe goes; its success closes the circuit,
+// its failure opens it again.
+type breaker struct {
+	cfg   BreakerConfig
+	state atomic.Int32 // breakerState, read without the lock on the hot path
+
+	mu          sync.Mutex
+	until       time.Time
+	probing     bool
+	consecutive int
+	winStart    time.Time
+	winOK       int
+	winFail     int
+	// wake is closed and replaced on every state change so that waiters
+	// look again.
+	wake chan struct{}
+}
+
+func newBreaker(cfg BreakerConfig) *breaker {
+	return &breaker{cfg: cfg, wake: make(chan struct{})}
+}
+
+// closed reports whether attempts may go without looking further.
+func (b *breaker) closed() bool { return breakerState(b.state.Load()) == circuitClosed }
+
+// enter blocks until an attempt may go and reports whether it is the
+// half-open probe. It fails only when ctx ends.
+func (b *breaker) enter(ctx context.Context) (probe bool, err error) {
+	for {
+		b.mu.Lock()
+		st := breakerState(b.state.Load())
+		now := time.Now()
+		if st == circuitOpen && !now.Before(b.until) {
+			st = circuitHalfOpen
+			b.setLocked(st)
+		}
+		switch {
+		case st == circuitClosed:
+			b.mu.Unlock()
+			return false, nil
+		case st == circuitHalfOpen && !b.probing:
+			b.probing = true
+			b.mu.Unlock()
+			return true, nil
+		}
+		wake := b.wake
+		wait := time.Duration(-1)
+		if st == circuitOpen {
+			wait = b.until.Sub(now)
+		}
+		b.mu.Unlock()
+		if err := sleepUntilWake(ctx, wake, wait); err != nil {
+			return false, err
+		}
+	}
+}
+
+// sleepUntilWake waits for wake, for d (unless d < 0) or for ctx.
+func sleepUntilWake(ctx context.Context, wake <-chan struct{}, d time.Duration) error {
+	var timer <-chan time.Time
+	if d >= 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		timer = t.C
+	}
+	select {
+	case <-wake:
+	case <-timer:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return nil
+}
+
+// abandon gives the probe back when its attempt never ran.
+func (b *breaker) abandon(probe bool) {
+	if !probe {
+		return
+	}
+	b.mu.Lock()
+	b.probing = false
+	b.broadcastLocked()
+	b.mu.Unlock()
+}
+
+// done records an attempt. It returns the time the circuit is open until
+// when this attempt opened it, zero otherwise, and whether it closed it.
+func (b *breaker) done(probe, failed bool) (openedUntil time.Time, closed bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := time.Now()
+	if probe {
+		b.probing = false
+		if failed {
+			return b.openLocked(now, b.cfg.Cooldown), false
+		}
+		b.resetLocked(now)
+		return time.Time{}, true
+	}
+	if breakerState(b.state.Load()) != circuitClosed || b.cfg.Disabled {
+		// An attempt that started before the circuit opened: the probe
+		// decides, not stragglers.
+		return time.Time{}, false
+	}
+	if now.Sub(b.winStart) > b.cfg.Window {
+		b.winStart, b.winOK, b.winFail = now, 0, 0
+	}
+	if !failed {
+		b.consecutive = 0
+		b.winOK++
+		return time.Time{}, false
+	}
+	b.consecutive++
+	b.winFail++
+	total := b.winOK + b.winFail
+	if (b.cfg.Failures > 0 && b.consecutive >= b.cfg.Failures) ||
+		(b.cfg.Ratio > 0 && total >= b.cfg.MinRequests && float64(b.winFail) >= b.cfg.Ratio*float64(total)) {
+		return b.openLocked(now, b.cfg.Cooldown), false
+	}
+	return time.Time{}, false
+}
+
+// openFor opens the circuit for d whatever its state (a 410).
+func (b *breaker) openFor(d time.Duration) time.Time {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.openLocked(time.Now(), d)
+}
+
+// reset closes the circuit (an operator resumed the destination).
+func (b *breaker) reset() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.resetLocked(time.Now())
+}
+
+func (b *breaker) openLocked(now time.Time, d time.Duration) time.Time {
+	b.until = now.Add(d)
+	b.setLocked(circuitOpen)
+	return b.until
+}
+
+func (b *breaker) resetLocked(now time.Time) {
+	b.consecutive, b.winOK, b.winFail, b.winStart = 0, 0, 0, now
+	b.setLocked(circuitClosed)
+}
+
+func (b *breaker) setLocked(st breakerState) {
+	b.state.Store(int32(st))
+	b.broadcastLocked()
+}
+
+func (b *breaker) broadcastLocked() {
+	close(b.wake)
+	b.wake = make(chan struct{})
+}
+
+// recordBreaker feeds an attempt's result to the breaker and pauses or
+// notes the consumer accordingly. A response that is not a failure of the
+// destination (a 2xx, a rejecting 4xx) counts as success.
+func (f *Forwarder) recordBreaker(probe bool, res result) {
+	if res.outcome == gone {
+		f.breaker.abandon(probe)
+		return
+	}
+	until, closed := f.breaker.done(probe, res.outcome == retryable)
+	switch {
+	case !until.IsZero():
+		f.log.Warn("circuit open: destination paused",
+			zap.Time("until", until), zap.Int("last_status", res.status), zap.String("last_error", res.err))
+		f.pauseConsumer(until)
+	case closed:
+		f.log.Info("circuit closed: destination healthy again")
+	}
+}
+
+// pauseGone pauses the destination after a 410 Gone until an operator
+// resumes it (Resume) or a reload changes its URL.
+func (f *Forwarder) pauseGone(res result) {
+	until := f.breaker.openFor(forever)
+	f.log.Error("destination answered 410 Gone: paused until resumed; fix its url and reload, or resume it",
+		zap.String("url", f.cfg.URL), zap.String("consumer", f.consumer), zap.String("last_error", res.err))
+	f.pauseConsumer(until)
+}
+
+// pauseConsumer pauses the durable consumer, so that no Forwarder of this
+// destination, in this process or another, is handed events until then.
+func (f *Forwarder) pauseConsumer(until time.Time) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(f.hardCtx), 5*time.Second)
+	defer cancel()
+	if _, err := f.js.PauseConsumer(ctx, event.StreamName, f.consumer, until); err != nil {
+		// The in-process gate still holds every attempt of this Forwarder.
+		f.log.Warn("pause consumer", zap.String("consumer", f.consumer), zap.Error(err))
+	}
+}
+
+// Resume lifts a pause of the destination (after a 410 or while its
+// circuit is open) and closes its circuit.
+func (f *Forwarder) Resume(ctx context.Context) error {
+	if _, err := f.js.ResumeConsumer(ctx, event.StreamName, f.consumer); err != nil {
+		return fmt.Errorf("destination %q: resume consumer %q: %w", f.cfg.Name, f.consumer, err)
+	}
+	f.breaker.reset()
+	f.log.Info("destination resumed")
+	return nil
+}

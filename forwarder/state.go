@@ -1,0 +1,326 @@
+package forwarder
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/hookgate/hookgate/event"
+)
+
+// StateBucket is the JetStream KV bucket holding one Delivery per (event,
+// destination). Its key is "<base64url(event id)>.<destination>".
+const StateBucket = "WEBHOOKS_DELIVERIES"
+
+// Status is where one event stands with one destination.
+type Status string
+
+// The statuses of a Delivery.
+const (
+	// StatusPending: the event matches the destination and no attempt has
+	// finished yet. No record is stored for it; ReadDeliveries callers
+	// show it for destinations whose Config.Matches the event's subject.
+	StatusPending Status = "pending"
+	// StatusDelivering: an attempt has been running for a while.
+	StatusDelivering Status = "delivering"
+	// StatusRetrying: an attempt failed and another is due at NextRetryAt.
+	StatusRetrying Status = "retrying"
+	// StatusDelivered: the destination answered 2xx.
+	StatusDelivered Status = "delivered"
+	// StatusFailed: the event was dead-lettered.
+	StatusFailed Status = "failed"
+)
+
+// ErrNoDelivery means no delivery state is stored for the event and
+// destination: the event is pending, does not match the destination, or its
+// state expired with the stream's retention.
+var ErrNoDelivery = errors.New("forwarder: no delivery state")
+
+// Delivery is the delivery state of one event at one destination, as
+// stored in StateBucket and shown by the event log.
+type Delivery struct {
+	// EventID is the event's id (Hookgate-Id).
+	EventID string `json:"event_id"`
+	// Destination is the destination's name.
+	Destination string `json:"destination"`
+	// Event is the provider's event type, when it named one.
+	Event string `json:"event,omitempty"`
+	// Subject and Sequence locate the event in WEBHOOKS.
+	Subject  string `json:"subject"`
+	Sequence uint64 `json:"stream_seq"`
+	// Status is where the event stands.
+	Status Status `json:"status"`
+	// Attempts is how many attempts were made, the first included.
+	Attempts int `json:"attempts"`
+	// RetryAttempts is how many of those were retries (Attempts - 1).
+	RetryAttempts int `json:"retry_attempts"`
+	// NextRetryAt is when the next attempt is due, while retrying.
+	NextRetryAt *time.Time `json:"next_retry_at,omitempty"`
+	// NextRetryIn renders NextRetryAt relative to the time of reading
+	// ("8 seconds"); it is not stored.
+	NextRetryIn string `json:"next_retry_in,omitempty"`
+	// LastStatusCode is the HTTP status of the last attempt, 0 when it got
+	// no response.
+	LastStatusCode int `json:"last_status_code,omitempty"`
+	// LastError describes the last failure.
+	LastError string `json:"last_error,omitempty"`
+	// LastLatency is how long the last attempt took.
+	LastLatency Duration `json:"last_latency,omitempty"`
+	// DeliveredAt is when the destination accepted the event.
+	DeliveredAt *time.Time `json:"delivered_at,omitempty"`
+	// Reason says why a failed event was dead-lettered (see
+	// event.HeaderDLQReason).
+	Reason string `json:"reason,omitempty"`
+	// UpdatedAt is when this state was written.
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// Duration is a time.Duration that reads and writes JSON as a Go duration
+// string ("12.5ms").
+type Duration time.Duration
+
+// MarshalJSON implements json.Marshaler.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return []byte(strconv.Quote(time.Duration(d).String())), nil
+}
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return fmt.Errorf("duration %s: %w", b, err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("duration %q: %w", s, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// stateKey is the KV key of one (event, destination). Event ids may hold
+// characters KV keys may not (':'), hence the base64url.
+func stateKey(eventID, destination string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(eventID)) + "." + destination
+}
+
+// stateStreamName is the stream behind StateBucket.
+const stateStreamName = "KV_" + StateBucket
+
+// EnsureStateBucket opens StateBucket, creating it when missing. Its
+// records expire with the WEBHOOKS stream's MaxAge, and it has the same
+// replicas. On a single replica it uses asynchronous persistence: delivery
+// state is observability, and an fsync per write would cap deliveries at
+// the disk's fsync rate; the events themselves stay fsynced in WEBHOOKS.
+// A crash may lose the last moments of state, never an event.
+func EnsureStateBucket(ctx context.Context, js jetstream.JetStream) (jetstream.KeyValue, error) {
+	kv, err := js.KeyValue(ctx, StateBucket)
+	if err == nil {
+		return kv, nil
+	}
+	if !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, fmt.Errorf("open delivery state bucket %s: %w", StateBucket, err)
+	}
+	var maxAge time.Duration
+	replicas := 1
+	if s, err := js.Stream(ctx, event.StreamName); err == nil {
+		maxAge = s.CachedInfo().Config.MaxAge
+		replicas = max(1, s.CachedInfo().Config.Replicas)
+	}
+	cfg := jetstream.StreamConfig{
+		Name:              stateStreamName,
+		Description:       "Hookgate delivery state per event and destination",
+		Subjects:          []string{"$KV." + StateBucket + ".>"},
+		MaxMsgsPerSubject: 1,
+		MaxBytes:          -1,
+		MaxMsgs:           -1,
+		MaxMsgSize:        -1,
+		MaxConsumers:      -1,
+		MaxAge:            maxAge,
+		Storage:           jetstream.FileStorage,
+		Replicas:          replicas,
+		AllowRollup:       true,
+		DenyDelete:        true,
+		AllowDirect:       true,
+		Duplicates:        2 * time.Minute,
+		Discard:           jetstream.DiscardNew,
+	}
+	if maxAge > 0 && maxAge < cfg.Duplicates {
+		cfg.Duplicates = maxAge
+	}
+	if replicas == 1 {
+		// Not allowed on replicated streams, where Raft batches the writes.
+		cfg.PersistMode = jetstream.AsyncPersistMode
+	}
+	if _, err := js.CreateStream(ctx, cfg); err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		return nil, fmt.Errorf("create delivery state bucket %s: %w", StateBucket, err)
+	}
+	kv, err = js.KeyValue(ctx, StateBucket)
+	if err != nil {
+		return nil, fmt.Errorf("open delivery state bucket %s: %w", StateBucket, err)
+	}
+	return kv, nil
+}
+
+// writeState records d's state. The write is fire-and-forget: it costs the
+// delivery no round trip, and a lost write only makes the event log lag.
+func (f *Forwarder) writeState(d *delivery, status Status, res result, next time.Time) {
+	now := time.Now().UTC()
+	rec := Delivery{
+		EventID:        d.ev.ID,
+		Destination:    f.cfg.Name,
+		Event:          d.ev.Type,
+		Subject:        d.ev.Subject,
+		Sequence:       d.md.Sequence.Stream,
+		Status:         status,
+		Attempts:       d.attempt,
+		RetryAttempts:  max(0, d.attempt-1),
+		LastStatusCode: res.status,
+		LastError:      res.err,
+		LastLatency:    Duration(res.latency),
+		Reason:         res.reason,
+		UpdatedAt:      now,
+	}
+	switch status {
+	case StatusDelivering:
+		// The attempt is under way: nothing about it is known yet.
+		rec.Attempts--
+		rec.RetryAttempts = max(0, rec.Attempts-1)
+	case StatusRetrying:
+		if !next.IsZero() {
+			n := next.UTC()
+			rec.NextRetryAt = &n
+		}
+	case StatusDelivered:
+		rec.DeliveredAt = &now
+	}
+	f.putState(&rec)
+}
+
+func (f *Forwarder) putState(rec *Delivery) {
+	data, err := json.Marshal(rec)
+	if err != nil {
+		f.log.Error("encode delivery state", zap.String("event_id", rec.EventID), zap.Error(err))
+		return
+	}
+	subj := "$KV." + StateBucket + "." + stateKey(rec.EventID, rec.Destination)
+	if err := f.js.Conn().Publish(subj, data); err != nil {
+		f.log.Warn("write delivery state", zap.String("event_id", rec.EventID), zap.Error(err))
+	}
+}
+
+// readState reads this destination's state of an event.
+func (f *Forwarder) readState(ctx context.Context, eventID string) (*Delivery, error) {
+	return getDelivery(ctx, f.kv, eventID, f.cfg.Name)
+}
+
+// ReadDelivery returns the delivery state of an event at one destination,
+// or ErrNoDelivery.
+func ReadDelivery(ctx context.Context, js jetstream.JetStream, eventID, destination string) (*Delivery, error) {
+	kv, err := js.KeyValue(ctx, StateBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, ErrNoDelivery
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open delivery state bucket %s: %w", StateBucket, err)
+	}
+	return getDelivery(ctx, kv, eventID, destination)
+}
+
+func getDelivery(ctx context.Context, kv jetstream.KeyValue, eventID, destination string) (*Delivery, error) {
+	e, err := kv.Get(ctx, stateKey(eventID, destination))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, ErrNoDelivery
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read delivery state of event %q at %q: %w", eventID, destination, err)
+	}
+	return decodeDelivery(e.Value(), time.Now())
+}
+
+// ReadDeliveries returns the delivery states of an event at every
+// destination that stored one, sorted by destination.
+func ReadDeliveries(ctx context.Context, js jetstream.JetStream, eventID string) ([]Delivery, error) {
+	kv, err := js.KeyValue(ctx, StateBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open delivery state bucket %s: %w", StateBucket, err)
+	}
+	prefix := base64.RawURLEncoding.EncodeToString([]byte(eventID))
+	w, err := kv.Watch(ctx, prefix+".*", jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("read delivery states of event %q: %w", eventID, err)
+	}
+	defer w.Stop()
+	var out []Delivery
+	now := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("read delivery states of event %q: %w", eventID, ctx.Err())
+		case e, ok := <-w.Updates():
+			if !ok || e == nil {
+				sortDeliveries(out)
+				return out, nil
+			}
+			d, err := decodeDelivery(e.Value(), now)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, *d)
+		}
+	}
+}
+
+func sortDeliveries(ds []Delivery) {
+	slices.SortFunc(ds, func(a, b Delivery) int { return strings.Compare(a.Destination, b.Destination) })
+}
+
+func decodeDelivery(b []byte, now time.Time) (*Delivery, error) {
+	var d Delivery
+	if err := json.Unmarshal(b, &d); err != nil {
+		return nil, fmt.Errorf("decode delivery state: %w", err)
+	}
+	if d.Status == StatusRetrying && d.NextRetryAt != nil {
+		d.NextRetryIn = humanDuration(d.NextRetryAt.Sub(now))
+	}
+	return &d, nil
+}
+
+// humanDuration renders a wait the way people say it: "8 seconds",
+// "5 minutes 3 seconds", "2 hours 30 minutes"; "now" when it is due.
+func humanDuration(d time.Duration) string {
+	d = d.Round(time.Second)
+	if d <= 0 {
+		return "now"
+	}
+	units := []struct {
+		name string
+		size time.Duration
+	}{{"day", 24 * time.Hour}, {"hour", time.Hour}, {"minute", time.Minute}, {"second", time.Second}}
+	var parts []string
+	for _, u := range units {
+		if n := d / u.size; n > 0 && len(parts) < 2 {
+			name := u.name
+			if n != 1 {
+				name += "s"
+			}
+			parts = append(parts, strconv.FormatInt(int64(n), 10)+" "+name)
+			d -= n * u.size
+		} else if len(parts) > 0 {
+			break
+		}
+	}
+	return strings.Join(parts, " ")
+}
