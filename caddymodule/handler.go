@@ -275,7 +275,13 @@ func (h *Handler) Validate() error {
 
 // ServeHTTP handles one delivery.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
-	version, src := h.route(r.URL.Path)
+	path := r.URL.Path
+	if r.URL.RawPath != "" {
+		// Escapes in the path (%2F and friends): no valid segment needs
+		// one, so route the raw form and let it fail.
+		path = r.URL.RawPath
+	}
+	version, src := h.route(path)
 	if src == nil {
 		return h.reject(w, r, problemNotFound, nil, "", "")
 	}
