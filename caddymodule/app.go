@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
@@ -305,6 +306,12 @@ func (a *App) release() {
 	if _, err := engines.Delete(a.ecfg.StoreDir); err != nil {
 		a.logger.Error("event store did not shut down cleanly", zap.Error(err))
 	}
+}
+
+// publish stores an event in the app's store. Call it only once waitReady
+// said yes.
+func (a *App) publish(ctx context.Context, msg *nats.Msg) (*jetstream.PubAck, error) {
+	return a.engine.publish(ctx, msg)
 }
 
 // waitReady reports whether the app is ready to store events, waiting at most

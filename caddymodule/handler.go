@@ -324,7 +324,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 
 	msg, id := h.message(r, version, src, res, body, receivedAt)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), h.publishTimeout)
-	ack, err := h.app.engine.publish(ctx, msg)
+	ack, err := h.app.publish(ctx, msg)
 	cancel()
 	if err != nil {
 		return h.reject(w, r, problemStore, err, version, src.name)
@@ -565,8 +565,18 @@ func validSegment(s string) bool {
 	return true
 }
 
+// publisher stores one event and returns once the store has acknowledged
+// it. It is the one seam between the request path and JetStream, so that
+// batching several requests into one fsync (group commit) can be added
+// behind it without touching the handler.
+type publisher interface {
+	publish(ctx context.Context, msg *nats.Msg) (*jetstream.PubAck, error)
+}
+
 // Interface guards.
 var (
+	_ publisher                   = (*App)(nil)
+	_ publisher                   = (*engine)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 	_ caddy.Provisioner           = (*Handler)(nil)
 	_ caddy.Validator             = (*Handler)(nil)
