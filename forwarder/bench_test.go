@@ -1,0 +1,138 @@
+package forwarder
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"runtime/pprof"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hookgate/hookgate/event"
+)
+
+// BenchmarkDeliver measures deliveries per second to a loopback sink that
+// answers 204 at once, with delivery state on and the server fsyncing
+// every stored message (SyncAlways, the gateway's default). Each iteration
+// delivers a backlog of HOOKGATE_BENCH_EVENTS events (default 20000)
+// published beforehand, outside the timer.
+//
+//	go test -run '^$' -bench Deliver -benchtime 1x ./forwarder/
+func BenchmarkDeliver(b *testing.B) {
+	n := 20000
+	if v, err := strconv.Atoi(os.Getenv("HOOKGATE_BENCH_EVENTS")); err == nil && v > 0 {
+		n = v
+	}
+	for _, conc := range []int{1, 8, 32} {
+		b.Run(fmt.Sprintf("concurrency=%d", conc), func(b *testing.B) {
+			var got atomic.Int64
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				got.Add(1)
+				w.WriteHeader(http.StatusNoContent)
+			}))
+			defer srv.Close()
+			var total time.Duration
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				e := newEnvOpts(b, true)
+				prefill(b, e.js, n, i)
+				got.Store(0)
+				cfg := fast("bench", srv.URL)
+				cfg.Concurrency = conc
+				f, err := New(e.js, cfg, e.log)
+				if err != nil {
+					b.Fatal(err)
+				}
+				stopProfile := profile(b)
+				b.StartTimer()
+				start := time.Now()
+				if err := f.Start(context.Background()); err != nil {
+					b.Fatal(err)
+				}
+				for got.Load() < int64(n) {
+					time.Sleep(time.Millisecond)
+				}
+				total += time.Since(start)
+				b.StopTimer()
+				stopProfile()
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				_ = f.Stop(ctx)
+				cancel()
+				waitAcked(b, e.js, n)
+			}
+			rate := float64(n*b.N) / total.Seconds()
+			b.ReportMetric(rate, "deliveries/s")
+			b.ReportMetric(0, "ns/op")
+			b.Logf("concurrency %d: %d deliveries in %v: %.0f deliveries/s", conc, n*b.N, total.Round(time.Millisecond), rate)
+		})
+	}
+}
+
+// profile writes a CPU profile of the timed part to
+// $HOOKGATE_BENCH_PROFILE, when set.
+func profile(b *testing.B) func() {
+	path := os.Getenv("HOOKGATE_BENCH_PROFILE")
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
+}
+
+// prefill publishes n events asynchronously and waits for every PubAck.
+func prefill(b *testing.B, js jetstream.JetStream, n, round int) {
+	body := []byte(`{"id":"evt","type":"invoice.paid","data":{"object":{"amount":1000,"currency":"eur"}}}`)
+	now := time.Now().UTC().Format(time.RFC3339Nano)
+	for i := 0; i < n; i++ {
+		m := nats.NewMsg("webhooks.v1.stripe.invoice.paid")
+		m.Data = body
+		id := fmt.Sprintf("stripe:evt_%d_%d", round, i)
+		m.Header.Set(event.HeaderID, id)
+		m.Header.Set(event.HeaderSource, "stripe")
+		m.Header.Set(event.HeaderVersion, "v1")
+		m.Header.Set(event.HeaderType, "invoice.paid")
+		m.Header.Set(event.HeaderContentType, "application/json")
+		m.Header.Set(event.HeaderReceivedAt, now)
+		if _, err := js.PublishMsgAsync(m, jetstream.WithMsgID(id)); err != nil {
+			b.Fatal(err)
+		}
+		if i%1000 == 999 || i == n-1 {
+			select {
+			case <-js.PublishAsyncComplete():
+			case <-time.After(time.Minute):
+				b.Fatal("prefill timed out")
+			}
+		}
+	}
+}
+
+// waitAcked waits until the consumer has no pending acks, so the run's
+// acks really reached the server.
+func waitAcked(b *testing.B, js jetstream.JetStream, n int) {
+	c, err := js.Consumer(context.Background(), event.StreamName, ConsumerName("bench"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		info, err := c.Info(context.Background())
+		if err == nil && info.AckFloor.Stream >= uint64(n) {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	b.Fatalf("acks did not reach %d", n)
+}
