@@ -135,3 +135,20 @@ func loadErr(caddyfile string) (bool, error) {
 	}
 	return false, caddy.Validate(&cfg)
 }
+
+// TestCaddyfileExample: the example the README runs adapts without warnings
+// and passes Caddy's validation (Provision and Validate of every module).
+func TestCaddyfileExample(t *testing.T) {
+	b, err := os.ReadFile("../Caddyfile.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := adapt(t, string(b))
+	var cfg caddy.Config
+	if err := json.Unmarshal(out, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := caddy.Validate(&cfg); err != nil {
+		t.Fatalf("Caddyfile.example does not validate: %v", err)
+	}
+}

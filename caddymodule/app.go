@@ -32,7 +32,7 @@ const (
 	defaultRetention    = 7 * 24 * time.Hour
 	defaultDedupWindow  = 6 * time.Hour
 	defaultMaxStore     = 10 << 30
-	defaultMaxEventSize = 8 << 20
+	defaultMaxEventSize = 4 << 20
 	defaultServerName   = "hookgate"
 	// headerAllowance is room for the NATS headers of one event (the
 	// provider's headers plus Hookgate's metadata) above its body.
@@ -72,7 +72,7 @@ type App struct {
 	MaxStore int64 `json:"max_store,omitempty"`
 
 	// MaxEventSize is the largest event body the store accepts; every
-	// source's max_body must fit in it. Default: 8 MiB.
+	// source's max_body must fit in it. Default: 4 MiB.
 	MaxEventSize int64 `json:"max_event_size,omitempty"`
 
 	// DedupWindow is how long a provider's delivery id is remembered, so
