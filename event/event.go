@@ -40,6 +40,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/textproto"
 	"strings"
 	"time"
 
@@ -240,14 +241,16 @@ func decode(subject string, h nats.Header, data []byte) (*Event, error) {
 }
 
 // ProviderHeader returns the provider's headers of a stored message: every
-// header but Hookgate's metadata and NATS's own.
+// header but Hookgate's metadata and NATS's own, under canonical names so
+// that http.Header's Get finds them.
 func ProviderHeader(h nats.Header) http.Header {
 	out := make(http.Header, len(h))
 	for k, v := range h {
 		if IsReserved(k) {
 			continue
 		}
-		out[k] = v
+		ck := textproto.CanonicalMIMEHeaderKey(k)
+		out[ck] = append(out[ck], v...)
 	}
 	return out
 }

@@ -1,0 +1,75 @@
+package event
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/nats-io/nats.go"
+)
+
+func TestSubject(t *testing.T) {
+	tests := []struct{ typ, want string }{
+		{"invoice.paid", "webhooks.v1.stripe.invoice.paid"},
+		{"pull_request", "webhooks.v1.stripe.pull_request"},
+		{"", "webhooks.v1.stripe.unknown"},
+		{"a..b", "webhooks.v1.stripe.a._.b"},
+		{".", "webhooks.v1.stripe._._"},
+		{"orders/create", "webhooks.v1.stripe.orders_create"},
+		{"a b*>", "webhooks.v1.stripe.a_b__"},
+		{"x.", "webhooks.v1.stripe.x._"},
+		{"é", "webhooks.v1.stripe.__"},
+		{"1.2.3.4.5.6.7.8.9.10", "webhooks.v1.stripe.1.2.3.4.5.6.7.8"},
+		{strings.Repeat("a", 300), "webhooks.v1.stripe." + strings.Repeat("a", maxTypeLen)},
+	}
+	for _, tt := range tests {
+		if got := Subject("v1", "stripe", tt.typ); got != tt.want {
+			t.Errorf("Subject(%q) = %q, want %q", tt.typ, got, tt.want)
+		}
+	}
+	if got := DLQSubject("orders", "webhooks.v1.stripe.invoice.paid"); got != "webhooks_dlq.orders.v1.stripe.invoice.paid" {
+		t.Errorf("DLQSubject = %q", got)
+	}
+}
+
+// FuzzSubject: whatever type a provider sends, the subject is a valid,
+// wildcard-free NATS subject of bounded depth under webhooks.v1.src.
+func FuzzSubject(f *testing.F) {
+	for _, s := range []string{"invoice.paid", "", ".", "a..b", "*", ">", "a b", "\x00", strings.Repeat(".", 20)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, typ string) {
+		s := Subject("v1", "src", typ)
+		if !strings.HasPrefix(s, "webhooks.v1.src.") {
+			t.Fatalf("subject %q escapes its prefix", s)
+		}
+		tokens := strings.Split(s, ".")
+		if len(tokens) > 3+maxTypeTokens {
+			t.Fatalf("subject %q has %d tokens", s, len(tokens))
+		}
+		for _, tok := range tokens {
+			if tok == "" || strings.ContainsAny(tok, "*> \t\r\n") {
+				t.Fatalf("subject %q has an invalid token %q", s, tok)
+			}
+		}
+	})
+}
+
+func TestDecodeRejectsForeignMessages(t *testing.T) {
+	if _, err := Decode(&nats.Msg{Subject: "webhooks.v1.a.b", Header: nats.Header{}}); err != ErrNotEvent {
+		t.Fatalf("err %v, want ErrNotEvent", err)
+	}
+	h := nats.Header{}
+	h.Set(HeaderID, "a:1")
+	h.Set(HeaderReceivedAt, "yesterday")
+	if _, err := Decode(&nats.Msg{Subject: "webhooks.v1.a.b", Header: h}); err == nil {
+		t.Fatal("a bad received-at was accepted")
+	}
+}
+
+func TestProviderHeaderDropsReserved(t *testing.T) {
+	h := nats.Header{"Nats-Msg-Id": {"x"}, "Hookgate-Id": {"y"}, "X-GitHub-Event": {"push"}, "hookgate-lower": {"z"}}
+	got := ProviderHeader(h)
+	if len(got) != 1 || got.Get("X-GitHub-Event") != "push" {
+		t.Fatalf("ProviderHeader = %v", got)
+	}
+}
