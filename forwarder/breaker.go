@@ -227,10 +227,18 @@ func (f *Forwarder) pauseConsumer(until time.Time) {
 // Resume lifts a pause of the destination (after a 410 or while its
 // circuit is open) and closes its circuit.
 func (f *Forwarder) Resume(ctx context.Context) error {
-	if _, err := f.js.ResumeConsumer(ctx, event.StreamName, f.consumer); err != nil {
+	// Not ResumeConsumer: in nats-server 2.15.2 it lifts the pause without
+	// waking the consumer, so events handed back during the pause would
+	// wait for the next pull request (up to 30s). A pause that ends a
+	// moment from now is lifted by the server's own timer, which does.
+	if _, err := f.js.PauseConsumer(ctx, event.StreamName, f.consumer, time.Now().Add(resumeKick)); err != nil {
 		return fmt.Errorf("destination %q: resume consumer %q: %w", f.cfg.Name, f.consumer, err)
 	}
 	f.breaker.reset()
 	f.log.Info("destination resumed")
 	return nil
 }
+
+// resumeKick is the pause Resume sets so that the server wakes the consumer
+// when it ends.
+const resumeKick = 50 * time.Millisecond

@@ -271,3 +271,14 @@ func status(code int) func(http.Header, int) (int, map[string]string) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+func atoi(t *testing.T, s string) int64 {
+	t.Helper()
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		t.Fatalf("not a number: %q", s)
+	}
+	return n
+}
+
+func jetstreamFetchWait(d time.Duration) jetstream.FetchOpt { return jetstream.FetchMaxWait(d) }

@@ -1,0 +1,196 @@
+package forwarder
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestFullJitterBoundsAndSpread(t *testing.T) {
+	base, cap := 10*time.Millisecond, 300*time.Millisecond
+	for attempt := 1; attempt <= 8; attempt++ {
+		ceil := min(cap, base<<(attempt-1))
+		lo, hi := ceil, time.Duration(0)
+		for range 2000 {
+			d := fullJitter(base, cap, attempt)
+			if d < 0 || d >= ceil {
+				t.Fatalf("attempt %d: delay %v outside [0, %v)", attempt, d, ceil)
+			}
+			lo, hi = min(lo, d), max(hi, d)
+		}
+		if lo > ceil/10 || hi < ceil*9/10 {
+			t.Errorf("attempt %d: delays span [%v, %v], want most of [0, %v)", attempt, lo, hi, ceil)
+		}
+	}
+	if d := fullJitter(time.Second, time.Hour, 200); d >= time.Hour || d < 0 {
+		t.Errorf("huge attempt: %v", d)
+	}
+}
+
+func TestScheduleAndRetryAfterCap(t *testing.T) {
+	c := Config{Name: "x", URL: "http://127.0.0.1/", Schedule: []time.Duration{5 * time.Second, 5 * time.Minute, 30 * time.Minute}}.withDefaults()
+	if c.MaxAttempts != 4 {
+		t.Errorf("MaxAttempts = %d, want len(schedule)+1", c.MaxAttempts)
+	}
+	for attempt, want := range map[int]time.Duration{1: 5 * time.Second, 2: 5 * time.Minute, 3: 30 * time.Minute, 9: 30 * time.Minute} {
+		if got := c.retryDelay(attempt, 0); got != want {
+			t.Errorf("attempt %d: delay %v, want %v", attempt, got, want)
+		}
+	}
+	if got := c.retryDelay(1, 2*time.Hour); got != 30*time.Minute {
+		t.Errorf("Retry-After 2h: delay %v, want the 30m cap", got)
+	}
+	if got := c.retryDelay(1, 7*time.Second); got != 7*time.Second {
+		t.Errorf("Retry-After 7s: delay %v", got)
+	}
+}
+
+func TestParseRetryAfter(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, tc := range []struct {
+		v    string
+		want time.Duration
+	}{
+		{"", 0},
+		{"3", 3 * time.Second},
+		{" 120 ", 2 * time.Minute},
+		{"0", 0},
+		{"-5", 0},
+		{"abc", 0},
+		{"99999999999999", 365 * 24 * time.Hour},
+		{now.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second},
+		{now.Add(-time.Minute).Format(http.TimeFormat), 0},
+	} {
+		h := http.Header{}
+		if tc.v != "" {
+			h.Set("Retry-After", tc.v)
+		}
+		if got := parseRetryAfter(h, now); got != tc.want {
+			t.Errorf("Retry-After %q = %v, want %v", tc.v, got, tc.want)
+		}
+	}
+}
+
+func TestClassify(t *testing.T) {
+	for _, tc := range []struct {
+		status int
+		on4xx  On4xx
+		want   outcome
+	}{
+		{200, DeadLetter, delivered}, {201, DeadLetter, delivered}, {204, DeadLetter, delivered}, {299, DeadLetter, delivered},
+		{408, DeadLetter, retryable}, {425, DeadLetter, retryable}, {429, DeadLetter, retryable},
+		{500, DeadLetter, retryable}, {502, DeadLetter, retryable}, {503, DeadLetter, retryable}, {504, DeadLetter, retryable},
+		{301, DeadLetter, retryable}, {100, DeadLetter, retryable},
+		{410, DeadLetter, gone}, {410, Retry, gone},
+		{400, DeadLetter, rejected}, {401, DeadLetter, rejected}, {403, DeadLetter, rejected}, {404, DeadLetter, rejected}, {422, DeadLetter, rejected},
+		{400, Retry, retryable}, {404, Retry, retryable},
+	} {
+		if got := classify(tc.status, tc.on4xx); got != tc.want {
+			t.Errorf("classify(%d, %s) = %v, want %v", tc.status, tc.on4xx, got, tc.want)
+		}
+	}
+}
+
+// TestSignStandardVector checks the signature against the Standard
+// Webhooks specification's published example.
+func TestSignStandardVector(t *testing.T) {
+	key, err := decodeSecret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := signStandard(key, "msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330", []byte(`{"test": 2432232314}`))
+	if want := "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="; got != want {
+		t.Errorf("signature = %s, want %s", got, want)
+	}
+}
+
+func TestHumanDuration(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		-time.Second:                       "now",
+		8 * time.Second:                    "8 seconds",
+		time.Second:                        "1 second",
+		65 * time.Second:                   "1 minute 5 seconds",
+		2*time.Hour + 30*time.Minute + 4e9: "2 hours 30 minutes",
+		26 * time.Hour:                     "1 day 2 hours",
+		time.Hour + 5*time.Second:          "1 hour",
+	} {
+		if got := humanDuration(d); got != want {
+			t.Errorf("humanDuration(%v) = %q, want %q", d, got, want)
+		}
+	}
+}
+
+func TestJSONKey(t *testing.T) {
+	body := []byte(`{"data":{"object":{"customer":"cus_1","n":42,"ok":true,"items":[{"id":"a"},{"id":"b"}]}}}`)
+	for path, want := range map[string]string{
+		"data.object.customer":   "cus_1",
+		"data.object.n":          "42",
+		"data.object.ok":         "true",
+		"data.object.items.1.id": "b",
+		"data.object.items.9.id": "",
+		"data.object":            "",
+		"missing":                "",
+	} {
+		if got := jsonKey(body, strings.Split(path, ".")); got != want {
+			t.Errorf("jsonKey(%s) = %q, want %q", path, got, want)
+		}
+	}
+	if got := jsonKey([]byte("not json"), []string{"a"}); got != "" {
+		t.Errorf("bad json: %q", got)
+	}
+}
+
+func TestMatches(t *testing.T) {
+	c := Config{Subjects: []string{"webhooks.v1.stripe.invoice.>", "webhooks.*.github.push"}}
+	for subj, want := range map[string]bool{
+		"webhooks.v1.stripe.invoice.paid":    true,
+		"webhooks.v1.stripe.invoice":         false,
+		"webhooks.v2.github.push":            true,
+		"webhooks.v2.github.push.extra":      false,
+		"webhooks.v1.stripe.customer.create": false,
+	} {
+		if got := c.Matches(subj); got != want {
+			t.Errorf("Matches(%s) = %v, want %v", subj, got, want)
+		}
+	}
+	if !(&Config{}).Matches("webhooks.v1.x.y") {
+		t.Error("no subjects must match every event")
+	}
+}
+
+func TestValidate(t *testing.T) {
+	ok := Config{Name: "orders", URL: "http://127.0.0.1:9000/hooks"}
+	if err := ok.Validate(); err != nil {
+		t.Fatalf("valid config: %v", err)
+	}
+	for _, tc := range []struct {
+		mut  func(*Config)
+		want string
+	}{
+		{func(c *Config) { c.Name = "" }, "name is empty"},
+		{func(c *Config) { c.Name = "a.b" }, `name "a.b"`},
+		{func(c *Config) { c.URL = "ftp://x" }, `url "ftp://x"`},
+		{func(c *Config) { c.URL = "/relative" }, "absolute"},
+		{func(c *Config) { c.Subjects = []string{"orders.>"} }, `subject "orders.>"`},
+		{func(c *Config) { c.Subjects = []string{"webhooks.>.x"} }, "subject"},
+		{func(c *Config) { c.Timeout = -1 }, "timeout"},
+		{func(c *Config) { c.BackoffBase, c.BackoffCap = time.Minute, time.Second }, "backoff cap 1s is below its base 1m0s"},
+		{func(c *Config) { c.MaxAttempts = -1 }, "max_attempts -1"},
+		{func(c *Config) { c.On4xx = "drop" }, `on_4xx "drop"`},
+		{func(c *Config) { c.Concurrency = 5000 }, "concurrency 5000"},
+		{func(c *Config) { c.Rate = -1 }, "rate"},
+		{func(c *Config) { c.OrderedBy = "$..x" }, "ordered_by"},
+		{func(c *Config) { c.SignSecret = "plain" }, "whsec_"},
+		{func(c *Config) { c.SignSecret = "whsec_!!!" }, "base64"},
+		{func(c *Config) { c.Breaker.Ratio = 2 }, "breaker ratio"},
+		{func(c *Config) { c.Schedule = []time.Duration{-time.Second} }, "schedule entry 1"},
+	} {
+		c := ok
+		tc.mut(&c)
+		err := c.Validate()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Validate() = %v, want an error containing %q", err, tc.want)
+		}
+	}
+}
