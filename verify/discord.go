@@ -90,22 +90,14 @@ func (d *discord) Verify(r *Request) (Result, error) {
 // discordResult tells interactions (which carry a token) from webhook
 // events (which carry a version and, but for PING, an event).
 func discordResult(body []byte) Result {
-	var b struct {
-		ID    jsonText  `json:"id"`
-		Type  jsonText  `json:"type"`
-		Token *jsonText `json:"token"`
-		Event struct {
-			Type jsonText `json:"type"`
-		} `json:"event"`
-	}
-	decodeJSON(body, &b)
-	res := Result{ID: string(b.ID)}
-	switch {
-	case b.Event.Type != "":
-		res.Type = string(b.Event.Type)
-	case b.Token != nil:
-		res.Type = discordTypes[string(b.Type)]
-	case b.Type == "0":
+	f := fields(body, "id", "type", "token", "event")
+	res := Result{ID: text(f[0])}
+	switch typ, event := text(f[1]), text(fields(f[3], "type")[0]); {
+	case event != "":
+		res.Type = event
+	case f[2] != nil:
+		res.Type = discordTypes[typ]
+	case typ == "0":
 		res.Type = "PING"
 	}
 	return res

@@ -257,14 +257,14 @@ func (g *generic) Verify(r *Request) (Result, error) {
 // result reads the delivery id and type where the options say.
 func (g *generic) result(r *Request) Result {
 	var res Result
-	pick := func(header, field string) string {
+	pick := func(header, path string) string {
 		if header != "" {
 			if v := r.Header.Get(header); v != "" {
 				return v
 			}
 		}
-		if field != "" {
-			return jsonPath(r.Body, field)
+		if path != "" {
+			return text(field(r.Body, path))
 		}
 		return ""
 	}

@@ -137,22 +137,22 @@ func (h *hubspot) digest(secret []byte, r *Request, uri string) []byte {
 
 // hubspotResult reads the delivery id and type from a batch of events.
 func hubspotResult(body []byte) Result {
-	var events []struct {
-		EventID jsonText `json:"eventId"`
-		Type    jsonText `json:"subscriptionType"`
-	}
-	decodeJSON(body, &events)
-	if len(events) == 0 {
-		return Result{}
-	}
-	res := Result{Type: string(events[0].Type)}
-	if len(events) == 1 {
-		res.ID = string(events[0].EventID)
-	}
-	for _, e := range events[1:] {
-		if string(e.Type) != res.Type {
+	var res Result
+	n := 0
+	ok := eachElement(body, func(event []byte) {
+		f := fields(event, "eventId", "subscriptionType")
+		if n == 0 {
+			res = Result{ID: text(f[0]), Type: text(f[1])}
+		} else if text(f[1]) != res.Type {
 			res.Type = ""
 		}
+		n++
+	})
+	if !ok {
+		return Result{}
+	}
+	if n > 1 {
+		res.ID = ""
 	}
 	return res
 }

@@ -51,19 +51,6 @@ type mailgunFields struct {
 	id, typ                     string
 }
 
-// mailgunEnvelope is the JSON webhook body.
-type mailgunEnvelope struct {
-	Signature struct {
-		Timestamp jsonText `json:"timestamp"`
-		Token     jsonText `json:"token"`
-		Signature jsonText `json:"signature"`
-	} `json:"signature"`
-	EventData struct {
-		ID    jsonText `json:"id"`
-		Event jsonText `json:"event"`
-	} `json:"event-data"`
-}
-
 // maxMailgunField bounds each multipart field read, so a huge part named
 // "token" costs no more than a small one.
 const maxMailgunField = 1 << 10
@@ -77,13 +64,15 @@ func parseMailgunBody(contentType string, body []byte) (mailgunFields, error) {
 	case mt == "multipart/form-data":
 		return parseMailgunMultipart(params["boundary"], body)
 	case mt == "application/json" || (mt == "" && len(trimmed) > 0 && trimmed[0] == '{'):
-		var e mailgunEnvelope
-		if err := json.Unmarshal(trimmed, &e); err != nil {
-			return mailgunFields{}, fail("mailgun", ErrMalformed, "the JSON body does not parse: %v", err)
+		f := fields(trimmed, "signature", "event-data")
+		if f[0] == nil && f[1] == nil && !eachField(trimmed, func(_, _ []byte) {}) {
+			return mailgunFields{}, fail("mailgun", ErrMalformed, "the JSON body is not an object")
 		}
+		sig := fields(f[0], "timestamp", "token", "signature")
+		event := fields(f[1], "id", "event")
 		return mailgunFields{
-			timestamp: string(e.Signature.Timestamp), token: string(e.Signature.Token), signature: string(e.Signature.Signature),
-			id: string(e.EventData.ID), typ: string(e.EventData.Event),
+			timestamp: text(sig[0]), token: text(sig[1]), signature: text(sig[2]),
+			id: text(event[0]), typ: text(event[1]),
 		}, nil
 	}
 	form, err := url.ParseQuery(string(body))

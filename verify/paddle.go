@@ -52,12 +52,8 @@ func (p *paddle) Verify(r *Request) (Result, error) {
 	if !p.ring.match(sigs, []byte(ts), colon, r.Body) {
 		return Result{}, p.ring.mismatch("paddle", len(sigs))
 	}
-	var b struct {
-		ID   jsonText `json:"event_id"`
-		Type jsonText `json:"event_type"`
-	}
-	decodeJSON(r.Body, &b)
-	return Result{ID: string(b.ID), Type: string(b.Type)}, nil
+	f := fields(r.Body, "event_id", "event_type")
+	return Result{ID: text(f[0]), Type: text(f[1])}, nil
 }
 
 // Sign implements Signer.

@@ -58,30 +58,24 @@ func (s *slack) Verify(r *Request) (Result, error) {
 	return slackResult(r.Body), nil
 }
 
-// slackEnvelope is the part of a Slack body that names the delivery.
-type slackEnvelope struct {
-	EventID jsonText `json:"event_id"`
-	Type    jsonText `json:"type"`
-	Event   struct {
-		Type jsonText `json:"type"`
-	} `json:"event"`
-}
-
+// slackResult reads the delivery id and type from an Events API body, an
+// interactivity form (its JSON "payload") or a slash command form.
 func slackResult(body []byte) Result {
-	var e slackEnvelope
-	if b := bytes.TrimSpace(body); len(b) > 0 && b[0] == '{' {
-		decodeJSON(b, &e)
-	} else if form, err := url.ParseQuery(string(body)); err == nil {
+	if b := bytes.TrimSpace(body); len(b) == 0 || b[0] != '{' {
+		form, err := url.ParseQuery(string(body))
 		switch {
+		case err != nil:
+			return Result{}
 		case form.Get("payload") != "":
-			decodeJSON([]byte(form.Get("payload")), &e)
+			body = []byte(form.Get("payload"))
 		case form.Get("command") != "":
-			e.Type = "slash_command"
+			return Result{Type: "slash_command"}
 		}
 	}
-	res := Result{ID: string(e.EventID), Type: string(e.Type)}
-	if e.Type == "event_callback" && e.Event.Type != "" {
-		res.Type = string(e.Event.Type)
+	f := fields(body, "event_id", "type", "event")
+	res := Result{ID: text(f[0]), Type: text(f[1])}
+	if inner := text(fields(f[2], "type")[0]); res.Type == "event_callback" && inner != "" {
+		res.Type = inner
 	}
 	return res
 }
@@ -90,12 +84,9 @@ func slackResult(body []byte) Result {
 // request, which the receiver must echo back for Slack to accept the
 // Request URL. Call it only on a body that Verify accepted.
 func SlackChallenge(body []byte) (challenge string, ok bool) {
-	var v struct {
-		Type      jsonText `json:"type"`
-		Challenge jsonText `json:"challenge"`
-	}
-	decodeJSON(body, &v)
-	return string(v.Challenge), v.Type == "url_verification" && v.Challenge != ""
+	f := fields(body, "type", "challenge")
+	challenge = text(f[1])
+	return challenge, text(f[0]) == "url_verification" && challenge != ""
 }
 
 // Sign implements Signer.

@@ -40,12 +40,8 @@ func (s *square) Verify(r *Request) (Result, error) {
 	if !s.ring.match([][]byte{sig}, []byte(r.URL.String()), r.Body) {
 		return Result{}, s.ring.mismatch("square", 1)
 	}
-	var b struct {
-		ID   jsonText `json:"event_id"`
-		Type jsonText `json:"type"`
-	}
-	decodeJSON(r.Body, &b)
-	return Result{ID: string(b.ID), Type: string(b.Type)}, nil
+	f := fields(r.Body, "event_id", "type")
+	return Result{ID: text(f[0]), Type: text(f[1])}, nil
 }
 
 // Sign implements Signer.

@@ -178,9 +178,7 @@ func (w *stdWebhooks) Verify(r *Request) (Result, error) {
 		return Result{}, fail(scheme, ErrMismatch, "%s (v1 %d, v1a %d) match none of %d HMAC secret(s) and %d public key(s)",
 			sigName, len(sigs.v1), len(sigs.v1a), len(w.ring.keys), len(w.pubs))
 	}
-	var b idType
-	decodeJSON(r.Body, &b)
-	return Result{ID: id, Type: string(b.Type)}, nil
+	return Result{ID: id, Type: text(fields(r.Body, "type")[0])}, nil
 }
 
 // joinParts concatenates the signed content for Ed25519, which signs one
