@@ -388,9 +388,9 @@ func TestWriteFuzzSeeds(t *testing.T) {
 		if s.scheme == 12 {
 			ct, _, _ := strings.Cut(strings.TrimPrefix(s.header, "Content-Type: "), "\n")
 			for _, b := range jsonSeeds {
-		corpora["FuzzJSONFields"] = append(corpora["FuzzJSONFields"], []any{[]byte(b)})
-	}
-	corpora["FuzzMailgunBody"] = append(corpora["FuzzMailgunBody"], []any{ct, []byte(s.body)})
+				corpora["FuzzJSONFields"] = append(corpora["FuzzJSONFields"], []any{[]byte(b)})
+			}
+			corpora["FuzzMailgunBody"] = append(corpora["FuzzMailgunBody"], []any{ct, []byte(s.body)})
 		}
 		if s.url != "" {
 			corpora["FuzzTwilioContent"] = append(corpora["FuzzTwilioContent"], []any{s.url, []byte(s.body)})
