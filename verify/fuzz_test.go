@@ -387,9 +387,6 @@ func TestWriteFuzzSeeds(t *testing.T) {
 		corpora["FuzzVerify"] = append(corpora["FuzzVerify"], []any{s.scheme, s.header, []byte(s.body), s.url, s.now})
 		if s.scheme == 12 {
 			ct, _, _ := strings.Cut(strings.TrimPrefix(s.header, "Content-Type: "), "\n")
-			for _, b := range jsonSeeds {
-				corpora["FuzzJSONFields"] = append(corpora["FuzzJSONFields"], []any{[]byte(b)})
-			}
 			corpora["FuzzMailgunBody"] = append(corpora["FuzzMailgunBody"], []any{ct, []byte(s.body)})
 		}
 		if s.url != "" {
