@@ -42,7 +42,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //		sync           always|<interval>   # default: always (fsync before every 2xx)
 //		retention      <duration>          # default: 7d
 //		max_store      <size>              # default: 10GiB; full → 503, never silent loss
-//		max_event_size <size>              # default: 8MiB
+//		max_event_size <size>              # default: 4MiB
 //		dedup_window   <duration>          # default: 6h
 //		listen         <host:port>|off     # NATS clients; default: 127.0.0.1:4222
 //		server_name    <name>              # default: hookgate
@@ -119,9 +119,12 @@ func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //	webhook_ingest [<matcher>] {
 //		prefix          <path>             # default: /webhooks
 //		versions        <version>...       # default: v1
+//		deprecate       <version> <sunset date> [since <date>] [successor <version>]
+//		retire          <version>...       # 410 Gone, naming the current versions
 //		status          <2xx code>         # default: 200
 //		publish_timeout <duration>         # default: 5s
 //		retry_after     <duration>         # default: 5s, sent with every 503
+//		rate_per_ip     <n>/<window> [burst <n>] [max_clients <n>]
 //		source <name> {
 //			verify      <scheme> [<secret>...] [{
 //				<option> <value>           # scheme-specific, see package verify
@@ -132,10 +135,28 @@ func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //			id_header   <header>           # delivery id for generic sources
 //			type_header <header>           # event type for generic sources
 //			dedup       body               # identical bodies are duplicates
+//			versions    <version>...       # default: all of the handler's
+//			rate        <n>/<window> [burst <n>]   # the source's shared budget
+//			rate_per_ip <n>/<window> [burst <n>] [max_clients <n>]   # replaces the handler's
+//			allow_ips   <cidr>|<ip>|private_ranges...   # others get 403
+//			accept_encoding gzip               # default: identity only (else 415)
+//			max_ratio   <n>                    # gzip expansion cap; default: 100
 //		}
 //	}
 //
 // Every source needs a verify line; "verify none" accepts unsigned requests.
+//
+// A rate is <events>/<window>: 100/s, 6000/m, 1/2s. The burst (default: the
+// events of one window) is how many requests may come at once. Limits are
+// token buckets checked before the body is read; past them the answer is
+// 429 with a Retry-After in whole seconds. rate_per_ip counts every request
+// of a client, unknown paths included; a client is its IPv4 address or its
+// IPv6 /64, as Caddy resolves it (set trusted_proxies behind a proxy), and
+// at most max_clients (default: 100000) are remembered at once.
+//
+// A deprecated version keeps working; its responses carry Deprecation:
+// @<since>, Sunset: <sunset date> and Link: <prefix/successor/source>;
+// rel="successor-version". Dates are 2027-06-30 (midnight UTC) or RFC 3339.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive name
 	if d.NextArg() {
@@ -147,16 +168,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "prefix":
 			h.Prefix, err = oneArg(d)
 		case "versions":
-			args := d.RemainingArgs()
-			if len(args) == 0 {
-				return d.ArgErr()
+			var args []string
+			if args, err = segmentArgs(d); err == nil {
+				h.Versions = append(h.Versions, args...)
 			}
-			for _, v := range args {
-				if !validSegment(v) {
-					return d.Errf("version %q: want 1-%d characters of [a-z0-9_-]", v, maxSegment)
-				}
-			}
-			h.Versions = append(h.Versions, args...)
 		case "status":
 			var s string
 			if s, err = oneArg(d); err == nil {
@@ -169,6 +184,18 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.PublishTimeout, err = durationArg(d)
 		case "retry_after":
 			h.RetryAfter, err = durationArg(d)
+		case "rate_per_ip":
+			h.RatePerIP, err = parseRateLimit(d, true)
+		case "deprecate":
+			var dep *Deprecation
+			if dep, err = parseDeprecate(d); err == nil {
+				h.Deprecated = append(h.Deprecated, dep)
+			}
+		case "retire":
+			var args []string
+			if args, err = segmentArgs(d); err == nil {
+				h.Retired = append(h.Retired, args...)
+			}
 		case "source":
 			var s *Source
 			if s, err = parseSource(d); err == nil {
@@ -231,6 +258,37 @@ func parseSource(d *caddyfile.Dispenser) (*Source, error) {
 			if err == nil && s.Dedup != "body" {
 				err = d.Errf("dedup %q: the only mode is 'body'", s.Dedup)
 			}
+		case "versions":
+			var args []string
+			if args, err = segmentArgs(d); err == nil {
+				s.Versions = append(s.Versions, args...)
+			}
+		case "rate":
+			s.Rate, err = parseRateLimit(d, false)
+		case "rate_per_ip":
+			s.RatePerIP, err = parseRateLimit(d, true)
+		case "allow_ips":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return nil, d.Errf("allow_ips: give at least one address or CIDR prefix, e.g. 192.30.252.0/22")
+			}
+			if _, perr := parseAllowIPs(args); perr != nil {
+				return nil, d.Errf("%v", perr)
+			}
+			s.AllowIPs = append(s.AllowIPs, args...)
+		case "accept_encoding":
+			var enc string
+			if enc, err = oneArg(d); err == nil && enc != "gzip" {
+				err = d.Errf("accept_encoding %q: the only encoding is gzip", enc)
+			}
+			s.AcceptEncoding = []string{enc}
+		case "max_ratio":
+			var v string
+			if v, err = oneArg(d); err == nil {
+				if s.MaxRatio, err = strconv.Atoi(v); err != nil || s.MaxRatio < 1 {
+					err = d.Errf("max_ratio %q: want a whole number above 0, e.g. 100", v)
+				}
+			}
 		default:
 			return nil, d.Errf("unrecognized source subdirective %q", d.Val())
 		}
@@ -242,6 +300,80 @@ func parseSource(d *caddyfile.Dispenser) (*Source, error) {
 		return nil, d.Errf("source %q has no verify line: add 'verify <scheme> <secret>...', or 'verify none' to accept unsigned requests", s.Name)
 	}
 	return s, nil
+}
+
+// segmentArgs reads a line of versions: one or more path segments.
+func segmentArgs(d *caddyfile.Dispenser) ([]string, error) {
+	name := d.Val()
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return nil, d.Errf("%s: give at least one version, e.g. v1", name)
+	}
+	for _, v := range args {
+		if !validSegment(v) {
+			return nil, d.Errf("version %q: want 1-%d characters of [a-z0-9_-]", v, maxSegment)
+		}
+	}
+	return args, nil
+}
+
+// parseRateLimit reads "<n>/<window> [burst <n>] [max_clients <n>]";
+// max_clients only where perIP.
+func parseRateLimit(d *caddyfile.Dispenser, perIP bool) (*RateLimit, error) {
+	name := d.Val()
+	args := d.RemainingArgs()
+	if len(args) == 0 || len(args)%2 != 1 {
+		return nil, d.Errf("%s: want <events>/<window> [burst <n>], e.g. %s 100/s burst 200", name, name)
+	}
+	events, window, err := parseRate(args[0])
+	if err != nil {
+		return nil, d.Errf("%s: %v", name, err)
+	}
+	rl := &RateLimit{Events: events, Window: caddy.Duration(window)}
+	for i := 1; i < len(args); i += 2 {
+		n, err := strconv.Atoi(args[i+1])
+		if err != nil || n < 1 {
+			return nil, d.Errf("%s: %s %q: want a whole number above 0", name, args[i], args[i+1])
+		}
+		switch {
+		case args[i] == "burst":
+			rl.Burst = n
+		case args[i] == "max_clients" && perIP:
+			rl.MaxClients = n
+		default:
+			return nil, d.Errf("%s: unknown setting %q", name, args[i])
+		}
+	}
+	return rl, nil
+}
+
+// parseDeprecate reads "deprecate <version> <sunset> [since <date>]
+// [successor <version>]".
+func parseDeprecate(d *caddyfile.Dispenser) (*Deprecation, error) {
+	args := d.RemainingArgs()
+	if len(args) < 2 || len(args)%2 != 0 {
+		return nil, d.Errf("deprecate: want <version> <sunset date> [since <date>] [successor <version>], e.g. deprecate v1 2027-06-30")
+	}
+	dep := &Deprecation{Version: args[0], Sunset: args[1]}
+	for i := 2; i < len(args); i += 2 {
+		switch args[i] {
+		case "since":
+			dep.Since = args[i+1]
+		case "successor":
+			dep.Successor = args[i+1]
+		default:
+			return nil, d.Errf("deprecate: unknown setting %q; want since or successor", args[i])
+		}
+	}
+	for _, date := range []string{dep.Sunset, dep.Since} {
+		if date == "" {
+			continue
+		}
+		if _, err := parseDate(date); err != nil {
+			return nil, d.Errf("deprecate %s: %v", dep.Version, err)
+		}
+	}
+	return dep, nil
 }
 
 // oneArg reads exactly one argument of the current line.

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -9,7 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -23,6 +26,7 @@ import (
 	"github.com/nats-io/nuid"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"golang.org/x/time/rate"
 
 	"github.com/hookgate/hookgate/event"
 	"github.com/hookgate/hookgate/verify"
@@ -48,6 +52,9 @@ const (
 	// maxDeliveryID bounds a provider delivery id used as is in an event
 	// id; longer ones are hashed.
 	maxDeliveryID = 128
+	// defaultMaxRatio bounds gzip expansion: JSON compresses 5-20 times,
+	// a bomb a thousand times and more.
+	defaultMaxRatio = 100
 )
 
 // Handler is the "webhook_ingest" HTTP handler. It answers
@@ -75,14 +82,53 @@ type Handler struct {
 	// RetryAfter is the Retry-After sent with a 503. Default: 5s.
 	RetryAfter caddy.Duration `json:"retry_after,omitempty"`
 
+	// Deprecated announces the end of versions that still work: their
+	// responses carry Deprecation (RFC 9745), Sunset (RFC 8594) and a Link
+	// to the successor version's path.
+	Deprecated []*Deprecation `json:"deprecated,omitempty"`
+
+	// Retired are versions no longer accepted: a POST to one gets 410 Gone
+	// with a problem body naming the current versions, and a Link to the
+	// successor. They must not be among Versions.
+	Retired []string `json:"retired,omitempty"`
+
+	// RatePerIP limits each client IP (as Caddy resolves it, honouring the
+	// server's trusted_proxies; an IPv6 client is its /64) on every path
+	// of this handler, unknown ones included, except the sources that set
+	// their own. Checked before the body is read. Default: no limit.
+	RatePerIP *RateLimit `json:"rate_per_ip,omitempty"`
+
 	app            *App
 	prefix         string
 	versions       map[string]bool
+	retired        map[string]bool
 	sources        map[string]*source
 	status         int
 	publishTimeout time.Duration
 	retryAfter     string
+	perIP          *ipTable
+	limiters       limiterSet
 	logger         *zap.Logger
+}
+
+// Deprecation announces that a version is going away.
+type Deprecation struct {
+	// Version is the deprecated version, one of the handler's Versions.
+	Version string `json:"version"`
+
+	// Sunset is the date (2027-06-30, midnight UTC) or RFC 3339 time after
+	// which the version may stop working, sent as the Sunset header.
+	Sunset string `json:"sunset"`
+
+	// Since is when the version is deprecated, sent as the Deprecation
+	// header ("@<unix seconds>"); a future date announces it. Default: the
+	// Sunset date.
+	Since string `json:"since,omitempty"`
+
+	// Successor is the version senders should move to, linked with
+	// rel="successor-version". Default: the last of the handler's
+	// versions that the source accepts and that is not deprecated.
+	Successor string `json:"successor,omitempty"`
 }
 
 // Source configures one provider endpoint.
@@ -117,6 +163,36 @@ type Source struct {
 	// the sender gives no delivery id. Off by default: two equal bodies
 	// may well be two events.
 	Dedup string `json:"dedup,omitempty"`
+
+	// Versions restricts the source to some of the handler's versions; a
+	// POST to another gets 404. Default: all of them.
+	Versions []string `json:"versions,omitempty"`
+
+	// Rate is the source's budget, shared by all its senders, checked
+	// before the body is read (429 + Retry-After past it). Default: none.
+	Rate *RateLimit `json:"rate,omitempty"`
+
+	// RatePerIP replaces the handler's rate_per_ip for this source, e.g.
+	// a larger budget for a provider that sends from a few addresses.
+	RatePerIP *RateLimit `json:"rate_per_ip,omitempty"`
+
+	// AllowIPs, when set, admits only clients in these ranges (addresses,
+	// CIDR prefixes, or "private_ranges"); others get 403 before the body
+	// is read. Use it with the ranges a provider publishes (GitHub's
+	// "hooks" in its /meta API), as a defence in depth beside signatures.
+	AllowIPs []string `json:"allow_ips,omitempty"`
+
+	// AcceptEncoding lists the Content-Encodings accepted besides
+	// identity; the only one is "gzip". Others get 415. A gzip body is
+	// decompressed (at most max_body bytes out, at most MaxRatio times
+	// its compressed size) before it is verified and stored: the
+	// signature must cover the decompressed bytes, and the stored event
+	// is the decompressed body without its Content-Encoding.
+	AcceptEncoding []string `json:"accept_encoding,omitempty"`
+
+	// MaxRatio bounds how many times larger than its compressed size a
+	// gzip body may decompress; past it, 413. Default: 100.
+	MaxRatio int `json:"max_ratio,omitempty"`
 }
 
 // VerifyConfig selects a verify scheme. Secrets may be placeholders such as
@@ -142,6 +218,20 @@ type source struct {
 	idHeader   string
 	typeHeader string
 	dedupBody  bool
+	// versions is nil when the source takes all the handler's versions.
+	versions map[string]bool
+	// deprecated holds the headers announcing each deprecated version.
+	deprecated map[string]http.Header
+	// gone answers a retired version; goneLink points to the successor.
+	gone     *problem
+	goneLink []string
+	bucket   *rate.Limiter
+	perIP    *ipTable
+	allow    []netip.Prefix
+	gzip     bool
+	maxRatio int64
+	// acceptEncoding is the Accept-Encoding sent with a 415.
+	acceptEncoding string
 }
 
 // CaddyModule returns the Caddy module information.
@@ -170,11 +260,7 @@ func (h *Handler) provision() error {
 		return fmt.Errorf("prefix %q must start with /", h.Prefix)
 	}
 	h.versions = map[string]bool{}
-	versions := h.Versions
-	if len(versions) == 0 {
-		versions = []string{defaultVersion}
-	}
-	for _, v := range versions {
+	for _, v := range h.versionList() {
 		if !validSegment(v) {
 			return fmt.Errorf("version %q: want 1-%d characters of [a-z0-9_-]", v, maxSegment)
 		}
@@ -189,6 +275,25 @@ func (h *Handler) provision() error {
 	if len(h.Sources) == 0 {
 		return errors.New("no source: add at least one 'source <name> { verify ... }'")
 	}
+	h.retired = map[string]bool{}
+	for _, v := range h.Retired {
+		switch {
+		case !validSegment(v):
+			return fmt.Errorf("retire %q: want 1-%d characters of [a-z0-9_-]", v, maxSegment)
+		case h.versions[v]:
+			return fmt.Errorf("retire %s: %s is also among the versions; a version is either accepted or retired", v, v)
+		}
+		h.retired[v] = true
+	}
+	deprecated, err := h.deprecations()
+	if err != nil {
+		return err
+	}
+	if h.RatePerIP != nil {
+		if h.perIP, err = h.limiters.ipTableFor(h.prefix, h.RatePerIP); err != nil {
+			return fmt.Errorf("rate_per_ip: %w", err)
+		}
+	}
 	h.sources = make(map[string]*source, len(h.Sources))
 	repl := caddy.NewReplacer()
 	for _, s := range h.Sources {
@@ -196,12 +301,156 @@ func (h *Handler) provision() error {
 			return fmt.Errorf("source %q is defined twice", s.Name)
 		}
 		rs, err := s.provision(repl)
+		if err == nil {
+			err = h.provisionEdge(s, rs, deprecated)
+		}
 		if err != nil {
 			return fmt.Errorf("source %q: %w", s.Name, err)
 		}
 		h.sources[s.Name] = rs
 	}
 	return nil
+}
+
+// deprecation is a Deprecation ready to render.
+type deprecation struct {
+	since, sunset time.Time
+	successor     string
+}
+
+// deprecations checks the Deprecated list against the versions.
+func (h *Handler) deprecations() (map[string]*deprecation, error) {
+	out := make(map[string]*deprecation, len(h.Deprecated))
+	for _, d := range h.Deprecated {
+		if !h.versions[d.Version] {
+			return nil, fmt.Errorf("deprecate %s: not among the versions %v", d.Version, h.Versions)
+		}
+		if out[d.Version] != nil {
+			return nil, fmt.Errorf("deprecate %s: given twice", d.Version)
+		}
+		sunset, err := parseDate(d.Sunset)
+		if err != nil {
+			return nil, fmt.Errorf("deprecate %s: sunset: %w", d.Version, err)
+		}
+		since := sunset
+		if d.Since != "" {
+			if since, err = parseDate(d.Since); err != nil {
+				return nil, fmt.Errorf("deprecate %s: since: %w", d.Version, err)
+			}
+			if since.After(sunset) {
+				return nil, fmt.Errorf("deprecate %s: since %s is after the sunset %s", d.Version, d.Since, d.Sunset)
+			}
+		}
+		if d.Successor != "" && (!h.versions[d.Successor] || d.Successor == d.Version) {
+			return nil, fmt.Errorf("deprecate %s: successor %q must be another of the versions %v", d.Version, d.Successor, h.Versions)
+		}
+		out[d.Version] = &deprecation{since: since, sunset: sunset, successor: d.Successor}
+	}
+	return out, nil
+}
+
+// parseDate reads a date (2027-06-30, taken as midnight UTC) or an RFC 3339
+// time.
+func parseDate(s string) (time.Time, error) {
+	if t, err := time.Parse(time.DateOnly, s); err == nil {
+		return t, nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q: want a date such as 2027-06-30 or an RFC 3339 time", s)
+	}
+	return t.UTC(), nil
+}
+
+// provisionEdge sets up what a source needs from the handler: its
+// versions and their headers, its rate limits and its allowlist.
+func (h *Handler) provisionEdge(s *Source, rs *source, deprecated map[string]*deprecation) error {
+	accepted := h.versionList()
+	if len(s.Versions) > 0 {
+		rs.versions = make(map[string]bool, len(s.Versions))
+		for _, v := range s.Versions {
+			if !h.versions[v] {
+				return fmt.Errorf("versions: %q is not among the handler's versions %v", v, accepted)
+			}
+			rs.versions[v] = true
+		}
+		accepted = s.Versions
+	}
+	// The successor a sender is pointed to by default: the newest accepted
+	// version that is not deprecated.
+	latest := ""
+	for _, v := range accepted {
+		if deprecated[v] == nil {
+			latest = v
+		}
+	}
+	link := func(v string) []string {
+		if v == "" {
+			return nil
+		}
+		return []string{"<" + h.prefix + "/" + v + "/" + s.Name + `>; rel="successor-version"`}
+	}
+	for _, v := range accepted {
+		d := deprecated[v]
+		if d == nil {
+			continue
+		}
+		if rs.deprecated == nil {
+			rs.deprecated = map[string]http.Header{}
+		}
+		hdr := http.Header{
+			"Deprecation": {"@" + strconv.FormatInt(d.since.Unix(), 10)},
+			"Sunset":      {d.sunset.Format(http.TimeFormat)},
+		}
+		successor := latest
+		if d.successor != "" && (rs.versions == nil || rs.versions[d.successor]) {
+			successor = d.successor
+		}
+		if l := link(successor); l != nil {
+			hdr["Link"] = l
+		}
+		rs.deprecated[v] = hdr
+	}
+	if len(h.retired) > 0 {
+		rs.gone = newProblemWith(http.StatusGone, "version-retired",
+			"This API version is retired; post to one of the current versions: "+strings.Join(accepted, ", ")+".",
+			zapcore.InfoLevel, map[string]any{"current_versions": accepted})
+		rs.goneLink = link(latest)
+	}
+
+	scope := h.prefix + "/" + s.Name
+	var err error
+	if s.Rate != nil {
+		if rs.bucket, err = h.limiters.bucketFor(scope, s.Rate); err != nil {
+			return fmt.Errorf("rate: %w", err)
+		}
+	}
+	rs.perIP = h.perIP
+	if s.RatePerIP != nil {
+		if rs.perIP, err = h.limiters.ipTableFor(scope, s.RatePerIP); err != nil {
+			return fmt.Errorf("rate_per_ip: %w", err)
+		}
+	}
+	if len(s.AllowIPs) > 0 {
+		if rs.allow, err = parseAllowIPs(s.AllowIPs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// versionList is the handler's accepted versions in their configured order.
+func (h *Handler) versionList() []string {
+	if len(h.Versions) == 0 {
+		return []string{defaultVersion}
+	}
+	return h.Versions
+}
+
+// Cleanup gives back the rate limiters this handler shares with other
+// configs; the last config to let go of a limiter drops its buckets.
+func (h *Handler) Cleanup() error {
+	return h.limiters.release()
 }
 
 func (s *Source) provision(repl *caddy.Replacer) (*source, error) {
@@ -242,6 +491,21 @@ func (s *Source) provision(repl *caddy.Replacer) (*source, error) {
 	if rs.maxBody < 0 {
 		return nil, fmt.Errorf("max_body %d: must be positive", s.MaxBody)
 	}
+	rs.acceptEncoding = "identity"
+	for _, e := range s.AcceptEncoding {
+		if e != "gzip" {
+			return nil, fmt.Errorf("accept_encoding %q: the only encoding is gzip", e)
+		}
+		rs.gzip = true
+		rs.acceptEncoding = "gzip, identity"
+	}
+	rs.maxRatio = int64(orDefault(s.MaxRatio, defaultMaxRatio))
+	switch {
+	case s.MaxRatio < 0:
+		return nil, fmt.Errorf("max_ratio %d: must be positive", s.MaxRatio)
+	case s.MaxRatio != 0 && !rs.gzip:
+		return nil, fmt.Errorf("max_ratio %d: applies to gzip bodies only; add 'accept_encoding gzip'", s.MaxRatio)
+	}
 	switch s.Dedup {
 	case "":
 	case "body":
@@ -273,7 +537,10 @@ func (h *Handler) Validate() error {
 	return nil
 }
 
-// ServeHTTP handles one delivery.
+// ServeHTTP handles one delivery. Everything up to the body read is
+// decided from the path, the headers and the client address alone, so an
+// unwanted request costs no body bytes (and a client sending
+// "Expect: 100-continue" sends none).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
 	path := r.URL.Path
 	if r.URL.RawPath != "" {
@@ -282,12 +549,48 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		path = r.URL.RawPath
 	}
 	version, src := h.route(path)
+	now := time.Now()
+	var client netip.Addr
+	perIP := h.perIP
+	if src != nil {
+		perIP = src.perIP
+	}
+	if perIP != nil || (src != nil && src.allow != nil) {
+		client = clientAddr(r)
+	}
+	// Every request costs its client a token, unknown paths included, so
+	// probing for endpoints is as limited as posting to them.
+	if perIP != nil {
+		if wait, ok := perIP.take(client, now); !ok {
+			w.Header().Set("Retry-After", retryAfter(wait))
+			return h.reject(w, r, problemRateIP, errOverPerIP, version, src.nameOrEmpty())
+		}
+	}
 	if src == nil {
 		return h.reject(w, r, problemNotFound, nil, "", "")
 	}
+	hdr := w.Header()
+	for k, v := range src.deprecated[version] {
+		hdr[k] = v
+	}
+	if h.retired[version] {
+		if src.goneLink != nil {
+			hdr["Link"] = src.goneLink
+		}
+		return h.reject(w, r, src.gone, nil, version, src.name)
+	}
+	if src.allow != nil && !allowed(src.allow, client) {
+		return h.reject(w, r, problemForbidden, errNotAllowed, version, src.name)
+	}
 	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
+		hdr.Set("Allow", http.MethodPost)
 		return h.reject(w, r, problemMethod, nil, version, src.name)
+	}
+	if src.bucket != nil {
+		if wait, ok := take(src.bucket, now); !ok {
+			hdr.Set("Retry-After", retryAfter(wait))
+			return h.reject(w, r, problemRateSource, errOverRate, version, src.name)
+		}
 	}
 	if !h.app.waitReady(readyWait) {
 		return h.reject(w, r, problemNotReady, nil, version, src.name)
@@ -295,22 +598,41 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	if r.ContentLength > src.maxBody {
 		return h.reject(w, r, problemTooLarge, fmt.Errorf("Content-Length %d is above max_body %d", r.ContentLength, src.maxBody), version, src.name)
 	}
-	if ce := r.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
-		return h.reject(w, r, problemEncoding, fmt.Errorf("Content-Encoding %q", ce), version, src.name)
+	gz, ok := src.contentEncoding(r.Header)
+	if !ok {
+		hdr.Set("Accept-Encoding", src.acceptEncoding)
+		return h.reject(w, r, problemEncoding, fmt.Errorf("Content-Encoding %q", r.Header.Values("Content-Encoding")), version, src.name)
 	}
 
 	buf := bodyPool.Get().(*bytes.Buffer)
 	defer putBody(buf)
 	if err := readBody(buf, w, r, src.maxBody); err != nil {
 		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
+		var netErr net.Error
+		switch {
+		case errors.As(err, &tooBig):
 			return h.reject(w, r, problemTooLarge, fmt.Errorf("body above max_body %d", src.maxBody), version, src.name)
+		case errors.As(err, &netErr) && netErr.Timeout():
+			hdr.Set("Connection", "close")
+			return h.reject(w, r, problemTimeout, err, version, src.name)
 		}
 		return h.reject(w, r, problemBadBody, err, version, src.name)
 	}
 	body := buf.Bytes()
+	if gz {
+		out := bodyPool.Get().(*bytes.Buffer)
+		defer putBody(out)
+		if err := src.gunzip(out, body); err != nil {
+			p := problemBadBody
+			if errors.Is(err, errInflateLimit) {
+				p = problemTooLarge
+			}
+			return h.reject(w, r, p, err, version, src.name)
+		}
+		body = out.Bytes()
+	}
 
-	receivedAt := time.Now()
+	receivedAt := now
 	res, err := src.verifier.Verify(&verify.Request{
 		Method: r.Method,
 		URL:    src.requestURL(r),
@@ -321,8 +643,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	if err != nil {
 		return h.reject(w, r, problemSignature, err, version, src.name)
 	}
+	if src.scheme == "slack" && res.Type == "url_verification" {
+		// Slack checks a Request URL by sending a signed challenge that
+		// must be echoed; it is a handshake, not an event to store.
+		if challenge, ok := verify.SlackChallenge(body); ok {
+			return h.answerChallenge(w, challenge, version, src.name)
+		}
+	}
 
-	msg, id := h.message(r, version, src, res, body, receivedAt)
+	msg, id := h.message(r, version, src, res, body, receivedAt, gz)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), h.publishTimeout)
 	ack, err := h.app.publish(ctx, msg)
 	cancel()
@@ -332,18 +661,109 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	return h.accept(w, id, ack)
 }
 
+// Reasons logged for rejections that floods produce, made once so that
+// turning a flood away allocates nothing for the log.
+var (
+	errOverPerIP  = errors.New("client over its rate_per_ip; Retry-After says when its next token is due")
+	errOverRate   = errors.New("source over its rate; Retry-After says when its next token is due")
+	errNotAllowed = errors.New("client address not in the source's allow_ips")
+	// errInflateLimit marks a gzip body that decompresses past a limit.
+	errInflateLimit = errors.New("decompressed body over its limit")
+)
+
+func (s *source) nameOrEmpty() string {
+	if s == nil {
+		return ""
+	}
+	return s.name
+}
+
+// contentEncoding reports whether the body is gzip, and whether its
+// Content-Encoding is one the source accepts at all.
+func (s *source) contentEncoding(h http.Header) (gz, ok bool) {
+	ce := h["Content-Encoding"]
+	switch {
+	case len(ce) == 0:
+		return false, true
+	case len(ce) > 1:
+		return false, false
+	}
+	switch v := strings.TrimSpace(ce[0]); {
+	case v == "" || strings.EqualFold(v, "identity"):
+		return false, true
+	case s.gzip && (strings.EqualFold(v, "gzip") || strings.EqualFold(v, "x-gzip")):
+		return true, true
+	}
+	return false, false
+}
+
+// gzipReaders recycles gzip readers and their 32 KiB windows.
+var gzipReaders sync.Pool
+
+// gunzip decompresses a gzip body into dst: at most max_body bytes, and at
+// most max_ratio times the compressed size, so a small bomb costs little.
+func (s *source) gunzip(dst *bytes.Buffer, compressed []byte) error {
+	limit := min(s.maxBody, int64(len(compressed))*s.maxRatio)
+	in := bytes.NewReader(compressed)
+	zr, _ := gzipReaders.Get().(*gzip.Reader)
+	var err error
+	if zr == nil {
+		zr, err = gzip.NewReader(in)
+	} else {
+		err = zr.Reset(in)
+	}
+	if err != nil {
+		return fmt.Errorf("gzip body of %d bytes: %w", len(compressed), err)
+	}
+	defer gzipReaders.Put(zr)
+	n, err := dst.ReadFrom(io.LimitReader(zr, limit+1))
+	if err != nil {
+		return fmt.Errorf("gzip body of %d bytes: %w", len(compressed), err)
+	}
+	if n > limit {
+		return fmt.Errorf("gzip body of %d bytes: %w: more than %d bytes (max_body %d, max_ratio %d)", len(compressed), errInflateLimit, limit, s.maxBody, s.maxRatio)
+	}
+	return nil
+}
+
+// answerChallenge echoes a provider's URL verification challenge.
+func (h *Handler) answerChallenge(w http.ResponseWriter, challenge, version, source string) error {
+	b, err := json.Marshal(map[string]string{"challenge": challenge})
+	if err != nil {
+		return err
+	}
+	if ce := h.logger.Check(zapcore.InfoLevel, "webhook URL verification answered"); ce != nil {
+		ce.Write(zap.String("source", source), zap.String("version", version))
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, err = w.Write(b)
+	return err
+}
+
 // route splits <prefix>/<version>/<source>. It returns a nil source for any
 // other path, so nothing from an unknown path reaches a subject or a log.
+// A retired version routes (to be answered 410); a version the source does
+// not take does not.
 func (h *Handler) route(path string) (version string, src *source) {
 	rest, ok := strings.CutPrefix(path, h.prefix)
 	if !ok || len(rest) < 4 || rest[0] != '/' {
 		return "", nil
 	}
 	version, name, ok := strings.Cut(rest[1:], "/")
-	if !ok || !h.versions[version] {
+	if !ok {
 		return "", nil
 	}
-	return version, h.sources[name]
+	src = h.sources[name]
+	switch {
+	case src == nil:
+		return "", nil
+	case h.retired[version]:
+		return version, src
+	case !h.versions[version], src.versions != nil && !src.versions[version]:
+		return "", nil
+	}
+	return version, src
 }
 
 // requestURL is the URL the provider signed, for the schemes that sign it.
@@ -365,7 +785,8 @@ func (s *source) requestURL(r *http.Request) *url.URL {
 }
 
 // message builds the stored event and returns it with its id.
-func (h *Handler) message(r *http.Request, version string, src *source, res verify.Result, body []byte, receivedAt time.Time) (*nats.Msg, string) {
+// A decompressed gzip body is stored without its Content-Encoding.
+func (h *Handler) message(r *http.Request, version string, src *source, res verify.Result, body []byte, receivedAt time.Time, gz bool) (*nats.Msg, string) {
 	deliveryID := res.ID
 	if deliveryID == "" && src.idHeader != "" {
 		deliveryID = r.Header.Get(src.idHeader)
@@ -386,7 +807,7 @@ func (h *Handler) message(r *http.Request, version string, src *source, res veri
 	}
 	hdr := make(nats.Header, len(r.Header)+8)
 	for k, v := range r.Header {
-		if keepHeader(k) {
+		if keepHeader(k) && !(gz && k == "Content-Encoding") {
 			hdr[k] = v
 		}
 	}
@@ -503,14 +924,25 @@ type problem struct {
 }
 
 func newProblem(status int, slug, detail string, level zapcore.Level) *problem {
-	b, _ := json.Marshal(map[string]any{
+	return newProblemWith(status, slug, detail, level, nil)
+}
+
+// newProblemWith adds extension members (RFC 9457 section 3.2) to the body.
+func newProblemWith(status int, slug, detail string, level zapcore.Level, ext map[string]any) *problem {
+	m := map[string]any{
 		"type":   "urn:hookgate:problem:" + slug,
 		"title":  http.StatusText(status),
 		"status": status,
 		"detail": detail,
-	})
+	}
+	for k, v := range ext {
+		m[k] = v
+	}
+	b, _ := json.Marshal(m)
 	return &problem{status: status, slug: slug, level: level, body: b}
 }
+
+const rateLimitedDetail = "Too many requests; retry after the time in Retry-After."
 
 var (
 	problemNotFound  = newProblem(http.StatusNotFound, "unknown-endpoint", "No webhook endpoint at this path.", zapcore.DebugLevel)
@@ -519,8 +951,15 @@ var (
 	problemEncoding  = newProblem(http.StatusUnsupportedMediaType, "unsupported-encoding", "Content-Encoding is not accepted by this endpoint.", zapcore.InfoLevel)
 	problemBadBody   = newProblem(http.StatusBadRequest, "unreadable-body", "The request body could not be read.", zapcore.InfoLevel)
 	problemSignature = newProblem(http.StatusUnauthorized, "invalid-signature", "The request could not be authenticated.", zapcore.InfoLevel)
-	problemNotReady  = newProblem(http.StatusServiceUnavailable, "not-ready", "The event store is starting; retry later.", zapcore.WarnLevel)
-	problemStore     = newProblem(http.StatusServiceUnavailable, "store-unavailable", "The event could not be stored; retry later.", zapcore.ErrorLevel)
+	problemForbidden = newProblem(http.StatusForbidden, "client-not-allowed", "This endpoint does not accept requests from your address.", zapcore.InfoLevel)
+	problemTimeout   = newProblem(http.StatusRequestTimeout, "body-timeout", "The request body did not arrive in time.", zapcore.InfoLevel)
+	// A client over its own budget is logged at debug level (a flood
+	// would fill the log); a source over its shared budget at info, as a
+	// provider is being turned away.
+	problemRateIP     = newProblem(http.StatusTooManyRequests, "rate-limited", rateLimitedDetail, zapcore.DebugLevel)
+	problemRateSource = newProblem(http.StatusTooManyRequests, "rate-limited", rateLimitedDetail, zapcore.InfoLevel)
+	problemNotReady   = newProblem(http.StatusServiceUnavailable, "not-ready", "The event store is starting; retry later.", zapcore.WarnLevel)
+	problemStore      = newProblem(http.StatusServiceUnavailable, "store-unavailable", "The event could not be stored; retry later.", zapcore.ErrorLevel)
 )
 
 // bodyPool recycles body buffers: the stored message is copied into the
@@ -580,4 +1019,5 @@ var (
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 	_ caddy.Provisioner           = (*Handler)(nil)
 	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
 )
