@@ -58,6 +58,7 @@ type segment struct {
 	literal     string
 	placeholder string
 	header      string
+	raw         string // the placeholder as written
 }
 
 func newHMAC(c Config) (Verifier, error) {
@@ -107,9 +108,13 @@ func newHMAC(c Config) (Verifier, error) {
 	if g.template, err = parseTemplate(tmpl); err != nil {
 		return nil, bad("template %q: %v", tmpl, err)
 	}
-	hasTS := strings.Contains(tmpl, "{timestamp}")
+	var hasTS, hasBody bool
+	for _, s := range g.template {
+		hasTS = hasTS || s.placeholder == "timestamp"
+		hasBody = hasBody || s.placeholder == "body"
+	}
 	switch {
-	case !strings.Contains(tmpl, "{body}"):
+	case !hasBody:
 		return nil, bad("template %q does not sign {body}", tmpl)
 	case hasTS && g.tsHeader == "":
 		return nil, bad("template %q uses {timestamp} but no timestamp_header is set", tmpl)
@@ -163,12 +168,16 @@ func parseTemplate(t string) ([]segment, error) {
 		if j < 0 {
 			return nil, fmt.Errorf("unclosed {")
 		}
-		name := t[i+1 : i+j]
+		raw, name := t[i:i+j+1], t[i+1:i+j]
+		// The Caddyfile adapter rewrites its shorthands {method} and
+		// {header.X} into {http.request.method} and
+		// {http.request.header.X}: both spellings mean the same here.
+		name = strings.TrimPrefix(name, "http.request.")
 		switch {
 		case name == "body" || name == "timestamp" || name == "method" || name == "url":
-			segs = append(segs, segment{placeholder: name})
+			segs = append(segs, segment{placeholder: name, raw: raw})
 		case strings.HasPrefix(name, "header.") && len(name) > len("header."):
-			segs = append(segs, segment{placeholder: "header", header: name[len("header."):]})
+			segs = append(segs, segment{placeholder: "header", header: name[len("header."):], raw: raw})
 		default:
 			return nil, fmt.Errorf("unknown placeholder {%s} (known: {body} {timestamp} {method} {url} {header.<Name>})", name)
 		}

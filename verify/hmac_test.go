@@ -80,6 +80,16 @@ func TestHMACTemplate(t *testing.T) {
 	reject(t, v, swRequest(swSig, swTS+301), ErrExpired)
 	reject(t, v, request(swBody, unix(swTS), "webhook-timestamp", "1614265330", "webhook-signature", swSig), ErrMissing)
 
+	// As the Caddyfile adapter leaves the template after its shorthands.
+	v, err = HMAC(map[string]string{
+		"header": "webhook-signature", "prefix": "v1,", "encoding": "base64", "secret_encoding": "base64",
+		"timestamp_header": "webhook-timestamp", "template": "{http.request.header.webhook-id}.{timestamp}.{body}",
+	}, strings.TrimPrefix(swSecret, "whsec_"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	accept(t, v, swRequest(swSig, swTS), Result{})
+
 	// {method} and {url}, and milliseconds.
 	o := map[string]string{"header": "X-Sig", "timestamp_header": "X-Ts", "timestamp_unit": "ms", "template": "{method} {url}\n{timestamp}\n{body}", "id_field": "data.id"}
 	s, err := NewSigner(Config{Scheme: "hmac", Secrets: []string{"k"}, Options: o})
