@@ -7,15 +7,28 @@
 //
 // or, for one scheme, verify.Must(verify.Stripe(secret)).Verify(req).
 //
+// The schemes (Schemes lists them) and their Go constructors: github
+// (GitHub), stripe (Stripe), standard-webhooks (StandardWebhooks), svix
+// (Svix), slack (Slack), shopify (Shopify), twilio (Twilio), paddle
+// (Paddle), square (Square), hubspot (HubSpot), mailgun (Mailgun), discord
+// (Discord), gitlab (GitLab), hmac (HMAC, the generic scheme) and none
+// (None). Each constructor's doc says what is checked, which Options the
+// scheme takes (unknown ones are an ErrConfig) and where the delivery id
+// and event type come from.
+//
 // Every verifier compares in constant time, accepts up to MaxSecrets active
 // secrets (rotation), reads at most MaxSignatures signatures from a header,
-// checks signed timestamps against Config.Tolerance, fails closed on a
-// missing or malformed header, and reports the provider's delivery id and
-// event type when the scheme carries them. Errors wrap one of the sentinel
-// errors, so a caller can tell a stale timestamp from a wrong signature with
-// errors.Is, and read "<scheme>: <sentinel>: <which check failed and why>";
-// the text never contains a secret or an expected signature.
+// checks signed timestamps against Config.Tolerance in both directions,
+// fails closed on a missing or malformed header, and reports the provider's
+// delivery id and event type when the scheme carries them; a body that is
+// not JSON still verifies, its id and type just stay empty. Errors wrap one
+// of the sentinel errors, so a caller can tell a stale timestamp from a
+// wrong signature with errors.Is, and read as
+// "<scheme>: <sentinel>: <which check failed and why>"; the text never
+// contains a secret or an expected signature.
 //
 // NewSigner makes the other half: a Signer sets the headers the provider
-// would send, so tests and the CLI can produce deliveries Verify accepts.
+// would send (and, for Twilio's bodySHA256 and Mailgun's in-body
+// signature, the URL or body), so tests and the CLI can produce deliveries
+// that Verify accepts.
 package verify
