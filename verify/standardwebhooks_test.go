@@ -127,3 +127,24 @@ func TestSvixKnownAnswer(t *testing.T) {
 	reject(t, v, request(swBody, unix(swTS), "svix-id", swID, "svix-timestamp", "1614265331", "svix-signature", swSig), ErrMismatch)
 	reject(t, v, request(swBody, unix(swTS), "svix-id", swID, "svix-timestamp", "1614265330"), ErrMissing)
 }
+
+func TestStandardWebhooksBoundedWork(t *testing.T) {
+	seed, _ := base64.StdEncoding.DecodeString(swSeed)
+	whpk := "whpk_" + base64.StdEncoding.EncodeToString(ed25519.NewKeyFromSeed(seed).Public().(ed25519.PublicKey))
+	other := "whpk_" + base64.StdEncoding.EncodeToString(make([]byte, 32))
+	junk := "v1a," + base64.StdEncoding.EncodeToString(make([]byte, 64))
+	header := func(n int) string {
+		s := ""
+		for range n {
+			s += junk + " "
+		}
+		return s + swSigV1a
+	}
+	// The valid signature as the 8th is read, as the 9th it is not.
+	accept(t, Must(StandardWebhooks(whpk)), swRequest(header(MaxSignatures-1), swTS), Result{ID: swID})
+	reject(t, Must(StandardWebhooks(whpk)), swRequest(header(MaxSignatures), swTS), ErrMismatch)
+	// With two keys, at most MaxSignatures key-signature pairs are tried.
+	accept(t, Must(StandardWebhooks(whpk, other)), swRequest(header(MaxSignatures-1), swTS), Result{ID: swID})
+	reject(t, Must(StandardWebhooks(other, whpk)), swRequest(header(4), swTS), ErrMismatch)
+	accept(t, Must(StandardWebhooks(other, whpk)), swRequest(header(3), swTS), Result{ID: swID})
+}
