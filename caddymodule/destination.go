@@ -1,6 +1,9 @@
 package caddymodule
 
 import (
+	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -9,71 +12,348 @@ import (
 	"github.com/hookgate/hookgate/forwarder"
 )
 
-// DestinationConfig is the JSON config of one destination.
-// (Minimal version written by the lead so the package compiles; the
-// forwarder engineer owns this file and extends it.)
+// DestinationConfig is the JSON config of one destination: an internal HTTP
+// service that receives the events matching its subjects, through its own
+// durable consumer "fwd-<name>". Zero fields take the forwarder's defaults.
 type DestinationConfig struct {
 	// Name identifies the destination; its consumer is "fwd-<name>".
+	// Letters, digits, '-' and '_'.
 	Name string `json:"name"`
-	// URL receives a POST per event.
+	// URL receives a POST per event. Placeholders such as {env.X} are
+	// resolved at provisioning.
 	URL string `json:"url"`
-	// Subjects filter the events this destination receives.
+	// Subjects filter the events this destination receives, NATS wildcards
+	// allowed ("webhooks.v1.stripe.invoice.>"). Default: every event.
 	Subjects []string `json:"subjects,omitempty"`
-	// Timeout bounds one delivery attempt.
+	// Timeout bounds one delivery attempt. Default 10s.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
-	// MaxAttempts is how many attempts an event gets.
+	// MaxAttempts is how many attempts an event gets before it is
+	// dead-lettered. Default 12, or one more than the schedule's entries.
 	MaxAttempts int `json:"max_attempts,omitempty"`
-	// BackoffBase and BackoffCap shape the retry delays.
+	// MaxAge dead-letters an event this long after it was received,
+	// whatever the attempts left. Default: no limit.
+	MaxAge caddy.Duration `json:"max_age,omitempty"`
+	// BackoffBase is the first retry's ceiling of the capped exponential
+	// backoff with full jitter. Default 1s.
 	BackoffBase caddy.Duration `json:"backoff_base,omitempty"`
-	BackoffCap  caddy.Duration `json:"backoff_cap,omitempty"`
+	// BackoffCap is the backoff's largest ceiling. Default 1h.
+	BackoffCap caddy.Duration `json:"backoff_cap,omitempty"`
+	// Schedule replaces the backoff with fixed waits: the n-th entry after
+	// the n-th failed attempt, the last repeating.
+	Schedule []caddy.Duration `json:"schedule,omitempty"`
+	// RetryAfterCap bounds how long a destination's Retry-After header may
+	// defer the next attempt. Default: the backoff cap (or the longest
+	// schedule entry).
+	RetryAfterCap caddy.Duration `json:"retry_after_cap,omitempty"`
+	// On4xx is what a plain 4xx answer (not 408, 410, 425, 429) does:
+	// "dead_letter" (default) or "retry".
+	On4xx string `json:"on_4xx,omitempty"`
+	// RateEvents and RateWindow cap attempts at RateEvents per RateWindow
+	// (a token bucket). Default: no cap.
+	RateEvents int `json:"rate_events,omitempty"`
+	// RateWindow is the window of RateEvents. Default 1s.
+	RateWindow caddy.Duration `json:"rate_window,omitempty"`
+	// Burst is the token bucket's size. Default 1.
+	Burst int `json:"burst,omitempty"`
+	// Concurrency caps the requests in flight to the destination. Default 8.
+	Concurrency int `json:"concurrency,omitempty"`
+	// OrderedBy delivers events sharing a key one at a time in stream
+	// order: a provider header name, or a JSON path into the body starting
+	// with "$.". Default: no ordering.
+	OrderedBy string `json:"ordered_by,omitempty"`
+	// Sign signs every delivery for the internal hop.
+	Sign *SignConfig `json:"sign,omitempty"`
+	// Breaker configures the circuit breaker. Default: open after 10
+	// consecutive failures, probe after 30s.
+	Breaker *BreakerConfig `json:"breaker,omitempty"`
 }
 
-// parseDestination reads "destination <name> { ... }"; the dispenser is on
-// the "destination" token.
+// SignConfig is how deliveries are signed.
+type SignConfig struct {
+	// Scheme is the signature scheme; only "standard-webhooks".
+	Scheme string `json:"scheme"`
+	// Secret is the "whsec_<base64>" signing secret. Use a placeholder
+	// ({env.X} or {file.X}) so that it stays out of the saved config.
+	Secret string `json:"secret"`
+}
+
+// BreakerConfig is the JSON config of a destination's circuit breaker.
+type BreakerConfig struct {
+	// Off disables the breaker.
+	Off bool `json:"off,omitempty"`
+	// Failures opens the circuit after this many consecutive failures.
+	// Default 10.
+	Failures int `json:"failures,omitempty"`
+	// Ratio opens the circuit when this fraction of the attempts within
+	// Window failed (and at least MinRequests were made).
+	Ratio float64 `json:"ratio,omitempty"`
+	// Window is the span Ratio is measured over. Default 1m.
+	Window caddy.Duration `json:"window,omitempty"`
+	// MinRequests is the number of attempts a window needs before Ratio
+	// counts. Default 10.
+	MinRequests int `json:"min_requests,omitempty"`
+	// Cooldown is how long the circuit stays open before one probe.
+	// Default 30s.
+	Cooldown caddy.Duration `json:"cooldown,omitempty"`
+}
+
+// parseDestination reads a destination block; the dispenser is on the
+// "destination" token. Syntax:
+//
+//	destination <name> {
+//		url              <url>
+//		subjects         <subject>...             # default webhooks.>
+//		timeout          <duration>               # default 10s
+//		max_attempts     <n>                      # default 12
+//		max_age          <duration>               # give up this long after receipt
+//		backoff          <base> <cap>             # default 1s 1h, full jitter
+//		schedule         <duration>...            # fixed waits instead of backoff
+//		retry_after_cap  <duration>               # default: the backoff cap
+//		on_4xx           dead_letter|retry        # default dead_letter
+//		rate             <n>/<window> [burst <n>] # e.g. 50/s, 600/m burst 20
+//		concurrency      <n>                      # default 8
+//		ordered_by       <header>|$.<json.path>
+//		sign             standard-webhooks <secret>
+//		breaker          off
+//		breaker          [<failures>] [ratio <fraction>] [window <duration>] [min <n>] [cooldown <duration>]
+//	}
 func parseDestination(d *caddyfile.Dispenser) (*DestinationConfig, error) {
-	dc := new(DestinationConfig)
 	if !d.NextArg() {
-		return nil, d.ArgErr()
+		return nil, d.Errf("destination: missing name; use 'destination <name> { url <url> }'")
 	}
-	dc.Name = d.Val()
+	dc := &DestinationConfig{Name: d.Val()}
+	if d.NextArg() {
+		return nil, d.Errf("destination %q: unexpected %q after the name; settings go in the block", dc.Name, d.Val())
+	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		switch d.Val() {
-		case "url":
-			if !d.NextArg() {
-				return nil, d.ArgErr()
-			}
-			dc.URL = d.Val()
-		case "subjects":
-			dc.Subjects = append(dc.Subjects, d.RemainingArgs()...)
-		case "timeout":
-			if !d.NextArg() {
-				return nil, d.ArgErr()
-			}
-			v, err := caddy.ParseDuration(d.Val())
-			if err != nil {
-				return nil, d.Errf("timeout: %v", err)
-			}
-			dc.Timeout = caddy.Duration(v)
-		default:
-			return nil, d.Errf("unrecognized destination subdirective %q", d.Val())
+		if err := dc.parseLine(d); err != nil {
+			return nil, err
 		}
+	}
+	if dc.URL == "" {
+		return nil, d.Errf("destination %q has no url line", dc.Name)
 	}
 	return dc, nil
 }
 
-// forwarderConfig resolves placeholders and returns the forwarder config.
+// parseLine reads one subdirective of a destination block.
+func (dc *DestinationConfig) parseLine(d *caddyfile.Dispenser) error {
+	var err error
+	switch d.Val() {
+	case "url":
+		dc.URL, err = oneArg(d)
+	case "subjects":
+		dc.Subjects = append(dc.Subjects, d.RemainingArgs()...)
+		if len(dc.Subjects) == 0 {
+			return d.Errf("subjects: missing value; e.g. 'subjects webhooks.v1.stripe.>'")
+		}
+	case "timeout":
+		dc.Timeout, err = durationArg(d)
+	case "max_age":
+		dc.MaxAge, err = durationArg(d)
+	case "retry_after_cap":
+		dc.RetryAfterCap, err = durationArg(d)
+	case "max_attempts":
+		dc.MaxAttempts, err = intArg(d)
+	case "concurrency":
+		dc.Concurrency, err = intArg(d)
+	case "backoff":
+		args := d.RemainingArgs()
+		if len(args) != 2 {
+			return d.Errf("backoff: want '<base> <cap>', e.g. 'backoff 1s 1h'")
+		}
+		if dc.BackoffBase, err = parseDuration(d, "backoff base", args[0]); err == nil {
+			dc.BackoffCap, err = parseDuration(d, "backoff cap", args[1])
+		}
+	case "schedule":
+		args := d.RemainingArgs()
+		if len(args) == 0 {
+			return d.Errf("schedule: want one or more durations, e.g. 'schedule 5s 5m 30m 2h'")
+		}
+		for _, a := range args {
+			v, perr := parseDuration(d, "schedule", a)
+			if perr != nil {
+				return perr
+			}
+			dc.Schedule = append(dc.Schedule, v)
+		}
+	case "on_4xx":
+		dc.On4xx, err = oneArg(d)
+		if err == nil && dc.On4xx != string(forwarder.DeadLetter) && dc.On4xx != string(forwarder.Retry) {
+			return d.Errf("on_4xx %q: want dead_letter or retry", dc.On4xx)
+		}
+	case "rate":
+		err = dc.parseRate(d)
+	case "ordered_by":
+		dc.OrderedBy, err = oneArg(d)
+	case "sign":
+		args := d.RemainingArgs()
+		if len(args) != 2 || args[0] != "standard-webhooks" {
+			return d.Errf("sign: want 'sign standard-webhooks <secret>' (use {env.NAME} for the secret)")
+		}
+		dc.Sign = &SignConfig{Scheme: args[0], Secret: args[1]}
+	case "breaker":
+		err = dc.parseBreaker(d)
+	default:
+		return d.Errf("destination %q: unrecognized subdirective %q", dc.Name, d.Val())
+	}
+	return err
+}
+
+// parseRate reads "rate <n>/<window> [burst <n>]".
+func (dc *DestinationConfig) parseRate(d *caddyfile.Dispenser) error {
+	args := d.RemainingArgs()
+	if len(args) != 1 && (len(args) != 3 || args[1] != "burst") {
+		return d.Errf("rate: want '<n>/<window> [burst <n>]', e.g. 'rate 50/s burst 10'")
+	}
+	events, window, err := parseRate(args[0])
+	if err != nil {
+		return d.Errf("%v", err)
+	}
+	dc.RateEvents, dc.RateWindow = events, caddy.Duration(window)
+	if len(args) == 3 {
+		b, err := strconv.Atoi(args[2])
+		if err != nil || b < 1 {
+			return d.Errf("rate: burst %q must be a whole number above 0", args[2])
+		}
+		dc.Burst = b
+	}
+	return nil
+}
+
+// parseBreaker reads "breaker off" or
+// "breaker [<failures>] [ratio <f>] [window <d>] [min <n>] [cooldown <d>]".
+func (dc *DestinationConfig) parseBreaker(d *caddyfile.Dispenser) error {
+	args := d.RemainingArgs()
+	b := &BreakerConfig{}
+	dc.Breaker = b
+	if len(args) == 1 && args[0] == "off" {
+		b.Off = true
+		return nil
+	}
+	if len(args) == 0 {
+		return d.Errf("breaker: want 'off' or '[<failures>] [ratio <fraction>] [window <duration>] [min <n>] [cooldown <duration>]'")
+	}
+	if n, err := strconv.Atoi(args[0]); err == nil {
+		if n < 1 {
+			return d.Errf("breaker: failures %d must be above 0", n)
+		}
+		b.Failures = n
+		args = args[1:]
+	}
+	for len(args) > 0 {
+		if len(args) < 2 {
+			return d.Errf("breaker: %q needs a value", args[0])
+		}
+		key, val := args[0], args[1]
+		args = args[2:]
+		var err error
+		switch key {
+		case "ratio":
+			b.Ratio, err = strconv.ParseFloat(strings.TrimSuffix(val, "%"), 64)
+			if strings.HasSuffix(val, "%") {
+				b.Ratio /= 100
+			}
+			if err != nil || b.Ratio <= 0 || b.Ratio > 1 {
+				return d.Errf("breaker: ratio %q must be a fraction in (0, 1], e.g. 0.5 or 50%%", val)
+			}
+		case "window":
+			b.Window, err = parseDuration(d, "breaker window", val)
+		case "cooldown":
+			b.Cooldown, err = parseDuration(d, "breaker cooldown", val)
+		case "min":
+			b.MinRequests, err = strconv.Atoi(val)
+			if err != nil || b.MinRequests < 1 {
+				return d.Errf("breaker: min %q must be a whole number above 0", val)
+			}
+		default:
+			return d.Errf("breaker: unknown setting %q; want ratio, window, min or cooldown", key)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func intArg(d *caddyfile.Dispenser) (int, error) {
+	name := d.Val()
+	s, err := oneArg(d)
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		return 0, d.Errf("%s %q: want a whole number above 0", name, s)
+	}
+	return n, nil
+}
+
+func parseDuration(d *caddyfile.Dispenser, what, s string) (caddy.Duration, error) {
+	v, err := caddy.ParseDuration(s)
+	if err != nil || v <= 0 {
+		return 0, d.Errf("%s %q: want a positive duration such as 500ms, 30s or 2h", what, s)
+	}
+	return caddy.Duration(v), nil
+}
+
+// forwarderConfig resolves placeholders ({env.X}, {file.X}) in the URL and
+// the signing secret and returns the forwarder's config. The app calls
+// forwarder.Config.Validate on the result.
 func (dc *DestinationConfig) forwarderConfig(repl *caddy.Replacer) (forwarder.Config, error) {
 	u, err := repl.ReplaceOrErr(dc.URL, true, true)
 	if err != nil {
-		return forwarder.Config{}, err
+		return forwarder.Config{}, fmt.Errorf("url: %w", err)
 	}
-	return forwarder.Config{
-		Name:        dc.Name,
-		URL:         u,
-		Subjects:    dc.Subjects,
-		Timeout:     time.Duration(dc.Timeout),
-		MaxAttempts: dc.MaxAttempts,
-		BackoffBase: time.Duration(dc.BackoffBase),
-		BackoffCap:  time.Duration(dc.BackoffCap),
-	}, nil
+	fc := forwarder.Config{
+		Name:          dc.Name,
+		URL:           u,
+		Subjects:      dc.Subjects,
+		Timeout:       time.Duration(dc.Timeout),
+		MaxAttempts:   dc.MaxAttempts,
+		MaxAge:        time.Duration(dc.MaxAge),
+		BackoffBase:   time.Duration(dc.BackoffBase),
+		BackoffCap:    time.Duration(dc.BackoffCap),
+		RetryAfterCap: time.Duration(dc.RetryAfterCap),
+		On4xx:         forwarder.On4xx(dc.On4xx),
+		Burst:         dc.Burst,
+		Concurrency:   dc.Concurrency,
+		OrderedBy:     dc.OrderedBy,
+	}
+	for _, s := range dc.Schedule {
+		fc.Schedule = append(fc.Schedule, time.Duration(s))
+	}
+	if dc.RateEvents > 0 {
+		window := time.Duration(dc.RateWindow)
+		if window <= 0 {
+			window = time.Second
+		}
+		fc.Rate = float64(dc.RateEvents) / window.Seconds()
+	}
+	if dc.Sign != nil {
+		if dc.Sign.Scheme != "standard-webhooks" {
+			return forwarder.Config{}, fmt.Errorf("sign: scheme %q: only standard-webhooks is supported", dc.Sign.Scheme)
+		}
+		// Not named in the error: the resolved value is the secret.
+		secret, err := repl.ReplaceOrErr(dc.Sign.Secret, true, true)
+		if err != nil {
+			return forwarder.Config{}, fmt.Errorf("sign: secret placeholder: %w", err)
+		}
+		fc.SignSecret = secret
+	}
+	if b := dc.Breaker; b != nil {
+		fc.Breaker = forwarder.BreakerConfig{
+			Disabled:    b.Off,
+			Failures:    b.Failures,
+			Ratio:       b.Ratio,
+			Window:      time.Duration(b.Window),
+			MinRequests: b.MinRequests,
+			Cooldown:    time.Duration(b.Cooldown),
+		}
+		if b.Ratio > 0 && b.Failures == 0 {
+			// Only the ratio was asked for: no consecutive-failure trigger.
+			fc.Breaker.Failures = -1
+		}
+	}
+	return fc, nil
 }

@@ -56,8 +56,20 @@ func BenchmarkDeliver(b *testing.B) {
 				if err := f.Start(context.Background()); err != nil {
 					b.Fatal(err)
 				}
+				last, lastAt := int64(0), time.Now()
 				for got.Load() < int64(n) {
 					time.Sleep(time.Millisecond)
+					if g := got.Load(); g != last {
+						last, lastAt = g, time.Now()
+					} else if time.Since(lastAt) > 3*time.Second && os.Getenv("HOOKGATE_BENCH_DEBUG") != "" {
+						c, _ := e.js.Consumer(context.Background(), event.StreamName, ConsumerName("bench"))
+						info, _ := c.Info(context.Background())
+						b.Logf("stalled at %d: ackpending %d pending %d waiting %d redelivered %d", g, info.NumAckPending, info.NumPending, info.NumWaiting, info.NumRedelivered)
+						fd, _ := os.Create("/tmp/stall.txt")
+						pprof.Lookup("goroutine").WriteTo(fd, 2)
+						fd.Close()
+						lastAt = time.Now()
+					}
 				}
 				total += time.Since(start)
 				b.StopTimer()

@@ -53,6 +53,11 @@ const ackMargin = 30 * time.Second
 const metaURL = "hookgate_url_sha256"
 
 // Forwarder delivers the events of one destination.
+//
+// Concurrency workers make the HTTP requests; the consumer's MaxAckPending
+// is Concurrency plus room for events waiting out a retry delay (which
+// JetStream counts as pending), and every event handed out waits in a
+// queue in hand until a worker is free.
 type Forwarder struct {
 	js      jetstream.JetStream
 	cfg     Config
@@ -63,9 +68,10 @@ type Forwarder struct {
 	keyOf   keyFunc
 	signKey []byte
 
-	consumer   string
-	ackWait    time.Duration
-	maxDeliver int
+	consumer      string
+	ackWait       time.Duration
+	maxDeliver    int
+	maxAckPending int
 	// slowAfter is how long an attempt runs before its state is written as
 	// "delivering": fast attempts write one state, not two.
 	slowAfter time.Duration
@@ -122,8 +128,13 @@ func New(js jetstream.JetStream, cfg Config, logger *zap.Logger) (*Forwarder, er
 		consumer:   ConsumerName(cfg.Name),
 		ackWait:    cfg.Timeout + ackMargin,
 		maxDeliver: cfg.MaxAttempts + max(3, cfg.MaxAttempts/4),
-		slowAfter:  time.Second,
-		breaker:    newBreaker(cfg.Breaker),
+		// JetStream counts an event waiting out its NakWithDelay as a
+		// pending ack. Room above Concurrency keeps a few events in retry
+		// from stalling the destination's fresh events; the worker pool
+		// alone caps the requests in flight.
+		maxAckPending: cfg.Concurrency + max(16, cfg.Concurrency),
+		slowAfter:     time.Second,
+		breaker:       newBreaker(cfg.Breaker),
 	}
 	if cfg.Rate > 0 {
 		f.limiter = rate.NewLimiter(rate.Limit(cfg.Rate), cfg.Burst)
@@ -184,7 +195,9 @@ func (f *Forwarder) Start(ctx context.Context) error {
 	f.held = make(map[jetstream.Msg]struct{})
 	f.queues = make(map[string][]jetstream.Msg)
 	f.attempts = make(map[uint64]int)
-	f.work = make(chan task)
+	// Room for every event JetStream may hand out, so dispatch never
+	// blocks and no event waits where keepAlive cannot see it.
+	f.work = make(chan task, f.maxAckPending)
 	for range f.cfg.Concurrency {
 		f.workers.Go(f.worker)
 	}
@@ -195,8 +208,18 @@ func (f *Forwarder) Start(ctx context.Context) error {
 	}
 	f.cc, err = cons.Consume(f.dispatch,
 		jetstream.PullMaxMessages(f.cfg.Concurrency),
+		// Short pull requests: under load the server sometimes drops a
+		// waiting pull request while the client still counts on it
+		// (observed with nats-server 2.15.2 in BenchmarkDeliver); delivery
+		// then stalls until the request expires and the client re-pulls.
+		jetstream.PullExpiry(time.Second),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			f.log.Debug("consume", zap.Error(err))
+			if errors.Is(err, jetstream.ErrNoHeartbeat) {
+				// The client re-pulls on its own; see PullExpiry above.
+				f.debug("consume: pull request lost, re-pulling", zap.Error(err))
+				return
+			}
+			f.log.Warn("consume", zap.Error(err))
 		}))
 	if err != nil {
 		f.abortStart()
@@ -237,7 +260,7 @@ func (f *Forwarder) consumerConfig() jetstream.ConsumerConfig {
 		// NakWithDelay instead.
 		AckWait:       f.ackWait,
 		MaxDeliver:    f.maxDeliver,
-		MaxAckPending: f.cfg.Concurrency,
+		MaxAckPending: f.maxAckPending,
 		Metadata:      map[string]string{metaURL: hex.EncodeToString(sum[:8])},
 	}
 }
@@ -332,37 +355,37 @@ func waitCtx(ctx context.Context, wg *sync.WaitGroup) error {
 func (f *Forwarder) isStopping() bool { return f.stopCtx.Err() != nil }
 
 // dispatch is the Consume callback. JetStream calls it serially, so it only
-// routes: each message goes to a free worker, or, when ordered and its key
-// is busy, to the back of that key's queue.
+// routes: each message joins the work queue, or, when ordered and its key
+// is busy, the back of that key's queue. Queued messages are held (kept
+// alive with InProgress) until a worker takes them.
 func (f *Forwarder) dispatch(m jetstream.Msg) {
 	if f.isStopping() {
 		f.nak(m, 0)
 		return
 	}
 	t := task{msg: m}
+	f.mu.Lock()
+	f.held[m] = struct{}{}
 	if f.keyOf != nil {
 		t.key = f.keyOf(m)
 		if t.key != "" {
-			f.mu.Lock()
 			q, busy := f.queues[t.key]
 			if busy {
 				f.queues[t.key] = append(q, m)
-				f.held[m] = struct{}{}
 				f.mu.Unlock()
 				return
 			}
 			f.queues[t.key] = nil
-			f.mu.Unlock()
 		}
 	}
-	// Blocks while every worker is busy; with MaxAckPending equal to the
-	// pool size that is at most the moment between an Ack and the worker
-	// taking the next message.
+	f.mu.Unlock()
+	// The queue has room for MaxAckPending events, all JetStream hands out.
 	f.work <- t
 }
 
 func (f *Forwarder) worker() {
 	for t := range f.work {
+		f.release(t.msg)
 		f.handle(t.msg)
 		for t.key != "" {
 			next := f.nextInKey(t.key)

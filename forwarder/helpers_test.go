@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"sync"
 	"testing"
@@ -60,6 +61,9 @@ func newEnvOpts(t testing.TB, syncAlways bool) *env {
 		t.Fatalf("jetstream: %v", err)
 	}
 	e := &env{t: t, srv: srv, nc: nc, js: js, log: zap.NewNop()}
+	if os.Getenv("HOOKGATE_BENCH_DEBUG") != "" {
+		e.log, _ = zap.NewDevelopment()
+	}
 	if tt, ok := t.(*testing.T); ok {
 		e.log = zaptest.NewLogger(tt, zaptest.Level(zap.WarnLevel))
 	}

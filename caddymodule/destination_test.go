@@ -1,0 +1,170 @@
+package caddymodule
+
+import (
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/hookgate/hookgate/forwarder"
+)
+
+func TestParseDestinationEveryFeature(t *testing.T) {
+	d := caddyfile.NewTestDispenser(`destination orders {
+		url http://127.0.0.1:9000/hooks
+		subjects webhooks.v1.stripe.> webhooks.v1.shopify.orders.>
+		timeout 5s
+		max_attempts 8
+		max_age 3d
+		backoff 2s 10m
+		schedule 5s 5m 30m 2h
+		retry_after_cap 1h
+		on_4xx retry
+		rate 600/m burst 20
+		concurrency 16
+		ordered_by $.data.object.customer
+		sign standard-webhooks {env.HOOKGATE_TEST_SIGN}
+		breaker 5 ratio 50% window 2m min 20 cooldown 1m
+	}`)
+	d.Next()
+	dc, err := parseDestination(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("HOOKGATE_TEST_SIGN", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+	fc, err := dc.forwarderConfig(caddy.NewReplacer())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := forwarder.Config{
+		Name:          "orders",
+		URL:           "http://127.0.0.1:9000/hooks",
+		Subjects:      []string{"webhooks.v1.stripe.>", "webhooks.v1.shopify.orders.>"},
+		Timeout:       5 * time.Second,
+		MaxAttempts:   8,
+		MaxAge:        72 * time.Hour,
+		BackoffBase:   2 * time.Second,
+		BackoffCap:    10 * time.Minute,
+		Schedule:      []time.Duration{5 * time.Second, 5 * time.Minute, 30 * time.Minute, 2 * time.Hour},
+		RetryAfterCap: time.Hour,
+		On4xx:         forwarder.Retry,
+		Rate:          10,
+		Burst:         20,
+		Concurrency:   16,
+		OrderedBy:     "$.data.object.customer",
+		SignSecret:    "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+		Breaker:       forwarder.BreakerConfig{Failures: 5, Ratio: 0.5, Window: 2 * time.Minute, MinRequests: 20, Cooldown: time.Minute},
+	}
+	if !reflect.DeepEqual(fc, want) {
+		t.Errorf("config\n got %+v\nwant %+v", fc, want)
+	}
+	if err := fc.Validate(); err != nil {
+		t.Errorf("Validate: %v", err)
+	}
+	// The secret stays a placeholder in the JSON config.
+	if dc.Sign.Secret != "{env.HOOKGATE_TEST_SIGN}" {
+		t.Errorf("stored secret %q", dc.Sign.Secret)
+	}
+}
+
+func TestParseDestinationMinimalAndBreakerForms(t *testing.T) {
+	for src, want := range map[string]forwarder.BreakerConfig{
+		"destination a {\n url http://127.0.0.1/\n}": {},
+		`destination a { url http://127.0.0.1/ 
+			breaker off
+		}`: {Disabled: true},
+		`destination a { url http://127.0.0.1/ 
+			breaker ratio 0.7 min 10
+		}`: {Failures: -1, Ratio: 0.7, MinRequests: 10},
+		`destination a { url http://127.0.0.1/ 
+			breaker 3 cooldown 10s
+		}`: {Failures: 3, Cooldown: 10 * time.Second},
+	} {
+		d := caddyfile.NewTestDispenser(src)
+		d.Next()
+		dc, err := parseDestination(d)
+		if err != nil {
+			t.Fatalf("%s: %v", src, err)
+		}
+		fc, err := dc.forwarderConfig(caddy.NewReplacer())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fc.Breaker != want {
+			t.Errorf("%s: breaker %+v, want %+v", src, fc.Breaker, want)
+		}
+	}
+}
+
+func TestParseDestinationErrors(t *testing.T) {
+	for _, tc := range []struct{ body, want string }{
+		{"", "has no url line"},
+		{"url", "url: missing value"},
+		{"url a b", "one value expected"},
+		{"bogus 1", `unrecognized subdirective "bogus"`},
+		{"subjects", "subjects: missing value"},
+		{"timeout soon", `timeout "soon"`},
+		{"timeout -1s", `timeout "-1s"`},
+		{"max_attempts 0", `max_attempts "0"`},
+		{"max_attempts x", `max_attempts "x"`},
+		{"concurrency -2", `concurrency "-2"`},
+		{"backoff 1s", "backoff: want '<base> <cap>'"},
+		{"backoff 1s never", `backoff cap "never"`},
+		{"schedule", "schedule: want one or more durations"},
+		{"schedule 5s x", `schedule "x"`},
+		{"on_4xx drop", `on_4xx "drop"`},
+		{"rate 50", "want <events>/<window>"},
+		{"rate 50/s burst", "rate: want"},
+		{"rate 50/s burst 0", `burst "0"`},
+		{"rate 0/s", "above 0"},
+		{"sign hmac abc", "sign standard-webhooks <secret>"},
+		{"sign standard-webhooks", "sign standard-webhooks <secret>"},
+		{"breaker", "breaker: want 'off'"},
+		{"breaker 0", "failures 0"},
+		{"breaker ratio", `"ratio" needs a value`},
+		{"breaker ratio 1.5", `ratio "1.5"`},
+		{"breaker 3 speed 2", `unknown setting "speed"`},
+		{"breaker window x", `breaker window "x"`},
+	} {
+		src := "destination orders {\n"
+		if !strings.HasPrefix(tc.body, "url") && tc.body != "" {
+			src += "url http://127.0.0.1/\n"
+		}
+		src += tc.body + "\n}"
+		d := caddyfile.NewTestDispenser(src)
+		d.Next()
+		_, err := parseDestination(d)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want one containing %q", tc.body, err, tc.want)
+		}
+	}
+	for src, want := range map[string]string{
+		"destination":               "missing name",
+		"destination a b { url x }": `unexpected "b" after the name`,
+	} {
+		d := caddyfile.NewTestDispenser(src)
+		d.Next()
+		if _, err := parseDestination(d); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: error %v, want %q", src, err, want)
+		}
+	}
+}
+
+func TestForwarderConfigPlaceholders(t *testing.T) {
+	dc := &DestinationConfig{Name: "a", URL: "{env.HOOKGATE_TEST_URL}/hooks", Sign: &SignConfig{Scheme: "standard-webhooks", Secret: "{env.HOOKGATE_TEST_MISSING_SECRET}"}}
+	t.Setenv("HOOKGATE_TEST_URL", "http://127.0.0.1:9")
+	os.Unsetenv("HOOKGATE_TEST_MISSING_SECRET")
+	_, err := dc.forwarderConfig(caddy.NewReplacer())
+	if err == nil || !strings.Contains(err.Error(), "sign: secret placeholder") {
+		t.Fatalf("unset secret: %v", err)
+	}
+	dc.Sign = nil
+	fc, err := dc.forwarderConfig(caddy.NewReplacer())
+	if err != nil || fc.URL != "http://127.0.0.1:9/hooks" {
+		t.Errorf("url %q, %v", fc.URL, err)
+	}
+}
