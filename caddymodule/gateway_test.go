@@ -314,9 +314,14 @@ func TestIngestStoresAndForwards(t *testing.T) {
 			t.Errorf("header %s = %q, want %q", k, got, want)
 		}
 	}
-	for _, k := range []string{"Authorization", "Nats-Expected-Stream"} {
-		if v := m.Header.Values(k); len(v) != 0 {
-			t.Errorf("header %s was stored: %q", k, v)
+	if v := m.Header.Values("Authorization"); len(v) != 0 {
+		t.Errorf("Authorization was stored: %q", v)
+	}
+	// The sender's Nats-* header never reaches JetStream (had it, the
+	// publish would have failed: the stream is not OTHER).
+	for _, v := range m.Header.Values("Nats-Expected-Stream") {
+		if v != event.StreamName {
+			t.Errorf("the sender's Nats-Expected-Stream %q was stored", v)
 		}
 	}
 	if ts, err := time.Parse(time.RFC3339Nano, m.Header.Get(event.HeaderReceivedAt)); err != nil || time.Since(ts) > time.Minute {
@@ -487,3 +492,61 @@ func TestNotReady(t *testing.T) {
 func caddyconfigAdapter() caddyconfig.Adapter { return caddyconfig.GetAdapter("caddyfile") }
 
 func zapNop() *zap.Logger { return zap.NewNop() }
+
+// TestForwardRetriesThenSucceeds: a sink that fails twice and then succeeds
+// is called exactly three times, with the same event each time.
+func TestForwardRetriesThenSucceeds(t *testing.T) {
+	sk := newSink(t, func(n int64) int {
+		if n <= 2 {
+			return http.StatusInternalServerError
+		}
+		return http.StatusOK
+	})
+	g := startGateway(t, gatewayConfig{Destinations: destination("flaky", sk.srv.URL, "\t\t\tmax_attempts 5")})
+	if status, _, b := g.post("/webhooks/v1/demo", []byte(`{"try":1}`), map[string]string{"X-Id": "retry-1"}); status != http.StatusOK {
+		t.Fatalf("status %d %s", status, b)
+	}
+	waitFor(t, 10*time.Second, "three calls", func() bool { return sk.calls.Load() >= 3 })
+	time.Sleep(500 * time.Millisecond) // a fourth call would come within the 100ms backoff cap
+	if n := sk.calls.Load(); n != 3 {
+		t.Fatalf("sink called %d times, want exactly 3", n)
+	}
+	bodies, hdrs := sk.received()
+	for i := range bodies {
+		if string(bodies[i]) != `{"try":1}` || hdrs[i].Get("Webhook-Id") != "demo:retry-1" {
+			t.Fatalf("call %d got %q id %q", i+1, bodies[i], hdrs[i].Get("Webhook-Id"))
+		}
+	}
+	if n := len(g.stored(event.DLQStreamName)); n != 0 {
+		t.Fatalf("%d dead letters for a delivered event", n)
+	}
+}
+
+// TestForwardDeadLetters: a sink that always fails leaves the event in
+// WEBHOOKS_DLQ after max_attempts, with the original body and id.
+func TestForwardDeadLetters(t *testing.T) {
+	sk := newSink(t, always(http.StatusServiceUnavailable))
+	g := startGateway(t, gatewayConfig{Destinations: destination("down", sk.srv.URL, "\t\t\tmax_attempts 3")})
+	if status, _, b := g.post("/webhooks/v1/demo", []byte(`{"dead":true}`), map[string]string{"X-Id": "dlq-1", "X-Type": "thing.happened"}); status != http.StatusOK {
+		t.Fatalf("status %d %s", status, b)
+	}
+	var dlq []*jetstream.RawStreamMsg
+	waitFor(t, 10*time.Second, "a dead letter", func() bool {
+		dlq = g.stored(event.DLQStreamName)
+		return len(dlq) > 0
+	})
+	if len(dlq) != 1 {
+		t.Fatalf("%d dead letters, want 1", len(dlq))
+	}
+	d := dlq[0]
+	if d.Subject != "webhooks_dlq.down.v1.demo.thing.happened" || string(d.Data) != `{"dead":true}` || d.Header.Get(event.HeaderID) != "demo:dlq-1" {
+		t.Fatalf("dead letter %s %q id %q", d.Subject, d.Data, d.Header.Get(event.HeaderID))
+	}
+	if n := sk.calls.Load(); n != 3 {
+		t.Fatalf("sink called %d times, want max_attempts 3", n)
+	}
+	// The event itself stays in WEBHOOKS for replay and audit.
+	if n := len(g.stored(event.StreamName)); n != 1 {
+		t.Fatalf("%d events in WEBHOOKS", n)
+	}
+}
