@@ -2,15 +2,21 @@ package caddymodule
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hookgate/hookgate/event"
 )
 
 // startApp provisions and starts a webhooks app on a temporary store,
@@ -121,5 +127,54 @@ func BenchmarkFrontDoorReject(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+// BenchmarkDedupWindowMemory measures what the dedup window costs: the
+// embedded server keeps every Nats-Msg-Id of the window in memory. It
+// publishes 100k distinct ids shaped like provider delivery ids into a
+// stream with a 6h window, and the same number of messages without ids
+// into another, and reports the difference in live heap per id.
+func BenchmarkDedupWindowMemory(b *testing.B) {
+	const n = 100_000
+	grow := func(withIDs bool) float64 {
+		e, err := newEngine(engineConfig{
+			StoreDir: b.TempDir(), ServerName: "dedup-bench", SyncInterval: time.Minute,
+			MaxStore: 1 << 30, MaxPayload: 1 << 20,
+		}, zapNop())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer e.shutdown()
+		ctx := context.Background()
+		if _, err := e.js.CreateStream(ctx, jetstream.StreamConfig{
+			Name: "DEDUP", Subjects: []string{"dedup.>"}, Storage: jetstream.FileStorage,
+			Duplicates: 6 * time.Hour,
+		}); err != nil {
+			b.Fatal(err)
+		}
+		before := heapInUse()
+		body := []byte(`{"id":"evt"}`)
+		for i := range n {
+			msg := &nats.Msg{Subject: "dedup.v1.github.push", Data: body, Header: nats.Header{}}
+			if withIDs {
+				msg.Header.Set(event.HeaderMsgID, fmt.Sprintf("github:%08x-cc78-11e3-81ab-4c9367dc0958", i))
+			}
+			if _, err := e.js.PublishMsgAsync(msg); err != nil {
+				b.Fatal(err)
+			}
+		}
+		select {
+		case <-e.js.PublishAsyncComplete():
+		case <-time.After(time.Minute):
+			b.Fatal("publishes not acknowledged in a minute")
+		}
+		return float64(int64(heapInUse()) - int64(before))
+	}
+	for range b.N {
+		with, without := grow(true), grow(false)
+		b.ReportMetric((with-without)/n, "bytes/id")
+		b.ReportMetric(with/(1<<20), "MiB-heap-with-ids")
+		b.ReportMetric(without/(1<<20), "MiB-heap-without")
 	}
 }

@@ -563,11 +563,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	if perIP != nil {
 		if wait, ok := perIP.take(client, now); !ok {
 			w.Header().Set("Retry-After", retryAfter(wait))
-			return h.reject(w, r, problemRateIP, errOverPerIP, version, src.nameOrEmpty())
+			return h.rejectUnread(w, r, problemRateIP, errOverPerIP, version, src.nameOrEmpty())
 		}
 	}
 	if src == nil {
-		return h.reject(w, r, problemNotFound, nil, "", "")
+		return h.rejectUnread(w, r, problemNotFound, nil, "", "")
 	}
 	hdr := w.Header()
 	for k, v := range src.deprecated[version] {
@@ -577,31 +577,31 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		if src.goneLink != nil {
 			hdr["Link"] = src.goneLink
 		}
-		return h.reject(w, r, src.gone, nil, version, src.name)
+		return h.rejectUnread(w, r, src.gone, nil, version, src.name)
 	}
 	if src.allow != nil && !allowed(src.allow, client) {
-		return h.reject(w, r, problemForbidden, errNotAllowed, version, src.name)
+		return h.rejectUnread(w, r, problemForbidden, errNotAllowed, version, src.name)
 	}
 	if r.Method != http.MethodPost {
 		hdr.Set("Allow", http.MethodPost)
-		return h.reject(w, r, problemMethod, nil, version, src.name)
+		return h.rejectUnread(w, r, problemMethod, nil, version, src.name)
 	}
 	if src.bucket != nil {
 		if wait, ok := take(src.bucket, now); !ok {
 			hdr.Set("Retry-After", retryAfter(wait))
-			return h.reject(w, r, problemRateSource, errOverRate, version, src.name)
+			return h.rejectUnread(w, r, problemRateSource, errOverRate, version, src.name)
 		}
 	}
 	if !h.app.waitReady(readyWait) {
-		return h.reject(w, r, problemNotReady, nil, version, src.name)
+		return h.rejectUnread(w, r, problemNotReady, nil, version, src.name)
 	}
 	if r.ContentLength > src.maxBody {
-		return h.reject(w, r, problemTooLarge, fmt.Errorf("Content-Length %d is above max_body %d", r.ContentLength, src.maxBody), version, src.name)
+		return h.rejectUnread(w, r, problemTooLarge, fmt.Errorf("Content-Length %d is above max_body %d", r.ContentLength, src.maxBody), version, src.name)
 	}
 	gz, ok := src.contentEncoding(r.Header)
 	if !ok {
 		hdr.Set("Accept-Encoding", src.acceptEncoding)
-		return h.reject(w, r, problemEncoding, fmt.Errorf("Content-Encoding %q", r.Header.Values("Content-Encoding")), version, src.name)
+		return h.rejectUnread(w, r, problemEncoding, fmt.Errorf("Content-Encoding %q", r.Header.Values("Content-Encoding")), version, src.name)
 	}
 
 	buf := bodyPool.Get().(*bytes.Buffer)
@@ -907,6 +907,26 @@ func (h *Handler) reject(w http.ResponseWriter, r *http.Request, p *problem, rea
 	_, err := w.Write(p.body)
 	return err
 }
+
+// rejectUnread rejects a request whose body was not read. After the
+// handler, net/http reads up to 256 KiB of an unread body before it
+// answers, so the connection can carry the next request; behind Caddy
+// (whose idle-timeout reader replaces the body net/http checks) it does so
+// even after "Expect: 100-continue", inviting the body it was to spare.
+// So unless the body is small and already on its way, the answer closes
+// the connection instead.
+func (h *Handler) rejectUnread(w http.ResponseWriter, r *http.Request, p *problem, reason error, version, source string) error {
+	if r.ProtoMajor == 1 && r.ContentLength != 0 &&
+		(r.ContentLength < 0 || r.ContentLength > maxDrain || r.Header.Get("Expect") != "") {
+		w.Header().Set("Connection", "close")
+	}
+	return h.reject(w, r, p, reason, version, source)
+}
+
+// maxDrain is the largest unread body left for net/http to drain so the
+// connection stays open: a typical delivery, whose bytes are already
+// sent.
+const maxDrain = 64 << 10
 
 func clientIP(r *http.Request) string {
 	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok {

@@ -20,8 +20,8 @@ import (
 const (
 	defaultRateWindow = time.Second
 	// defaultMaxClients caps the client IPs one per-IP limit remembers. A
-	// remembered client costs about 250 bytes (BenchmarkIPTableMemory), so
-	// the cap bounds a table at about 25 MB however many addresses a
+	// remembered client costs about 210 bytes (BenchmarkIPTableMemory), so
+	// the cap bounds a table at about 21 MB however many addresses a
 	// flood sprays.
 	defaultMaxClients = 100_000
 	// ipShards splits a per-IP table so concurrent requests from different
@@ -55,7 +55,9 @@ type RateLimit struct {
 	// addresses, IPv6 /64 prefixes) are remembered. When the table is
 	// full the client seen least recently is forgotten: it starts again
 	// with a full bucket, which is what it would have after being idle.
-	// Default: 100000 (about 25 MB).
+	// The table is split in shards that each hold their share, so it may
+	// start forgetting a little before it holds MaxClients. Default:
+	// 100000 (about 21 MB).
 	MaxClients int `json:"max_clients,omitempty"`
 }
 
@@ -149,7 +151,7 @@ type ipTable struct {
 	// nothing.
 	idle   time.Duration
 	seed   maphash.Seed
-	shards [ipShards]ipShard
+	shards []ipShard
 }
 
 // ipShard is a part of an ipTable: a map for lookups and a list from the
@@ -180,9 +182,11 @@ func newIPTable(rl *RateLimit) (*ipTable, error) {
 		idle:  time.Duration(float64(burst) / float64(limit) * float64(time.Second)),
 		seed:  maphash.MakeSeed(),
 	}
-	perShard := max((maxClients+ipShards-1)/ipShards, 1)
+	// Each shard holds an equal share, rounded down, so the table never
+	// holds more than maxClients.
+	t.shards = make([]ipShard, min(ipShards, maxClients))
 	for i := range t.shards {
-		t.shards[i] = ipShard{max: perShard, m: make(map[netip.Addr]*ipBucket)}
+		t.shards[i] = ipShard{max: maxClients / len(t.shards), m: make(map[netip.Addr]*ipBucket)}
 	}
 	return t, nil
 }
@@ -205,7 +209,7 @@ func clientKey(addr netip.Addr) netip.Addr {
 // take takes a token from addr's bucket, as the package-level take.
 func (t *ipTable) take(addr netip.Addr, now time.Time) (time.Duration, bool) {
 	key := clientKey(addr)
-	s := &t.shards[maphash.Comparable(t.seed, key)%ipShards]
+	s := &t.shards[maphash.Comparable(t.seed, key)%uint64(len(t.shards))]
 	s.mu.Lock()
 	b := s.m[key]
 	if b == nil {
@@ -345,9 +349,11 @@ func parseAllowIPs(entries []string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
 	for _, e := range entries {
 		if e == "private_ranges" {
-			for _, c := range caddyhttp.PrivateRangesCIDR() {
-				out = append(out, netip.MustParsePrefix(c))
+			private, err := parseAllowIPs(caddyhttp.PrivateRangesCIDR())
+			if err != nil {
+				return nil, err
 			}
+			out = append(out, private...)
 			continue
 		}
 		if strings.Contains(e, "/") {
