@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -232,4 +233,35 @@ func BenchmarkIPTableTake(b *testing.B) {
 			i++
 		}
 	})
+}
+
+// TestRateLimitJSONErrors: limits written as JSON, which the Caddyfile
+// parser never produces, are checked at provision time too.
+func TestRateLimitJSONErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		h    Handler
+		want string
+	}{
+		{"no events", Handler{RatePerIP: &RateLimit{}}, "want at least 1 event per positive window"},
+		{"negative window", Handler{RatePerIP: &RateLimit{Events: 1, Window: -1}}, "want at least 1 event per positive window"},
+		{"negative burst", Handler{RatePerIP: &RateLimit{Events: 1, Burst: -1}}, "burst -1"},
+		{"negative max_clients", Handler{RatePerIP: &RateLimit{Events: 1, MaxClients: -1}}, "max_clients -1"},
+		{"max_clients on a source rate", Handler{Sources: []*Source{{Name: "a", Verify: &VerifyConfig{Scheme: "none"}, Rate: &RateLimit{Events: 1, MaxClients: 5}}}}, "max_clients applies to rate_per_ip only"},
+		{"bad allow_ips", Handler{Sources: []*Source{{Name: "a", Verify: &VerifyConfig{Scheme: "none"}, AllowIPs: []string{"10.0.0.0/99"}}}}, `allow_ips "10.0.0.0/99"`},
+		{"bad sunset", Handler{Deprecated: []*Deprecation{{Version: "v1", Sunset: "June"}}}, `sunset: "June"`},
+		{"deflate", Handler{Sources: []*Source{{Name: "a", Verify: &VerifyConfig{Scheme: "none"}, AcceptEncoding: []string{"deflate"}}}}, `accept_encoding "deflate"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := tc.h
+			if h.Sources == nil {
+				h.Sources = []*Source{{Name: "a", Verify: &VerifyConfig{Scheme: "none"}}}
+			}
+			err := h.provision()
+			_ = h.Cleanup()
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
 }
