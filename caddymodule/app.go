@@ -228,7 +228,7 @@ func (a *App) Validate() error {
 		}
 		seen[fc.Name] = true
 		if err := fc.Validate(); err != nil {
-			return fmt.Errorf("destination %q: %w", fc.Name, err)
+			return err // names the destination already
 		}
 	}
 	return nil
