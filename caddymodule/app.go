@@ -97,6 +97,11 @@ type App struct {
 	// NKeys are the public nkeys ("U...") of NATS clients allowed in.
 	NKeys []string `json:"nkeys,omitempty"`
 
+	// TLSCert and TLSKey are PEM files; when set, NATS clients must use
+	// TLS. (The gateway's own connection is in-process.)
+	TLSCert string `json:"tls_cert,omitempty"`
+	TLSKey  string `json:"tls_key,omitempty"`
+
 	// Destinations are the internal HTTP services events are forwarded to.
 	Destinations []*DestinationConfig `json:"destinations,omitempty"`
 
@@ -163,6 +168,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("password: %w", err)
 	}
 	a.ecfg.NKeys = strings.Join(a.NKeys, " ")
+	if (a.TLSCert == "") != (a.TLSKey == "") {
+		return fmt.Errorf("tls: give both a certificate and a key file")
+	}
+	a.ecfg.TLSCert, a.ecfg.TLSKey = repl.ReplaceKnown(a.TLSCert, ""), repl.ReplaceKnown(a.TLSKey, "")
 
 	maxStore := orDefault(a.MaxStore, defaultMaxStore)
 	maxEvent := orDefault(a.MaxEventSize, defaultMaxEventSize)

@@ -49,6 +49,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //		user           <name>              # NATS client credentials
 //		password       <password>
 //		nkey           <public nkey>...
+//		tls            <cert_file> <key_file>  # TLS for NATS clients
 //		destination    <name> {
 //			...                            # see parseDestination
 //		}
@@ -86,6 +87,12 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			a.User, err = oneArg(d)
 		case "password":
 			a.Password, err = oneArg(d)
+		case "tls":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return d.Errf("tls: want <cert_file> <key_file>")
+			}
+			a.TLSCert, a.TLSKey = args[0], args[1]
 		case "nkey":
 			args := d.RemainingArgs()
 			if len(args) == 0 {

@@ -46,6 +46,8 @@ type engineConfig struct {
 	Password string
 	// NKeys are the public nkeys of clients allowed in, space-separated.
 	NKeys string
+	// TLSCert and TLSKey, when set, make the client listener TLS-only.
+	TLSCert, TLSKey string
 }
 
 // engine is one embedded nats-server with JetStream and the gateway's own
@@ -162,6 +164,13 @@ func (e *engine) serverOptions(cfg engineConfig) (*server.Options, error) {
 			return nil, fmt.Errorf("listen %q: port: %w", cfg.Listen, err)
 		}
 		opts.Host, opts.Port = host, p
+	}
+	if cfg.TLSCert != "" {
+		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey})
+		if err != nil {
+			return nil, fmt.Errorf("tls %s %s: %w", cfg.TLSCert, cfg.TLSKey, err)
+		}
+		opts.TLSConfig, opts.TLS, opts.TLSTimeout = tc, true, 2
 	}
 	if e.authConfigured() {
 		opts.Users = []*server.User{{Username: internalUser, Password: e.internalPassword}}
