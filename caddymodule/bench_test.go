@@ -97,28 +97,35 @@ func BenchmarkIngest(b *testing.B) {
 }
 
 // BenchmarkFrontDoorReject is the cost of turning a request away before
-// the store: an unknown path (404) and a source over its rate (429).
+// the store: an unknown path (404), a wrong method (405), a client over its
+// per-IP budget and a source over its rate (429).
 func BenchmarkFrontDoorReject(b *testing.B) {
+	hour := caddy.Duration(time.Hour)
 	for _, tc := range []struct {
-		name, path string
-		want       int
+		name, method, path string
+		h                  Handler
+		want               int
 	}{
-		{"404", "/webhooks/v1/nosuch", http.StatusNotFound},
-		{"405", "/webhooks/v1/demo", http.StatusMethodNotAllowed},
+		{name: "404", method: http.MethodPost, path: "/webhooks/v1/nosuch", want: http.StatusNotFound},
+		{name: "405", method: http.MethodGet, path: "/webhooks/v1/demo", want: http.StatusMethodNotAllowed},
+		{name: "429-per-ip", method: http.MethodPost, path: "/webhooks/v1/demo", want: http.StatusTooManyRequests,
+			h: Handler{RatePerIP: &RateLimit{Events: 1, Window: hour}}},
+		{name: "429-source", method: http.MethodPost, path: "/webhooks/v1/demo", want: http.StatusTooManyRequests,
+			h: Handler{Sources: []*Source{{Name: "demo", Verify: &VerifyConfig{Scheme: "none"}, Rate: &RateLimit{Events: 1, Window: hour}}}}},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
-			h := newTestHandler(b, &Handler{Sources: []*Source{{
-				Name: "demo", Verify: &VerifyConfig{Scheme: "none"},
-			}}}, nil)
-			method := http.MethodPost
-			if tc.want == http.StatusMethodNotAllowed {
-				method = http.MethodGet
+			h := tc.h
+			if h.Sources == nil {
+				h.Sources = []*Source{{Name: "demo", Verify: &VerifyConfig{Scheme: "none"}}}
 			}
+			newTestHandler(b, &h, nil)
+			// Spend the one token of the 429 cases.
+			_ = h.ServeHTTP(httptest.NewRecorder(), withClientIP(httptest.NewRequest(tc.method, tc.path, nil), "192.0.2.1"), nil)
 			b.ReportAllocs()
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					r := withClientIP(httptest.NewRequest(method, tc.path, nil), "192.0.2.1")
+					r := withClientIP(httptest.NewRequest(tc.method, tc.path, nil), "192.0.2.1")
 					w := httptest.NewRecorder()
 					_ = h.ServeHTTP(w, r, nil)
 					if w.Code != tc.want {
