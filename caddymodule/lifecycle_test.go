@@ -103,6 +103,8 @@ func TestReloadWhilePosting(t *testing.T) {
 
 // TestRestartKeepsEvents stops the gateway and starts it again on the same
 // store: events acknowledged before are still there and still forwarded.
+// (The breaker is off: an open breaker pauses the consumer for its cooldown,
+// and that pause rightly outlives a restart.)
 func TestRestartKeepsEvents(t *testing.T) {
 	var down atomic.Bool
 	down.Store(true)
@@ -112,7 +114,7 @@ func TestRestartKeepsEvents(t *testing.T) {
 		}
 		return http.StatusOK
 	})
-	g := startGateway(t, gatewayConfig{Destinations: destination("sink", sk.srv.URL, "\t\t\tmax_attempts 1000")})
+	g := startGateway(t, gatewayConfig{Destinations: destination("sink", sk.srv.URL, "\t\t\tmax_attempts 1000\n\t\t\tbreaker off")})
 	cfg := g.cfg
 	for i := range 5 {
 		if status, _, b := g.post("/webhooks/v1/demo", []byte(fmt.Sprint(i)), map[string]string{"X-Id": fmt.Sprint("r", i)}); status != 200 {
