@@ -59,8 +59,8 @@ type Signer interface {
 	// send, timestamped with r.Now (time.Now() when zero) and signed with
 	// the newest secret. Where the provider signs elsewhere, Sign changes
 	// that too: Twilio adds bodySHA256 to r.URL for a body that is not a
-	// form, Mailgun carries its signature in r.Body. Headers already set,
-	// such as a delivery id, are kept and signed as they are.
+	// form, Mailgun carries its signature in r.Body. A delivery id header
+	// the caller set is kept and signed as it is; a missing one is made.
 	Sign(r *Request) error
 }
 
@@ -74,7 +74,8 @@ var (
 	ErrMismatch = errors.New("signature mismatch")
 	// ErrExpired means the signed timestamp is outside the tolerance.
 	ErrExpired = errors.New("timestamp outside tolerance")
-	// ErrConfig means the Config cannot make a verifier.
+	// ErrConfig means the Config cannot make a verifier, or the request
+	// lacks what the source must supply (the URL a scheme signs).
 	ErrConfig = errors.New("invalid verifier configuration")
 )
 
