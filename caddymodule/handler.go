@@ -650,6 +650,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 			return h.answerChallenge(w, challenge, version, src.name)
 		}
 	}
+	if src.scheme == "discord" && res.Type == "PING" {
+		// Discord checks a Webhook Events URL with a signed PING and wants
+		// 204 No Content; like Slack's challenge it is not an event.
+		h.logHandshake(version, src.name)
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
 
 	msg, id := h.message(r, version, src, res, body, receivedAt, gz)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), h.publishTimeout)
@@ -726,15 +733,20 @@ func (s *source) gunzip(dst *bytes.Buffer, compressed []byte) error {
 	return nil
 }
 
+// logHandshake records that a provider's endpoint check was answered.
+func (h *Handler) logHandshake(version, source string) {
+	if ce := h.logger.Check(zapcore.InfoLevel, "webhook URL verification answered"); ce != nil {
+		ce.Write(zap.String("source", source), zap.String("version", version))
+	}
+}
+
 // answerChallenge echoes a provider's URL verification challenge.
 func (h *Handler) answerChallenge(w http.ResponseWriter, challenge, version, source string) error {
 	b, err := json.Marshal(map[string]string{"challenge": challenge})
 	if err != nil {
 		return err
 	}
-	if ce := h.logger.Check(zapcore.InfoLevel, "webhook URL verification answered"); ce != nil {
-		ce.Write(zap.String("source", source), zap.String("version", version))
-	}
+	h.logHandshake(version, source)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	_, err = w.Write(b)

@@ -161,3 +161,41 @@ func postRaw(t *testing.T, g *gateway, u *url.URL, hdr http.Header, body []byte)
 	_, _ = buf.ReadFrom(resp.Body)
 	return resp.StatusCode, buf.Bytes()
 }
+
+// TestDiscordPing: Discord's signed PING (its check of a Webhook Events URL)
+// gets 204 and is not stored; a forged PING gets 401; a signed event is
+// stored as usual.
+func TestDiscordPing(t *testing.T) {
+	g := startGateway(t, gatewayConfig{Sources: "\t\tsource discord {\n\t\t\tverify discord " + ed25519Hex + "\n\t\t}\n"})
+	signer, err := verify.NewSigner(verify.Config{Scheme: "discord", Secrets: []string{ed25519Hex}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse(g.url("/webhooks/v1/discord"))
+	post := func(body string, forge bool) (int, []byte) {
+		req := &verify.Request{Method: "POST", URL: u, Header: http.Header{"Content-Type": {"application/json"}}, Body: []byte(body)}
+		if err := signer.Sign(req); err != nil {
+			t.Fatal(err)
+		}
+		if forge {
+			req.Header.Set("X-Signature-Ed25519", strings.Repeat("0", 128))
+		}
+		return postRaw(t, g, u, req.Header, req.Body)
+	}
+	ping := `{"version":1,"application_id":"1","type":0}`
+	if status, b := post(ping, false); status != http.StatusNoContent || len(b) != 0 {
+		t.Fatalf("PING: status %d body %q, want 204 and no body", status, b)
+	}
+	if status, _ := post(ping, true); status != http.StatusUnauthorized {
+		t.Fatalf("forged PING: status %d, want 401", status)
+	}
+	if n := len(g.stored(event.StreamName)); n != 0 {
+		t.Fatalf("%d events stored by PINGs", n)
+	}
+	if status, b := post(`{"version":1,"application_id":"1","type":1,"event":{"type":"APPLICATION_AUTHORIZED","timestamp":"2026-11-28T12:00:00Z"}}`, false); status != http.StatusOK {
+		t.Fatalf("event: status %d %s", status, b)
+	}
+	if msgs := g.stored(event.StreamName); len(msgs) != 1 || msgs[0].Subject != "webhooks.v1.discord.APPLICATION_AUTHORIZED" {
+		t.Fatalf("stored %d events", len(msgs))
+	}
+}

@@ -19,7 +19,8 @@
 // "webhooks.v1.stripe.invoice.>".
 //
 // The message body is the request body exactly as the provider sent it: the
-// bytes its signature covers. The headers are the provider's own request
+// bytes its signature covers (for a source that accepts gzip, the
+// decompressed bytes, which is what such providers sign). The headers are the provider's own request
 // headers (canonical HTTP form, minus hop-by-hop headers, credentials and any
 // "Nats-" or "Hookgate-" header the sender tried to inject) plus Hookgate's
 // metadata under the "Hookgate-" prefix (see the Header constants).
