@@ -207,7 +207,7 @@ func (f *Forwarder) Start(ctx context.Context) error {
 		return err
 	}
 	f.cc, err = cons.Consume(f.dispatch,
-		jetstream.PullMaxMessages(f.cfg.Concurrency),
+		jetstream.PullMaxMessages(f.maxAckPending),
 		// Short pull requests: under load the server sometimes drops a
 		// waiting pull request while the client still counts on it
 		// (observed with nats-server 2.15.2 in BenchmarkDeliver); delivery
