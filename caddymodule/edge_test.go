@@ -1272,7 +1272,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 	}
 }
 
-// accessLogFilter is the filter documented in docs/edge.md: it deletes
+// accessLogFilter is the filter documented in the README: it deletes
 // every header that carries a signature or a token from access logs.
 var accessLogFilter = func() string {
 	var b strings.Builder
@@ -1291,16 +1291,16 @@ var signatureHeaders = []string{
 	"X-Hubspot-Signature", "X-Hubspot-Signature-V3", "X-Signature",
 }
 
-// TestDocumentedFilterCoversSchemes keeps docs/edge.md and the test's
-// filter in step.
+// TestDocumentedFilterCoversSchemes keeps the README's hardened site and
+// the test's filter in step.
 func TestDocumentedFilterCoversSchemes(t *testing.T) {
-	doc, err := os.ReadFile("../docs/edge.md")
+	doc, err := os.ReadFile("../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, h := range signatureHeaders {
 		if !bytes.Contains(doc, []byte("request>headers>"+h+" delete")) {
-			t.Errorf("docs/edge.md's access log filter does not delete %s", h)
+			t.Errorf("the README's access log filter does not delete %s", h)
 		}
 	}
 }
