@@ -550,3 +550,15 @@ func TestForwardDeadLetters(t *testing.T) {
 		t.Fatalf("%d events in WEBHOOKS", n)
 	}
 }
+
+// TestPublishTimeout: when the store's acknowledgement does not come within
+// publish_timeout, the provider gets 503 with Retry-After, never a 2xx.
+func TestPublishTimeout(t *testing.T) {
+	g := startGateway(t, gatewayConfig{Ingest: "\t\tpublish_timeout 1ns\n\t\tretry_after 7s"})
+	for i := range 3 {
+		status, hdr, b := g.post("/webhooks/v1/demo", []byte(`{}`), map[string]string{"X-Id": fmt.Sprint("slow-", i)})
+		if status != http.StatusServiceUnavailable || hdr.Get("Retry-After") != "7" {
+			t.Fatalf("status %d Retry-After %q (%s), want 503 and 7", status, hdr.Get("Retry-After"), b)
+		}
+	}
+}
