@@ -173,3 +173,19 @@ func TestCaddyfileExample(t *testing.T) {
 		t.Fatalf("Caddyfile.example does not validate: %v", err)
 	}
 }
+
+// TestValidateOpensNoStore: caddy validate (Provision and Validate) must not
+// start NATS or touch the store, which a running Caddy may own.
+func TestValidateOpensNoStore(t *testing.T) {
+	store := filepath.Join(t.TempDir(), "never-created")
+	cfg := "{\n\twebhooks {\n\t\tstore " + store + "\n\t\tlisten off\n\t}\n}\n:8080 {\n\twebhook_ingest {\n\t\tsource a {\n\t\t\tverify none\n\t\t}\n\t}\n}\n"
+	if _, err := loadErr(cfg); err != nil {
+		t.Fatalf("valid config rejected: %v", err)
+	}
+	if _, err := os.Stat(store); !os.IsNotExist(err) {
+		t.Fatalf("validate created the store directory (stat: %v)", err)
+	}
+	if _, ok := engines.References(store); ok {
+		t.Fatal("validate started an engine")
+	}
+}
