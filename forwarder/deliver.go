@@ -130,28 +130,38 @@ var dropHeaders = []string{"Host", "Content-Length", "Transfer-Encoding", "Conne
 // headers, the original Content-Type, then Hookgate's Webhook-* headers,
 // which win over any provider header of the same name.
 func (f *Forwarder) setHeaders(h http.Header, d *delivery) {
-	for k, v := range d.ev.Header {
-		h[k] = v
+	if len(d.ev.Header) > 0 {
+		for k, v := range d.ev.Header {
+			h[k] = v
+		}
+		for _, k := range dropHeaders {
+			delete(h, k)
+		}
 	}
-	for _, k := range dropHeaders {
-		delete(h, k)
+	// Hookgate's values share one array; each header gets a full slice of
+	// its own element, so an append to one never writes into another. The
+	// names are canonical already.
+	vals := make([]string, 0, 8)
+	set := func(k, v string) {
+		vals = append(vals, v)
+		h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
 	}
 	if d.ev.ContentType != "" {
-		h.Set("Content-Type", d.ev.ContentType)
+		set("Content-Type", d.ev.ContentType)
 	} else {
-		h.Del("Content-Type")
+		delete(h, "Content-Type")
 	}
-	h.Set(event.HeaderWebhookID, d.ev.ID)
-	h.Set(event.HeaderIdempotencyKey, d.ev.ID)
-	h.Set(event.HeaderWebhookAttempt, strconv.Itoa(d.attempt))
+	set(event.HeaderWebhookID, d.ev.ID)
+	set(event.HeaderIdempotencyKey, d.ev.ID)
+	set(event.HeaderWebhookAttempt, strconv.Itoa(d.attempt))
 	if d.ev.Source != "" {
-		h.Set(event.HeaderWebhookSource, d.ev.Source)
+		set(event.HeaderWebhookSource, d.ev.Source)
 	}
-	h.Set("User-Agent", "Hookgate")
+	set("User-Agent", "Hookgate")
 	if f.signKey != nil {
 		ts := strconv.FormatInt(time.Now().Unix(), 10)
-		h.Set(event.HeaderWebhookTimestamp, ts)
-		h.Set(event.HeaderWebhookSignature, signStandard(f.signKey, d.ev.ID, ts, d.ev.Body))
+		set(event.HeaderWebhookTimestamp, ts)
+		set(event.HeaderWebhookSignature, signStandard(f.signKey, d.ev.ID, ts, d.ev.Body))
 	}
 }
 

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/hookgate/hookgate/event"
 )
@@ -36,12 +38,15 @@ func (f *Forwarder) handle(m jetstream.Msg) {
 		f.nak(m, 0)
 		return
 	}
-	ev, err := event.DecodeJetStream(m)
+	// event.Decode on a message with no reply subject skips the metadata
+	// DecodeJetStream would parse a second time.
+	ev, err := event.Decode(&nats.Msg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data()})
 	if err != nil {
 		d := &delivery{msg: m, md: md, ev: &event.Event{ID: fmt.Sprintf("seq:%d", md.Sequence.Stream), Subject: m.Subject()}}
 		f.deadLetter(d, reasonUndecodable, result{err: err.Error()})
 		return
 	}
+	ev.Sequence = md.Sequence.Stream
 	d := &delivery{msg: m, ev: ev, md: md, received: ev.ReceivedAt}
 	if d.received.IsZero() {
 		d.received = md.Timestamp
@@ -64,7 +69,11 @@ func (f *Forwarder) handle(m jetstream.Msg) {
 			f.ack(m)
 			f.forget(d)
 			f.writeState(d, StatusDelivered, res, time.Time{})
-			f.debug("delivered", zap.String("event_id", ev.ID), zap.Int("attempt", d.attempt), zap.Int("status", res.status), zap.Duration("latency", res.latency))
+			// Checked here, not in f.debug: its variadic fields would be
+			// allocated for every delivery even with debug logging off.
+			if ce := f.log.Check(zapcore.DebugLevel, "delivered"); ce != nil {
+				ce.Write(zap.String("event_id", ev.ID), zap.Int("attempt", d.attempt), zap.Int("status", res.status), zap.Duration("latency", res.latency))
+			}
 			return
 		case rejected:
 			f.deadLetter(d, reasonRejected, res)
@@ -100,7 +109,9 @@ func (f *Forwarder) handle(m jetstream.Msg) {
 		}
 		f.remember(d)
 		f.writeState(d, StatusRetrying, res, next)
-		f.debug("retrying", zap.String("event_id", ev.ID), zap.Int("attempt", d.attempt), zap.Int("status", res.status), zap.String("error", res.err), zap.Duration("delay", delay))
+		if ce := f.log.Check(zapcore.DebugLevel, "retrying"); ce != nil {
+			ce.Write(zap.String("event_id", ev.ID), zap.Int("attempt", d.attempt), zap.Int("status", res.status), zap.String("error", res.err), zap.Duration("delay", delay))
+		}
 		if f.keyOf == nil {
 			f.nak(m, delay)
 			return

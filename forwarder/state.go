@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -206,8 +207,15 @@ func (f *Forwarder) writeState(d *delivery, status Status, res result, next time
 	f.putState(&rec)
 }
 
+// stateBufs recycles the buffers delivery states are encoded in: Publish
+// copies the data before it returns.
+var stateBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
 func (f *Forwarder) putState(rec *Delivery) {
-	data, err := json.Marshal(rec)
+	bp := stateBufs.Get().(*[]byte)
+	defer stateBufs.Put(bp)
+	data, err := appendDelivery((*bp)[:0], rec)
+	*bp = data[:0]
 	if err != nil {
 		f.log.Error("encode delivery state", zap.String("event_id", rec.EventID), zap.Error(err))
 		return
@@ -216,6 +224,102 @@ func (f *Forwarder) putState(rec *Delivery) {
 	if err := f.js.Conn().Publish(subj, data); err != nil {
 		f.log.Warn("write delivery state", zap.String("event_id", rec.EventID), zap.Error(err))
 	}
+}
+
+// appendDelivery appends rec's JSON encoding to b, byte for byte what
+// json.Marshal makes of it (TestAppendDeliveryMatchesJSON), without the
+// reflection: the state is written once or more per delivery.
+func appendDelivery(b []byte, rec *Delivery) ([]byte, error) {
+	var err error
+	b = append(b, `{"event_id":`...)
+	b = appendJSONString(b, rec.EventID)
+	b = append(b, `,"destination":`...)
+	b = appendJSONString(b, rec.Destination)
+	if rec.Event != "" {
+		b = append(b, `,"event":`...)
+		b = appendJSONString(b, rec.Event)
+	}
+	b = append(b, `,"subject":`...)
+	b = appendJSONString(b, rec.Subject)
+	b = append(b, `,"stream_seq":`...)
+	b = strconv.AppendUint(b, rec.Sequence, 10)
+	b = append(b, `,"status":`...)
+	b = appendJSONString(b, string(rec.Status))
+	b = append(b, `,"attempts":`...)
+	b = strconv.AppendInt(b, int64(rec.Attempts), 10)
+	b = append(b, `,"retry_attempts":`...)
+	b = strconv.AppendInt(b, int64(rec.RetryAttempts), 10)
+	if rec.NextRetryAt != nil {
+		b = append(b, `,"next_retry_at":`...)
+		if b, err = appendJSONTime(b, *rec.NextRetryAt); err != nil {
+			return b, err
+		}
+	}
+	if rec.NextRetryIn != "" {
+		b = append(b, `,"next_retry_in":`...)
+		b = appendJSONString(b, rec.NextRetryIn)
+	}
+	if rec.LastStatusCode != 0 {
+		b = append(b, `,"last_status_code":`...)
+		b = strconv.AppendInt(b, int64(rec.LastStatusCode), 10)
+	}
+	if rec.LastError != "" {
+		b = append(b, `,"last_error":`...)
+		b = appendJSONString(b, rec.LastError)
+	}
+	if rec.LastLatency != 0 {
+		b = append(b, `,"last_latency":`...)
+		// Duration.MarshalJSON's quoting: a duration's digits, '.', '-',
+		// unit letters and 'µ' need no escaping.
+		b = append(b, '"')
+		b = append(b, time.Duration(rec.LastLatency).String()...)
+		b = append(b, '"')
+	}
+	if rec.DeliveredAt != nil {
+		b = append(b, `,"delivered_at":`...)
+		if b, err = appendJSONTime(b, *rec.DeliveredAt); err != nil {
+			return b, err
+		}
+	}
+	if rec.Reason != "" {
+		b = append(b, `,"reason":`...)
+		b = appendJSONString(b, rec.Reason)
+	}
+	b = append(b, `,"updated_at":`...)
+	if b, err = appendJSONTime(b, rec.UpdatedAt); err != nil {
+		return b, err
+	}
+	return append(b, '}'), nil
+}
+
+// appendJSONString appends s as encoding/json quotes it. Plain printable
+// ASCII (every id, name and status the forwarder writes) is copied as is;
+// anything json.Marshal would escape ('"', '\\', '<', '>', '&', control
+// characters, non-ASCII that might be invalid UTF-8 or U+2028) goes
+// through json.Marshal itself.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string always encodes
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
+
+// appendJSONTime appends t as time.Time.MarshalJSON does. The state's
+// times are UTC and of this era; any other goes through json.Marshal,
+// errors included.
+func appendJSONTime(b []byte, t time.Time) ([]byte, error) {
+	if y := t.Year(); t.Location() != time.UTC || y < 0 || y > 9999 {
+		q, err := json.Marshal(t)
+		return append(b, q...), err
+	}
+	b = append(b, '"')
+	b = t.AppendFormat(b, time.RFC3339Nano)
+	return append(b, '"'), nil
 }
 
 // readState reads this destination's state of an event.

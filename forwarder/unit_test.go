@@ -1,6 +1,7 @@
 package forwarder
 
 import (
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -194,3 +195,45 @@ func TestValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestAppendDeliveryMatchesJSON proves the hand-written state encoding
+// byte-compatible with encoding/json, the shape readers of the bucket see.
+func TestAppendDeliveryMatchesJSON(t *testing.T) {
+	now := time.Date(2026, 11, 28, 19, 30, 1, 123456789, time.UTC)
+	whole := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	later := now.Add(8 * time.Second)
+	odd := []string{"", "plain", `quote " and \ back`, "<html> & co", "tab\tnew\nline\r\x00\x1f\x7f",
+		"café ünïcode µs", "bad utf8 \xff\xfe", "sep \u2028 \u2029", "emoji 🎉"}
+	recs := []Delivery{
+		{EventID: "stripe:evt_1", Destination: "billing", Subject: "webhooks.v1.stripe.invoice.paid", Sequence: 1,
+			Status: StatusDelivered, Attempts: 1, LastStatusCode: 204, LastLatency: Duration(734 * time.Microsecond),
+			DeliveredAt: &now, UpdatedAt: now},
+		{EventID: "github:abc", Destination: "ci", Event: "push", Subject: "webhooks.v1.github.push", Sequence: 1 << 40,
+			Status: StatusRetrying, Attempts: 3, RetryAttempts: 2, NextRetryAt: &later, NextRetryIn: "8 seconds",
+			LastStatusCode: 503, LastError: "HTTP 503 Service Unavailable", LastLatency: Duration(2*time.Second + 5*time.Millisecond),
+			UpdatedAt: whole},
+		{EventID: "x", Destination: "d", Status: StatusFailed, Attempts: 5, RetryAttempts: 4,
+			LastError: `Post "http://127.0.0.1:1/x?a=1&b=<2>": dial tcp: connection refused`, Reason: "max_attempts",
+			LastLatency: Duration(-3 * time.Nanosecond), UpdatedAt: now},
+		{Status: StatusDelivering, UpdatedAt: time.Time{}.UTC()},
+		{EventID: "local", Destination: "tz", Status: StatusDelivered, DeliveredAt: ptr(now.In(time.FixedZone("X", 3600))),
+			NextRetryAt: ptr(time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)), UpdatedAt: now.Local()},
+	}
+	for _, s := range odd {
+		recs = append(recs, Delivery{EventID: s, Destination: s, Event: s, Subject: s, Status: Status(s),
+			NextRetryIn: s, LastError: s, Reason: s, LastStatusCode: -1, UpdatedAt: now})
+	}
+	for i, rec := range recs {
+		want, wantErr := json.Marshal(&rec)
+		got, err := appendDelivery([]byte("junk"), &rec)
+		if (err != nil) != (wantErr != nil) {
+			t.Errorf("record %d: error %v, json.Marshal's %v", i, err, wantErr)
+			continue
+		}
+		if wantErr == nil && string(got[4:]) != string(want) {
+			t.Errorf("record %d:\n got %s\nwant %s", i, got[4:], want)
+		}
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
