@@ -123,6 +123,7 @@ func TestConfigErrors(t *testing.T) {
 		{"bad sync", global("sync sometimes"), `sync "sometimes"`},
 		{"bad retention", global("retention forever"), `retention "forever"`},
 		{"bad max_store", global("max_store huge"), `max_store "huge"`},
+		{"max_event_size above 64MiB", global("max_event_size 100MiB"), "max_event_size 104857600: at most 64MiB"},
 		{"dedup longer than retention", global("retention 1h\ndedup_window 2h"), "dedup_window 2h0m0s is longer than retention 1h0m0s"},
 		{"store twice on a line", global("store a b"), "one value expected"},
 	}

@@ -33,6 +33,7 @@ const (
 	defaultDedupWindow  = 6 * time.Hour
 	defaultMaxStore     = 10 << 30
 	defaultMaxEventSize = 4 << 20
+	maxMaxEventSize     = 64 << 20
 	defaultServerName   = "hookgate"
 	// headerAllowance is room for the NATS headers of one event (the
 	// provider's headers plus Hookgate's metadata) above its body.
@@ -105,10 +106,11 @@ type App struct {
 	// Destinations are the internal HTTP services events are forwarded to.
 	Destinations []*DestinationConfig `json:"destinations,omitempty"`
 
-	ecfg       engineConfig
-	streams    []jetstream.StreamConfig
-	fwdConfigs []forwarder.Config
-	ready      chan struct{}
+	ecfg         engineConfig
+	maxEventSize int64 // MaxEventSize with its default
+	streams      []jetstream.StreamConfig
+	fwdConfigs   []forwarder.Config
+	ready        chan struct{}
 	// engine is set once in Start, before ready is closed, and never
 	// cleared: handlers of a stopping config may still hold the app.
 	engine     *engine
@@ -174,9 +176,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.ecfg.TLSCert, a.ecfg.TLSKey = repl.ReplaceKnown(a.TLSCert, ""), repl.ReplaceKnown(a.TLSKey, "")
 
 	maxStore := orDefault(a.MaxStore, defaultMaxStore)
-	maxEvent := orDefault(a.MaxEventSize, defaultMaxEventSize)
+	a.maxEventSize = orDefault(a.MaxEventSize, defaultMaxEventSize)
 	a.ecfg.MaxStore = maxStore + maxStore/4 + storeHeadroom
-	a.ecfg.MaxPayload = int32(maxEvent + headerAllowance)
+	a.ecfg.MaxPayload = int32(min(a.maxEventSize, maxMaxEventSize) + headerAllowance)
 	retention := time.Duration(orDefault(a.Retention, caddy.Duration(defaultRetention)))
 	a.streams = []jetstream.StreamConfig{{
 		Name:        event.StreamName,
@@ -223,7 +225,7 @@ func (a *App) Validate() error {
 	if s.Duplicates > s.MaxAge {
 		return fmt.Errorf("dedup_window %s is longer than retention %s: an event cannot be remembered longer than it is kept", s.Duplicates, s.MaxAge)
 	}
-	if a.ecfg.MaxPayload < 0 || a.MaxEventSize > 64<<20 {
+	if a.maxEventSize > maxMaxEventSize {
 		return fmt.Errorf("max_event_size %d: at most 64MiB (NATS messages are held in memory whole)", a.MaxEventSize)
 	}
 	if a.MaxStore < 0 || a.MaxEventSize < 0 {

@@ -528,7 +528,7 @@ func (h *Handler) Validate() error {
 	if h.app == nil {
 		return nil
 	}
-	limit := orDefault(h.app.MaxEventSize, defaultMaxEventSize)
+	limit := h.app.maxEventSize
 	for _, s := range h.sources {
 		if s.maxBody > limit {
 			return fmt.Errorf("source %q: max_body %d is above the store's max_event_size %d; raise max_event_size in the webhooks global option", s.name, s.maxBody, limit)
