@@ -58,12 +58,9 @@ still be checked against its timestamp. Exit status: 0 valid, 1 invalid (the
 reason on stderr), 2 usage error.`,
 		Example: `  caddy webhooks verify --scheme github --secret "$SECRET" \
     --header "X-Hub-Signature-256: sha256=757107ea..." --body-file payload.json`,
-		Args: cobra.NoArgs,
 	}
-	addDeliveryFlags(c.Flags())
+	deliveryCommand(c, cmdVerify)
 	c.Flags().Duration("tolerance", 0, "how far the signed timestamp may be from now (default 5m)")
-	c.RunE = caddycmd.WrapCommandFuncForCobra(cmdVerify)
-	c.SetFlagErrorFunc(usageError)
 	return c
 }
 
@@ -74,12 +71,8 @@ func signCommand() *cobra.Command {
 		Long: `Signs a body the way the provider would and prints the resulting headers, one
 "Name: value" per line, ready for curl -H. Headers given with --header (a
 delivery id, say) are kept and signed as they are.`,
-		Args: cobra.NoArgs,
 	}
-	addDeliveryFlags(c.Flags())
-	c.RunE = caddycmd.WrapCommandFuncForCobra(cmdSign)
-	c.SetFlagErrorFunc(usageError)
-	return c
+	return deliveryCommand(c, cmdSign)
 }
 
 func sendCommand() *cobra.Command {
@@ -91,11 +84,18 @@ to test a running gateway. Prints the response status, headers and body; exits
 0 on a 2xx answer and 1 otherwise.`,
 		Example: `  echo '{"id":"evt_1","type":"invoice.paid"}' | \
     caddy webhooks send --scheme stripe --secret whsec_test --url http://localhost:8080/webhooks/v1/stripe`,
-		Args: cobra.NoArgs,
 	}
-	addDeliveryFlags(c.Flags())
+	deliveryCommand(c, cmdSend)
 	c.Flags().Duration("timeout", 30*time.Second, "how long to wait for the answer")
-	c.RunE = caddycmd.WrapCommandFuncForCobra(cmdSend)
+	return c
+}
+
+// deliveryCommand gives c what the three subcommands share: no positional
+// arguments, the delivery flags, run, and exit status 2 for a flag error.
+func deliveryCommand(c *cobra.Command, run caddycmd.CommandFunc) *cobra.Command {
+	c.Args = cobra.NoArgs
+	addDeliveryFlags(c.Flags())
+	c.RunE = caddycmd.WrapCommandFuncForCobra(run)
 	c.SetFlagErrorFunc(usageError)
 	return c
 }
