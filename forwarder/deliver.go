@@ -1,16 +1,16 @@
 package forwarder
 
 import (
-	"bytes"
-	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
-	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/valyala/fasthttp"
 
 	"github.com/hookgate/hookgate/event"
 )
@@ -68,14 +68,17 @@ const drainLimit = 64 << 10
 
 // attemptOnce POSTs the event to the destination once.
 func (f *Forwarder) attemptOnce(d *delivery) result {
-	ctx, cancel := context.WithTimeout(f.hardCtx, f.cfg.Timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.cfg.URL, bytes.NewReader(d.ev.Body))
-	if err != nil {
-		// The URL was validated; this is out of our hands.
-		return result{outcome: retryable, err: err.Error()}
+	if f.hardCtx.Err() != nil {
+		return result{outcome: retryable, err: errAborted.Error()}
 	}
-	f.setHeaders(req.Header, d)
+	req := fasthttp.AcquireRequest()
+	resp := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.SetURI(f.uri)
+	req.Header.SetMethod(http.MethodPost)
+	req.SetBodyRaw(d.ev.Body)
+	f.setHeaders(&req.Header, d)
 
 	if f.slowAfter > 0 {
 		// A slow attempt becomes visible as "delivering"; a fast one costs
@@ -92,77 +95,75 @@ func (f *Forwarder) attemptOnce(d *delivery) result {
 		}()
 	}
 	start := time.Now()
-	resp, err := f.client.Do(req)
-	if err != nil {
-		res := result{outcome: retryable, latency: time.Since(start), err: describeErr(err, f.cfg.Timeout)}
-		return res
+	err := f.client.DoTimeout(req, resp, f.cfg.Timeout)
+	latency := time.Since(start)
+	// A response whose body is over drainLimit still has its status; the
+	// connection is closed rather than drained.
+	if err != nil && !(errors.Is(err, fasthttp.ErrBodyTooLarge) && resp.StatusCode() != 0) {
+		return result{outcome: retryable, latency: latency, err: f.describeErr(err)}
 	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, drainLimit))
-	resp.Body.Close()
-	res := result{
-		outcome: classify(resp.StatusCode, f.cfg.On4xx),
-		status:  resp.StatusCode,
-		latency: time.Since(start),
-	}
+	status := resp.StatusCode()
+	res := result{outcome: classify(status, f.cfg.On4xx), status: status, latency: latency}
 	if res.outcome != delivered {
-		res.err = "HTTP " + strconv.Itoa(resp.StatusCode) + " " + http.StatusText(resp.StatusCode)
-		res.retryAfter = parseRetryAfter(resp.Header, time.Now())
+		res.err = "HTTP " + strconv.Itoa(status) + " " + http.StatusText(status)
+		res.retryAfter = parseRetryAfter(string(resp.Header.Peek("Retry-After")), time.Now())
 	}
 	return res
 }
 
-func describeErr(err error, timeout time.Duration) string {
-	if errors.Is(err, context.DeadlineExceeded) {
-		return "timeout after " + timeout.String()
+// describeErr words a failed attempt for the delivery state and the log.
+func (f *Forwarder) describeErr(err error) string {
+	if f.hardCtx.Err() != nil {
+		return errAborted.Error()
 	}
-	if errors.Is(err, context.Canceled) {
-		return "aborted: forwarder stopping"
+	var ne net.Error
+	if errors.Is(err, fasthttp.ErrTimeout) || errors.Is(err, fasthttp.ErrDialTimeout) || (errors.As(err, &ne) && ne.Timeout()) {
+		return "timeout after " + f.cfg.Timeout.String()
 	}
 	return err.Error()
 }
 
-// dropHeaders are never forwarded from the stored event: hop-by-hop and
-// framing headers belong to the provider's connection, not ours.
-var dropHeaders = []string{"Host", "Content-Length", "Transfer-Encoding", "Connection", "Keep-Alive",
-	"Proxy-Connection", "Te", "Trailer", "Upgrade", "Expect", "Accept-Encoding"}
-
 // setHeaders fills an outgoing request's headers: the provider's kept
 // headers, the original Content-Type, then Hookgate's Webhook-* headers,
 // which win over any provider header of the same name.
-func (f *Forwarder) setHeaders(h http.Header, d *delivery) {
-	if len(d.ev.Header) > 0 {
-		for k, v := range d.ev.Header {
-			h[k] = v
+func (f *Forwarder) setHeaders(h *fasthttp.RequestHeader, d *delivery) {
+	for k, vs := range d.ev.Header {
+		if dropHeader(k) {
+			continue
 		}
-		for _, k := range dropHeaders {
-			delete(h, k)
+		for _, v := range vs {
+			h.Add(k, v)
 		}
-	}
-	// Hookgate's values share one array; each header gets a full slice of
-	// its own element, so an append to one never writes into another. The
-	// names are canonical already.
-	vals := make([]string, 0, 8)
-	set := func(k, v string) {
-		vals = append(vals, v)
-		h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
 	}
 	if d.ev.ContentType != "" {
-		set("Content-Type", d.ev.ContentType)
+		h.SetContentType(d.ev.ContentType)
 	} else {
-		delete(h, "Content-Type")
+		h.SetNoDefaultContentType(true)
 	}
-	set(event.HeaderWebhookID, d.ev.ID)
-	set(event.HeaderIdempotencyKey, d.ev.ID)
-	set(event.HeaderWebhookAttempt, strconv.Itoa(d.attempt))
+	h.Set(event.HeaderWebhookID, d.ev.ID)
+	h.Set(event.HeaderIdempotencyKey, d.ev.ID)
+	h.Set(event.HeaderWebhookAttempt, strconv.Itoa(d.attempt))
 	if d.ev.Source != "" {
-		set(event.HeaderWebhookSource, d.ev.Source)
+		h.Set(event.HeaderWebhookSource, d.ev.Source)
 	}
-	set("User-Agent", "Hookgate")
+	h.SetUserAgent("Hookgate")
 	if f.signKey != nil {
 		ts := strconv.FormatInt(time.Now().Unix(), 10)
-		set(event.HeaderWebhookTimestamp, ts)
-		set(event.HeaderWebhookSignature, signStandard(f.signKey, d.ev.ID, ts, d.ev.Body))
+		h.Set(event.HeaderWebhookTimestamp, ts)
+		h.Set(event.HeaderWebhookSignature, signStandard(f.signKey, d.ev.ID, ts, d.ev.Body))
 	}
+}
+
+// dropHeader reports the headers never forwarded from the stored event:
+// hop-by-hop and framing headers belong to the provider's connection, not
+// ours. Names are canonical.
+func dropHeader(k string) bool {
+	switch k {
+	case "Host", "Content-Length", "Transfer-Encoding", "Connection", "Keep-Alive",
+		"Proxy-Connection", "Te", "Trailer", "Upgrade", "Expect", "Accept-Encoding", "Content-Type":
+		return true
+	}
+	return false
 }
 
 // signStandard returns the Standard Webhooks v1 signature of a delivery:

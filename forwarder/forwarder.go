@@ -30,12 +30,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"golang.org/x/time/rate"
@@ -62,7 +61,9 @@ type Forwarder struct {
 	js      jetstream.JetStream
 	cfg     Config
 	log     *zap.Logger
-	client  *http.Client
+	client  *fasthttp.HostClient
+	uri     *fasthttp.URI
+	conns   *connSet
 	limiter *rate.Limiter
 	breaker *breaker
 	keyOf   keyFunc
@@ -145,24 +146,12 @@ func New(js jetstream.JetStream, cfg Config, logger *zap.Logger) (*Forwarder, er
 	if cfg.SignSecret != "" {
 		f.signKey, _ = decodeSecret(cfg.SignSecret) // checked by Validate
 	}
-	f.client = &http.Client{
-		Transport: &http.Transport{
-			// An internal hop: no proxy from the environment.
-			Proxy:                 nil,
-			DialContext:           (&net.Dialer{Timeout: min(cfg.Timeout, 10*time.Second), KeepAlive: 30 * time.Second}).DialContext,
-			ForceAttemptHTTP2:     true,
-			MaxIdleConns:          cfg.Concurrency,
-			MaxIdleConnsPerHost:   cfg.Concurrency,
-			IdleConnTimeout:       90 * time.Second,
-			TLSHandshakeTimeout:   min(cfg.Timeout, 10*time.Second),
-			ExpectContinueTimeout: time.Second,
-			// The body is forwarded as stored; never ask for a re-encoding.
-			DisableCompression: true,
-		},
-		// A redirect from an internal service is a misconfiguration; following
-		// it would send the event somewhere nobody configured.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	f.conns = newConnSet()
+	client, uri, err := newClient(cfg, f.conns)
+	if err != nil {
+		return nil, fmt.Errorf("destination %q: url %q: %w", cfg.Name, cfg.URL, err)
 	}
+	f.client, f.uri = client, uri
 	return f, nil
 }
 
@@ -192,6 +181,9 @@ func (f *Forwarder) Start(ctx context.Context) error {
 	f.kv = kv
 	f.stopCtx, f.stopNow = context.WithCancel(context.Background())
 	f.hardCtx, f.hardCancel = context.WithCancel(context.Background())
+	// Aborting an attempt means closing its connection.
+	f.conns.reset()
+	context.AfterFunc(f.hardCtx, f.conns.abort)
 	f.held = make(map[jetstream.Msg]struct{})
 	f.queues = make(map[string][]jetstream.Msg)
 	f.attempts = make(map[uint64]int)

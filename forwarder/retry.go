@@ -39,11 +39,11 @@ func fullJitter(base, cap time.Duration, attempt int) time.Duration {
 	return rand.N(ceil)
 }
 
-// parseRetryAfter reads a Retry-After header, either delta-seconds or an
-// HTTP date (RFC 9110 section 10.2.3). It returns 0 when the header is
-// absent, malformed or in the past.
-func parseRetryAfter(h http.Header, now time.Time) time.Duration {
-	v := strings.TrimSpace(h.Get("Retry-After"))
+// parseRetryAfter reads a Retry-After header's value, either
+// delta-seconds or an HTTP date (RFC 9110 section 10.2.3). It returns 0
+// when the value is empty, malformed or in the past.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
 	if v == "" {
 		return 0
 	}

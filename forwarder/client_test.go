@@ -1,0 +1,112 @@
+package forwarder
+
+import (
+	"bytes"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hookgate/hookgate/event"
+)
+
+// TestStaleKeepAliveIsResent delivers through a destination that closes
+// idle keep-alive connections after 50ms, far sooner than the client's
+// idle timeout. The second event meets a connection the destination has
+// closed; it is sent again on a new connection within the same attempt, so
+// it costs no retry and no failure in its state.
+func TestStaleKeepAliveIsResent(t *testing.T) {
+	e := newEnv(t)
+	var conns atomic.Int64
+	var mu sync.Mutex
+	attempts := map[string][]string{}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		id := r.Header.Get(event.HeaderWebhookID)
+		attempts[id] = append(attempts[id], r.Header.Get(event.HeaderWebhookAttempt))
+		mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	srv.Config.IdleTimeout = 50 * time.Millisecond
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	e.start(fast("stale", srv.URL))
+
+	for i, id := range []string{"x:1", "x:2", "x:3"} {
+		if i > 0 {
+			time.Sleep(300 * time.Millisecond) // the destination closes the idle connection
+		}
+		e.publish(id, "x", "t", []byte(`{}`), nil)
+		st := waitState(t, e, id, "stale", StatusDelivered)
+		if st.Attempts != 1 || st.LastError != "" {
+			t.Errorf("%s: %d attempts, last error %q; want 1 attempt and no error", id, st.Attempts, st.LastError)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, id := range []string{"x:1", "x:2", "x:3"} {
+		if got := attempts[id]; len(got) != 1 || got[0] != "1" {
+			t.Errorf("%s reached the destination as attempts %v, want [1]", id, got)
+		}
+	}
+	if n := conns.Load(); n != 3 {
+		t.Errorf("%d connections, want 3: one per event, each after the last was closed idle", n)
+	}
+}
+
+// TestLargeResponseBody: a destination answering with more than drainLimit
+// of body is judged by its status; the body is not read to its end.
+func TestLargeResponseBody(t *testing.T) {
+	e := newEnv(t)
+	big := bytes.Repeat([]byte("x"), 4*drainLimit)
+	var calls atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		_, _ = w.Write(big)
+	}))
+	t.Cleanup(srv.Close)
+	e.start(fast("big", srv.URL))
+	e.publish("x:1", "x", "t", []byte(`{}`), nil)
+	st := waitState(t, e, "x:1", "big", StatusDelivered)
+	if st.Attempts != 2 || st.LastStatusCode != 200 {
+		t.Errorf("state = %+v, want delivered on the second attempt with 200", st)
+	}
+}
+
+// TestURLSentAsConfigured: the destination's path and query reach it
+// byte for byte, not cleaned; an event without a content type is sent
+// without one.
+func TestURLSentAsConfigured(t *testing.T) {
+	e := newEnv(t)
+	type seen struct{ uri, ctype string }
+	got := make(chan seen, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- seen{r.RequestURI, r.Header.Get("Content-Type")}
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(srv.Close)
+	const path = "/hooks//in/../v1/%7Eteam?a=1&b=%2F"
+	e.start(fast("raw", srv.URL+path))
+	e.publish("x:1", "x", "t", []byte("plain"), map[string]string{event.HeaderContentType: ""})
+	select {
+	case s := <-got:
+		if s.uri != path {
+			t.Errorf("request URI = %q, want %q", s.uri, path)
+		}
+		if s.ctype != "" {
+			t.Errorf("Content-Type = %q, want none", s.ctype)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no delivery")
+	}
+}
