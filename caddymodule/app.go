@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -113,8 +114,10 @@ type App struct {
 	ready        chan struct{}
 	// engine is set once in Start, before ready is closed, and never
 	// cleared: handlers of a stopping config may still hold the app.
-	engine     *engine
-	released   bool
+	engine   *engine
+	released bool
+	// fwdMu guards forwarders, which the admin API reads.
+	fwdMu      sync.RWMutex
 	forwarders []*forwarder.Forwarder
 	logger     *zap.Logger
 }
@@ -276,14 +279,17 @@ func (a *App) Start() (err error) {
 		}
 	}
 	for _, fc := range a.fwdConfigs {
+		// The forwarder's errors name the destination already.
 		f, err := forwarder.New(a.engine.js, fc, a.logger.Named("forwarder").With(zap.String("destination", fc.Name)))
 		if err != nil {
-			return fmt.Errorf("destination %q: %w", fc.Name, err)
+			return err
 		}
 		if err := f.Start(ctx); err != nil {
-			return fmt.Errorf("destination %q: %w", fc.Name, err)
+			return err
 		}
+		a.fwdMu.Lock()
 		a.forwarders = append(a.forwarders, f)
+		a.fwdMu.Unlock()
 	}
 	close(a.ready)
 	return nil
@@ -301,12 +307,32 @@ func (a *App) Stop() error {
 func (a *App) stopForwarders() {
 	ctx, cancel := context.WithTimeout(context.Background(), stopGrace)
 	defer cancel()
-	for _, f := range a.forwarders {
+	a.fwdMu.Lock()
+	fs := a.forwarders
+	a.forwarders = nil
+	a.fwdMu.Unlock()
+	for _, f := range fs {
 		if err := f.Stop(ctx); err != nil {
 			a.logger.Warn("forwarder did not stop cleanly", zap.Error(err))
 		}
 	}
-	a.forwarders = nil
+}
+
+// runningForwarders returns the app's running forwarders.
+func (a *App) runningForwarders() []*forwarder.Forwarder {
+	a.fwdMu.RLock()
+	defer a.fwdMu.RUnlock()
+	return append([]*forwarder.Forwarder(nil), a.forwarders...)
+}
+
+// forwarder returns the running forwarder of a destination, or nil.
+func (a *App) forwarder(name string) *forwarder.Forwarder {
+	for _, f := range a.runningForwarders() {
+		if f.Name() == name {
+			return f
+		}
+	}
+	return nil
 }
 
 func (a *App) release() {

@@ -22,8 +22,8 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "webhooks",
-		Usage: "verify|sign|send --scheme <name> --secret <secret> [flags]",
-		Short: "Verifies, signs and sends webhook deliveries",
+		Usage: "verify|sign|send|destinations|resume [flags]",
+		Short: "Verifies, signs and sends webhook deliveries; shows and resumes destinations",
 		Long: `
 Tools for debugging webhook deliveries, using the same signature code as the
 webhook_ingest handler.
@@ -31,11 +31,13 @@ webhook_ingest handler.
   caddy webhooks verify   checks a captured delivery (exit 0 valid, 1 invalid, 2 usage)
   caddy webhooks sign     prints the headers a provider would send for a body
   caddy webhooks send     signs a body and POSTs it, printing the response
+  caddy webhooks destinations   prints the destinations of a running gateway
+  caddy webhooks resume <name>  resumes a destination paused by a 410 or an open circuit
 
 The body comes from --body-file, or from standard input, byte for byte.
 Schemes: ` + strings.Join(verify.Schemes(), ", ") + `.`,
 		CobraFunc: func(cmd *cobra.Command) {
-			cmd.AddCommand(verifyCommand(), signCommand(), sendCommand())
+			cmd.AddCommand(verifyCommand(), signCommand(), sendCommand(), destinationsCommand(), resumeCommand())
 		},
 	})
 }

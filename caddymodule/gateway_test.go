@@ -41,6 +41,7 @@ type gatewayConfig struct {
 	Sources      string // source blocks inside webhook_ingest
 	Ingest       string // extra lines inside webhook_ingest
 	Destinations string // destination blocks
+	Admin        string // the admin API's address; "" turns it off
 }
 
 const gatewayTemplate = `{
@@ -65,7 +66,11 @@ http://%[2]s {
 `
 
 func (c gatewayConfig) caddyfile() string {
-	return fmt.Sprintf(gatewayTemplate, c.Store, c.Addr, c.Global, c.Sources, c.Ingest, c.Destinations)
+	text := fmt.Sprintf(gatewayTemplate, c.Store, c.Addr, c.Global, c.Sources, c.Ingest, c.Destinations)
+	if c.Admin != "" {
+		text = strings.Replace(text, "\tadmin off\n", "\tadmin "+c.Admin+"\n", 1)
+	}
+	return text
 }
 
 // demoSources is a source for tests that are not about signatures.

@@ -14,8 +14,10 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 
 	"github.com/hookgate/hookgate/event"
+	"github.com/hookgate/hookgate/internal/clitest"
 )
 
 // TestReloadWhilePosting reloads the config again and again while deliveries
@@ -145,6 +147,11 @@ func TestRestartKeepsEvents(t *testing.T) {
 const lockHolderEnv = "HOOKGATE_TEST_HOLD_LOCK"
 
 func TestMain(m *testing.M) {
+	if clitest.Child() {
+		// Behave as the caddy command, for tests of the CLI.
+		caddycmd.Main()
+		os.Exit(0)
+	}
 	if dir := os.Getenv(lockHolderEnv); dir != "" {
 		if _, err := lockStore(dir); err != nil {
 			fmt.Println("error:", err)

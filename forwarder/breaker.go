@@ -209,7 +209,7 @@ func (f *Forwarder) recordBreaker(probe bool, res result) {
 func (f *Forwarder) pauseGone(res result) {
 	until := f.breaker.openFor(forever)
 	f.log.Error("destination answered 410 Gone: paused until resumed; fix its url and reload, or resume it",
-		zap.String("url", f.cfg.URL), zap.String("consumer", f.consumer), zap.String("last_error", res.err))
+		zap.String("url", redactURL(f.cfg.URL)), zap.String("consumer", f.consumer), zap.String("last_error", res.err))
 	f.pauseConsumer(until)
 }
 
@@ -242,3 +242,25 @@ func (f *Forwarder) Resume(ctx context.Context) error {
 // resumeKick is the pause Resume sets so that the server wakes the consumer
 // when it ends.
 const resumeKick = 50 * time.Millisecond
+
+// snapshot returns the circuit's state and, when not closed, until when
+// it is open.
+func (b *breaker) snapshot() (breakerState, time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	st := breakerState(b.state.Load())
+	if st == circuitClosed {
+		return st, time.Time{}
+	}
+	return st, b.until
+}
+
+func (s breakerState) String() string {
+	switch s {
+	case circuitOpen:
+		return "open"
+	case circuitHalfOpen:
+		return "half-open"
+	}
+	return "closed"
+}

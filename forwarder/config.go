@@ -192,7 +192,7 @@ func (c *Config) validate() error {
 		return fmt.Errorf("url %q: %w", c.URL, err)
 	}
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("url %q: want an absolute http:// or https:// URL", c.URL)
+		return fmt.Errorf("url %q: want an absolute http:// or https:// URL", redactURL(c.URL))
 	}
 	for _, s := range c.Subjects {
 		if !validSubjectFilter(s) {

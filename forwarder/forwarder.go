@@ -149,7 +149,7 @@ func New(js jetstream.JetStream, cfg Config, logger *zap.Logger) (*Forwarder, er
 	f.conns = newConnSet()
 	client, uri, err := newClient(cfg, f.conns)
 	if err != nil {
-		return nil, fmt.Errorf("destination %q: url %q: %w", cfg.Name, cfg.URL, err)
+		return nil, fmt.Errorf("destination %q: url %q: %w", cfg.Name, redactURL(cfg.URL), err)
 	}
 	f.client, f.uri = client, uri
 	return f, nil

@@ -1,24 +1,18 @@
 package main
 
 import (
-	"bytes"
-	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/hookgate/hookgate/internal/clitest"
 )
 
-// runMainEnv makes the test binary behave as the caddy command, so the tests
-// below run the real CLI in a real process with real exit codes.
-const runMainEnv = "HOOKGATE_TEST_RUN_MAIN"
-
 func TestMain(m *testing.M) {
-	if os.Getenv(runMainEnv) == "1" {
-		os.Args = append([]string{"caddy"}, os.Args[1:]...)
+	if clitest.Child() {
 		main()
 		os.Exit(0)
 	}
@@ -29,19 +23,7 @@ func TestMain(m *testing.M) {
 // and stderr.
 func caddy(t *testing.T, stdin string, args ...string) (int, string, string) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(os.Environ(), runMainEnv+"=1")
-	cmd.Stdin = strings.NewReader(stdin)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return code, out.String(), errb.String()
+	return clitest.Run(t, stdin, args...)
 }
 
 // GitHub's documented test vector: secret "It's a Secret to Everybody",
@@ -57,7 +39,7 @@ func TestListModules(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	for _, m := range []string{"webhooks", "http.handlers.webhook_ingest"} {
+	for _, m := range []string{"webhooks", "http.handlers.webhook_ingest", "admin.api.webhooks"} {
 		if !strings.Contains(out, m+"\n") {
 			t.Errorf("list-modules lacks %s", m)
 		}

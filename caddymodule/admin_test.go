@@ -1,0 +1,129 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hookgate/hookgate/forwarder"
+	"github.com/hookgate/hookgate/internal/clitest"
+)
+
+// runCaddy runs the CLI (see TestMain) with args and returns its exit
+// code, stdout and stderr.
+func runCaddy(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	return clitest.Run(t, "", args...)
+}
+
+// adminCall makes one admin API request and returns the status and body.
+func adminCall(t *testing.T, addr, method, path string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, "http://"+addr+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := testClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+func decodeStatus(t *testing.T, b []byte) forwarder.DestinationStatus {
+	t.Helper()
+	var st forwarder.DestinationStatus
+	if err := json.Unmarshal(b, &st); err != nil {
+		t.Fatalf("status %q: %v", b, err)
+	}
+	return st
+}
+
+// TestAdminResumesGoneDestination: a destination answering 410 is paused;
+// the admin API shows it paused, and a resume through the CLI delivers the
+// event once the destination is back.
+func TestAdminResumesGoneDestination(t *testing.T) {
+	sk := newSink(t, func(n int64) int {
+		if n == 1 {
+			return http.StatusGone
+		}
+		return http.StatusOK
+	})
+	admin := freeAddr(t)
+	g := startGateway(t, gatewayConfig{
+		Admin: admin,
+		Destinations: destination("orders", strings.Replace(sk.srv.URL, "http://", "http://user:hunter2@", 1), "") +
+			"\n\t\tdestination audit {\n\t\t\turl " + sk.srv.URL + "/audit\n\t\t\tsubjects webhooks.v9.>\n\t\t}",
+	})
+	if st, _, b := g.post("/webhooks/v1/demo", []byte(`{}`), map[string]string{"X-Id": "1"}); st != http.StatusOK {
+		t.Fatalf("post: %d %s", st, b)
+	}
+	waitFor(t, 5*time.Second, "the 410", func() bool { return sk.calls.Load() == 1 })
+
+	var paused forwarder.DestinationStatus
+	waitFor(t, 5*time.Second, "the pause", func() bool {
+		code, b := adminCall(t, admin, http.MethodGet, "/webhooks/destinations/orders")
+		if code != http.StatusOK {
+			t.Fatalf("GET orders: %d %s", code, b)
+		}
+		paused = decodeStatus(t, b)
+		return paused.PausedUntil != nil
+	})
+	if paused.Circuit != "open" || paused.Consumer != "fwd-orders" || paused.AckPending+int(paused.Pending) != 1 {
+		t.Errorf("paused destination: %+v", paused)
+	}
+	if strings.Contains(paused.URL, "hunter2") || !strings.Contains(paused.URL, "user:xxxxx@") {
+		t.Errorf("url %q: the password must be redacted", paused.URL)
+	}
+
+	code, b := adminCall(t, admin, http.MethodGet, "/webhooks/destinations")
+	var all []forwarder.DestinationStatus
+	if err := json.Unmarshal(b, &all); code != http.StatusOK || err != nil || len(all) != 2 || all[0].Name != "orders" || all[1].Name != "audit" {
+		t.Fatalf("GET destinations: %d %s (%v)", code, b, err)
+	}
+	if all[1].Circuit != "closed" || all[1].PausedUntil != nil {
+		t.Errorf("audit is not affected by orders' 410: %+v", all[1])
+	}
+
+	for _, tc := range []struct {
+		method, path string
+		want         int
+	}{
+		{http.MethodGet, "/webhooks/destinations/orders/resume", http.StatusMethodNotAllowed},
+		{http.MethodPost, "/webhooks/destinations/nope/resume", http.StatusNotFound},
+		{http.MethodGet, "/webhooks/destinations/orders/other", http.StatusNotFound},
+		{http.MethodGet, "/webhooks/events", http.StatusNotFound},
+	} {
+		if code, b := adminCall(t, admin, tc.method, tc.path); code != tc.want {
+			t.Errorf("%s %s: %d %s, want %d", tc.method, tc.path, code, b, tc.want)
+		}
+	}
+	if sk.calls.Load() != 1 {
+		t.Fatalf("the paused destination was called %d times", sk.calls.Load())
+	}
+
+	code, out, errOut := runCaddy(t, "webhooks", "resume", "orders", "--address", admin)
+	if code != 0 {
+		t.Fatalf("resume: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if st := decodeStatus(t, []byte(out)); st.Name != "orders" || st.Circuit != "closed" {
+		t.Errorf("resume printed %s", out)
+	}
+	waitFor(t, 5*time.Second, "the delivery after resume", func() bool { return sk.calls.Load() == 2 })
+
+	if code, _, errOut := runCaddy(t, "webhooks", "resume", "nope", "--address", admin); code != 1 || !strings.Contains(errOut, "no destination") {
+		t.Errorf("resume of an unknown destination: exit %d, stderr %q", code, errOut)
+	}
+	if code, _, _ := runCaddy(t, "webhooks", "resume", "--address", admin); code == 0 {
+		t.Error("resume without a name succeeded")
+	}
+	code, out, errOut = runCaddy(t, "webhooks", "destinations", "--address", admin)
+	if code != 0 || !strings.Contains(out, `"name":"audit"`) {
+		t.Errorf("destinations: exit %d\n%s\n%s", code, out, errOut)
+	}
+}

@@ -1,0 +1,67 @@
+package caddymodule
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
+)
+
+// The subcommands that talk to a running gateway through Caddy's admin API.
+
+func destinationsCommand() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "destinations [--address <admin address>]",
+		Short: "Prints the status of every destination of a running gateway",
+		Long: `Asks the running gateway's admin API (GET /webhooks/destinations) for each
+destination's circuit, pause and consumer counts, and prints the JSON.`,
+		Args: cobra.NoArgs,
+	}
+	return adminCommand(c, func(fl caddycmd.Flags) (string, string) {
+		return http.MethodGet, "/webhooks/destinations"
+	})
+}
+
+func resumeCommand() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "resume <destination> [--address <admin address>]",
+		Short: "Resumes a destination paused by a 410 or an open circuit",
+		Long: `Asks the running gateway's admin API (POST
+/webhooks/destinations/<name>/resume) to lift the destination's pause and close
+its circuit, then prints the destination's status.`,
+		Example: `  caddy webhooks resume orders`,
+		Args:    cobra.ExactArgs(1),
+	}
+	return adminCommand(c, func(fl caddycmd.Flags) (string, string) {
+		return http.MethodPost, "/webhooks/destinations/" + url.PathEscape(fl.Arg(0)) + "/resume"
+	})
+}
+
+// adminCommand gives c an --address flag and a run that makes the request
+// route returns and prints the answer: exit 0 on success, 1 when the
+// gateway refused or could not be reached, 2 on a usage error.
+func adminCommand(c *cobra.Command, route func(caddycmd.Flags) (method, path string)) *cobra.Command {
+	c.Flags().String("address", "", "the admin API's address (default localhost:2019)")
+	c.SetFlagErrorFunc(usageError)
+	c.RunE = caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
+		addr, err := caddycmd.DetermineAdminAPIAddress(fl.String("address"), nil, "", "")
+		if err != nil {
+			return exitUsage, err
+		}
+		method, path := route(fl)
+		resp, err := caddycmd.AdminAPIRequest(addr, method, path, nil, nil)
+		if err != nil {
+			return exitInvalid, err
+		}
+		defer resp.Body.Close()
+		if _, err := io.Copy(os.Stdout, resp.Body); err != nil {
+			return exitInvalid, fmt.Errorf("reading the answer: %w", err)
+		}
+		return exitOK, nil
+	})
+	return c
+}
