@@ -126,6 +126,8 @@ func TestConfigErrors(t *testing.T) {
 		{"max_event_size above 64MiB", global("max_event_size 100MiB"), "max_event_size 104857600: at most 64MiB"},
 		{"dedup longer than retention", global("retention 1h\ndedup_window 2h"), "dedup_window 2h0m0s is longer than retention 1h0m0s"},
 		{"store twice on a line", global("store a b"), "one value expected"},
+		{"destination tls on http", global("destination a {\nurl http://127.0.0.1:9/\ntls_server_name x\n}"), `destination "a": url "http://127.0.0.1:9/": TLS settings need an https:// URL`},
+		{"destination tls_ca missing", global("destination a {\nurl https://127.0.0.1:9/\ntls_ca /nonexistent/ca.pem\n}"), `destination "a": tls_ca: open /nonexistent/ca.pem`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

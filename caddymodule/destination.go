@@ -1,7 +1,10 @@
 package caddymodule
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -66,6 +69,24 @@ type DestinationConfig struct {
 	// Breaker configures the circuit breaker. Default: open after 10
 	// consecutive failures, probe after 30s.
 	Breaker *BreakerConfig `json:"breaker,omitempty"`
+	// TLS configures the client side of an https:// destination. Default:
+	// the system's roots, no client certificate.
+	TLS *DestinationTLS `json:"tls,omitempty"`
+}
+
+// DestinationTLS is how the gateway connects to an https:// destination.
+// File names may hold placeholders ({env.X}).
+type DestinationTLS struct {
+	// CA names PEM files of the certificate authorities to trust instead of
+	// the system's roots: a private CA of internal services.
+	CA []string `json:"ca,omitempty"`
+	// ClientCert and ClientKey name the PEM files of a client certificate,
+	// for destinations that require mutual TLS.
+	ClientCert string `json:"client_cert,omitempty"`
+	ClientKey  string `json:"client_key,omitempty"`
+	// ServerName is the name the destination's certificate must be valid
+	// for. Default: the URL's host.
+	ServerName string `json:"server_name,omitempty"`
 }
 
 // SignConfig is how deliveries are signed.
@@ -116,6 +137,9 @@ type BreakerConfig struct {
 //		sign             standard-webhooks <secret>
 //		breaker          off
 //		breaker          [<failures>] [ratio <fraction>] [window <duration>] [min <n>] [cooldown <duration>]
+//		tls_ca           <pem file>...            # default: the system's roots
+//		tls_client_auth  <cert file> <key file>   # mutual TLS
+//		tls_server_name  <name>                   # default: the URL's host
 //	}
 func parseDestination(d *caddyfile.Dispenser) (*DestinationConfig, error) {
 	if !d.NextArg() {
@@ -194,10 +218,32 @@ func (dc *DestinationConfig) parseLine(d *caddyfile.Dispenser) error {
 		dc.Sign = &SignConfig{Scheme: args[0], Secret: args[1]}
 	case "breaker":
 		err = dc.parseBreaker(d)
+	case "tls_ca":
+		files := d.RemainingArgs()
+		if len(files) == 0 {
+			return d.Errf("tls_ca: want one or more PEM files of the CAs to trust")
+		}
+		dc.tls().CA = append(dc.tls().CA, files...)
+	case "tls_client_auth":
+		args := d.RemainingArgs()
+		if len(args) != 2 {
+			return d.Errf("tls_client_auth: want '<cert file> <key file>' (PEM)")
+		}
+		dc.tls().ClientCert, dc.tls().ClientKey = args[0], args[1]
+	case "tls_server_name":
+		dc.tls().ServerName, err = oneArg(d)
 	default:
 		return d.Errf("destination %q: unrecognized subdirective %q", dc.Name, d.Val())
 	}
 	return err
+}
+
+// tls returns the destination's TLS settings, making them on first use.
+func (dc *DestinationConfig) tls() *DestinationTLS {
+	if dc.TLS == nil {
+		dc.TLS = &DestinationTLS{}
+	}
+	return dc.TLS
 }
 
 // parseRate reads "rate <n>/<window> [burst <n>]".
@@ -355,5 +401,55 @@ func (dc *DestinationConfig) forwarderConfig(repl *caddy.Replacer) (forwarder.Co
 			fc.Breaker.Failures = -1
 		}
 	}
+	if dc.TLS != nil {
+		if fc.TLS, err = dc.TLS.config(repl); err != nil {
+			return forwarder.Config{}, err
+		}
+	}
 	return fc, nil
+}
+
+// config reads the files and returns the client TLS config.
+func (t *DestinationTLS) config(repl *caddy.Replacer) (*tls.Config, error) {
+	c := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName}
+	file := func(what, name string) ([]byte, error) {
+		path, err := repl.ReplaceOrErr(name, true, true)
+		if err != nil {
+			return nil, fmt.Errorf("%s %q: %w", what, name, err)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		return b, nil
+	}
+	if len(t.CA) > 0 {
+		c.RootCAs = x509.NewCertPool()
+		for _, name := range t.CA {
+			b, err := file("tls_ca", name)
+			if err != nil {
+				return nil, err
+			}
+			if !c.RootCAs.AppendCertsFromPEM(b) {
+				return nil, fmt.Errorf("tls_ca %s: no PEM certificate in it", name)
+			}
+		}
+	}
+	if t.ClientCert != "" || t.ClientKey != "" {
+		cert, err := file("tls_client_auth certificate", t.ClientCert)
+		if err != nil {
+			return nil, err
+		}
+		key, err := file("tls_client_auth key", t.ClientKey)
+		if err != nil {
+			return nil, err
+		}
+		pair, err := tls.X509KeyPair(cert, key)
+		if err != nil {
+			// X509KeyPair's error is about PEM blocks; name the files.
+			return nil, fmt.Errorf("tls_client_auth %s %s: not a matching PEM certificate and key", t.ClientCert, t.ClientKey)
+		}
+		c.Certificates = []tls.Certificate{pair}
+	}
+	return c, nil
 }

@@ -1,7 +1,10 @@
 package caddymodule
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -11,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/hookgate/hookgate/forwarder"
+	"github.com/hookgate/hookgate/internal/testcert"
 )
 
 func TestParseDestinationEveryFeature(t *testing.T) {
@@ -166,5 +170,106 @@ func TestForwarderConfigPlaceholders(t *testing.T) {
 	fc, err := dc.forwarderConfig(caddy.NewReplacer())
 	if err != nil || fc.URL != "http://127.0.0.1:9/hooks" {
 		t.Errorf("url %q, %v", fc.URL, err)
+	}
+}
+
+func TestDestinationTLS(t *testing.T) {
+	certs := testcert.New(t)
+	dir := t.TempDir()
+	write := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	ca := write("ca.pem", certs.CAPEM)
+	write("client.pem", certs.ClientCertPEM) // named through a placeholder below
+	key := write("client-key.pem", certs.ClientKeyPEM)
+	t.Setenv("HOOKGATE_TEST_TLS_DIR", dir)
+
+	d := caddyfile.NewTestDispenser(`destination ledger {
+		url https://ledger.internal/hooks
+		tls_ca ` + ca + `
+		tls_client_auth {env.HOOKGATE_TEST_TLS_DIR}/client.pem ` + key + `
+		tls_server_name ledger.svc.cluster.local
+	}`)
+	d.Next()
+	dc, err := parseDestination(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := DestinationTLS{CA: []string{ca}, ClientCert: "{env.HOOKGATE_TEST_TLS_DIR}/client.pem", ClientKey: key, ServerName: "ledger.svc.cluster.local"}
+	if !reflect.DeepEqual(*dc.TLS, want) {
+		t.Fatalf("tls %+v, want %+v", *dc.TLS, want)
+	}
+	fc, err := dc.forwarderConfig(caddy.NewReplacer())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fc.TLS == nil || fc.TLS.ServerName != "ledger.svc.cluster.local" || len(fc.TLS.Certificates) != 1 || !fc.TLS.RootCAs.Equal(certs.CAPool) {
+		t.Errorf("tls config %+v", fc.TLS)
+	}
+	if err := fc.Validate(); err != nil {
+		t.Errorf("Validate: %v", err)
+	}
+
+	for _, tc := range []struct {
+		name string
+		tls  DestinationTLS
+		want string
+	}{
+		{"missing CA file", DestinationTLS{CA: []string{filepath.Join(dir, "nope.pem")}}, "tls_ca: open"},
+		{"CA file holds a key", DestinationTLS{CA: []string{key}}, "no PEM certificate"},
+		{"CA without a certificate", DestinationTLS{CA: []string{write("junk.pem", []byte("junk"))}}, "no PEM certificate"},
+		{"key of another cert", DestinationTLS{ClientCert: ca, ClientKey: key}, "not a matching PEM certificate and key"},
+		{"unset placeholder", DestinationTLS{ClientCert: "{env.HOOKGATE_TEST_TLS_UNSET}/c.pem", ClientKey: key}, "tls_client_auth certificate"},
+	} {
+		dc := &DestinationConfig{Name: "a", URL: "https://127.0.0.1/", TLS: &tc.tls}
+		if _, err := dc.forwarderConfig(caddy.NewReplacer()); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want %q", tc.name, err, tc.want)
+		}
+	}
+	for body, want := range map[string]string{
+		"tls_ca":               "tls_ca: want one or more PEM files",
+		"tls_client_auth cert": "tls_client_auth: want '<cert file> <key file>'",
+		"tls_server_name":      "tls_server_name: missing value",
+		"tls_server_name a b":  "one value expected",
+	} {
+		d := caddyfile.NewTestDispenser("destination a {\nurl https://127.0.0.1/\n" + body + "\n}")
+		d.Next()
+		if _, err := parseDestination(d); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: error %v, want %q", body, err, want)
+		}
+	}
+}
+
+// TestDestinationTLSEndToEnd: a Caddyfile destination with tls_ca and
+// tls_client_auth delivers to an https service that trusts only its
+// private CA and requires a client certificate from it.
+func TestDestinationTLSEndToEnd(t *testing.T) {
+	certs := testcert.New(t)
+	dir := writeTLSFiles(t, certs)
+	peers := make(chan string, 4)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		peers <- r.TLS.PeerCertificates[0].Subject.CommonName
+		w.WriteHeader(http.StatusOK)
+	}))
+	srv.TLS = certs.ServerConfig(true)
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+
+	g := startGateway(t, gatewayConfig{Destinations: destination("ledger", srv.URL+"/hooks",
+		"\t\t\ttls_ca "+dir+"/ca.pem\n\t\t\ttls_client_auth "+dir+"/client.pem "+dir+"/client-key.pem")})
+	if st, _, b := g.post("/webhooks/v1/demo", []byte(`{}`), map[string]string{"X-Id": "1"}); st != http.StatusOK {
+		t.Fatalf("post: %d %s", st, b)
+	}
+	select {
+	case cn := <-peers:
+		if cn != testcert.ClientName {
+			t.Errorf("client certificate %q", cn)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("nothing delivered over mutual TLS")
 	}
 }

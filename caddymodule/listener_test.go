@@ -2,15 +2,7 @@ package caddymodule
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -20,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hookgate/hookgate/event"
+	"github.com/hookgate/hookgate/internal/testcert"
 )
 
 // TestNATSListener: an internal service connects to the embedded server's
@@ -27,8 +20,9 @@ import (
 // with its own durable consumer; wrong or missing credentials and plain
 // TCP are refused.
 func TestNATSListener(t *testing.T) {
-	dir := t.TempDir()
-	certFile, keyFile, pool := selfSignedCert(t, dir)
+	certs := testcert.New(t)
+	dir := writeTLSFiles(t, certs)
+	certFile, keyFile, pool := filepath.Join(dir, "server.pem"), filepath.Join(dir, "server-key.pem"), certs.CAPool
 	listen := freeAddr(t)
 	g := startGateway(t, gatewayConfig{Global: "\t\tlisten " + listen + "\n\t\tuser billing\n\t\tpassword {env.HOOKGATE_TEST_NATS_PASSWORD}\n\t\ttls " + certFile + " " + keyFile})
 	_ = g
@@ -81,34 +75,3 @@ func TestNATSListener(t *testing.T) {
 const testNATSPassword = "s3cret-for-tests"
 
 func init() { os.Setenv("HOOKGATE_TEST_NATS_PASSWORD", testNATSPassword) }
-
-// selfSignedCert writes a certificate for 127.0.0.1 and its key.
-func selfSignedCert(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "hookgate test"},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IsCA:         true, BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, _ := x509.MarshalECPrivateKey(key)
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	_ = os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	_ = os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
-	cert, _ := x509.ParseCertificate(der)
-	pool = x509.NewCertPool()
-	pool.AddCert(cert)
-	return certFile, keyFile, pool
-}

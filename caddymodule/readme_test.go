@@ -3,9 +3,12 @@ package caddymodule
 import (
 	"encoding/base64"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/hookgate/hookgate/internal/testcert"
 )
 
 // TestREADMEConfigs: every configuration the README shows — whole
@@ -18,6 +21,7 @@ func TestREADMEConfigs(t *testing.T) {
 		t.Fatal(err)
 	}
 	blocks := regexp.MustCompile("(?ms)^```([a-z]*)\n(.*?)^```").FindAllStringSubmatch(string(b), -1)
+	tlsFiles := writeTLSFiles(t, testcert.New(t))
 	checked := 0
 	for _, m := range blocks {
 		if lang := m[1]; lang != "" && lang != "caddyfile" {
@@ -42,6 +46,9 @@ func TestREADMEConfigs(t *testing.T) {
 		}
 		// Log files go to a temporary directory, not where the README says.
 		cfg = regexp.MustCompile(`output file \S+`).ReplaceAllString(cfg, "output file "+t.TempDir()+"/readme.log")
+		// And certificate files are real ones.
+		cfg = regexp.MustCompile(`tls_ca \S+`).ReplaceAllString(cfg, "tls_ca "+tlsFiles+"/ca.pem")
+		cfg = regexp.MustCompile(`tls_client_auth \S+ \S+`).ReplaceAllString(cfg, "tls_client_auth "+tlsFiles+"/client.pem "+tlsFiles+"/client-key.pem")
 		setReadmeSecrets(t, cfg)
 		checked++
 		if _, err := loadErr(cfg); err != nil {
@@ -52,6 +59,21 @@ func TestREADMEConfigs(t *testing.T) {
 		t.Fatalf("only %d README configs checked: did the README's code blocks change shape?", checked)
 	}
 	t.Logf("%d README configs adapt and validate", checked)
+}
+
+// writeTLSFiles writes certs to a directory, as ca.pem, server.pem,
+// server-key.pem, client.pem and client-key.pem, and returns it.
+func writeTLSFiles(t *testing.T, certs *testcert.Set) string {
+	dir := t.TempDir()
+	for name, b := range map[string][]byte{
+		"ca.pem": certs.CAPEM, "server.pem": certs.ServerCertPEM, "server-key.pem": certs.ServerKeyPEM,
+		"client.pem": certs.ClientCertPEM, "client-key.pem": certs.ClientKeyPEM,
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
 }
 
 func readmeSite(sources string) string {

@@ -57,8 +57,9 @@ func newClient(cfg Config, conns *connSet) (*fasthttp.HostClient, *fasthttp.URI,
 	// The path is sent as configured, not cleaned.
 	uri.DisablePathNormalizing = true
 	c := &fasthttp.HostClient{
-		Addr:  net.JoinHostPort(u.Hostname(), port),
-		IsTLS: tls,
+		Addr:      net.JoinHostPort(u.Hostname(), port),
+		IsTLS:     tls,
+		TLSConfig: cfg.TLS,
 		// Workers cap the requests in flight; waiting instead of failing
 		// covers a connection that is still being closed.
 		MaxConns:               cfg.Concurrency,

@@ -1,6 +1,7 @@
 package forwarder
 
 import (
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -88,6 +89,11 @@ type Config struct {
 	SignSecret string
 	// Breaker configures the circuit breaker.
 	Breaker BreakerConfig
+	// TLS, for an https:// URL, replaces the default client TLS config
+	// (the system's roots, no client certificate): set RootCAs for a
+	// private CA, Certificates for mutual TLS. ServerName defaults to the
+	// URL's host.
+	TLS *tls.Config
 }
 
 // BreakerConfig describes when a destination's circuit opens. While it is
@@ -193,6 +199,9 @@ func (c *Config) validate() error {
 	}
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("url %q: want an absolute http:// or https:// URL", redactURL(c.URL))
+	}
+	if c.TLS != nil && u.Scheme != "https" {
+		return fmt.Errorf("url %q: TLS settings need an https:// URL", redactURL(c.URL))
 	}
 	for _, s := range c.Subjects {
 		if !validSubjectFilter(s) {

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -115,6 +116,12 @@ func (f *Forwarder) attemptOnce(d *delivery) result {
 func (f *Forwarder) describeErr(err error) string {
 	if f.hardCtx.Err() != nil {
 		return errAborted.Error()
+	}
+	if errors.Is(err, fasthttp.ErrConnectionClosed) || errors.Is(err, io.EOF) {
+		// fasthttp's own wording blames a missing "Connection: close";
+		// behind TLS 1.3 this is also how a refused client certificate
+		// looks.
+		return "the destination closed the connection before answering"
 	}
 	var ne net.Error
 	if errors.Is(err, fasthttp.ErrTimeout) || errors.Is(err, fasthttp.ErrDialTimeout) || (errors.As(err, &ne) && ne.Timeout()) {
