@@ -280,7 +280,7 @@ func (a *App) Start() (err error) {
 	}
 	for _, fc := range a.fwdConfigs {
 		// The forwarder's errors name the destination already.
-		f, err := forwarder.New(a.engine.js, fc, a.logger.Named("forwarder").With(zap.String("destination", fc.Name)))
+		f, err := forwarder.New(a.engine.js, fc, a.logger.Named("forwarder"))
 		if err != nil {
 			return err
 		}

@@ -132,7 +132,10 @@ func TestRestartKeepsEvents(t *testing.T) {
 	if n := len(g.stored(event.StreamName)); n != 5 {
 		t.Fatalf("%d events in the stream after restart, want 5", n)
 	}
-	waitFor(t, 15*time.Second, "the 5 events to be forwarded after the restart", func() bool {
+	// An event Nak'd with a delay before the restart, or in transit to the
+	// stopping forwarder, comes back when its ack wait (timeout 2s + 30s)
+	// ends: the server keeps Nak delays in memory only.
+	waitFor(t, 45*time.Second, "the 5 events to be forwarded after the restart", func() bool {
 		bodies, _ := sk.received()
 		seen := map[string]bool{}
 		for _, b := range bodies[callsBefore:] {
