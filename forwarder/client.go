@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"sync"
 	"syscall"
@@ -24,7 +25,10 @@ import (
 //   - POST is never retried on a stale keep-alive connection: retryStale
 //     sends the request once more when the destination closed the
 //     connection before answering, as net/http does;
-//   - HTTP/1.1 only, which is what an internal hop needs.
+//   - HTTP/1.1 only, which is what an internal hop needs;
+//   - it cannot read an answer the destination sent before it read the
+//     whole body, once writing the rest failed: bodies over largeBody go
+//     through net/http (newLargeClient), which can.
 
 // maxHeaderBytes is the read buffer of a connection, which bounds the
 // response headers a destination may send.
@@ -74,6 +78,33 @@ func newClient(cfg Config, conns *connSet) (*fasthttp.HostClient, *fasthttp.URI,
 		RetryIfErr:               retryStale,
 	}
 	return c, uri, nil
+}
+
+// newLargeClient returns the net/http client for bodies over largeBody,
+// configured like the fasthttp one: HTTP/1.1, no proxy, no redirects.
+func newLargeClient(cfg Config) *http.Client {
+	dial := min(cfg.Timeout, 10*time.Second)
+	t := &http.Transport{
+		Proxy:                  nil,
+		DialContext:            (&net.Dialer{Timeout: dial, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConnsPerHost:    cfg.Concurrency,
+		MaxConnsPerHost:        cfg.Concurrency,
+		IdleConnTimeout:        idleTimeout,
+		TLSHandshakeTimeout:    dial,
+		ResponseHeaderTimeout:  cfg.Timeout,
+		MaxResponseHeaderBytes: maxHeaderBytes,
+		// The body is forwarded as stored; never ask for a re-encoding.
+		DisableCompression: true,
+	}
+	if cfg.TLS != nil {
+		t.TLSClientConfig = cfg.TLS.Clone()
+	}
+	return &http.Client{
+		Transport: t,
+		// A redirect from an internal service is a misconfiguration;
+		// following it would send the event somewhere nobody configured.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 }
 
 // retryStale lets a request go once more when the destination closed the

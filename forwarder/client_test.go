@@ -110,3 +110,30 @@ func TestURLSentAsConfigured(t *testing.T) {
 		t.Fatal("no delivery")
 	}
 }
+
+// TestEarlyAnswerToLargeBody: a destination that answers 413 before
+// reading the body, and closes the connection, is heard whatever the
+// body's size: the event is dead-lettered as rejected at once, not retried
+// on a broken pipe.
+func TestEarlyAnswerToLargeBody(t *testing.T) {
+	e := newEnv(t)
+	var calls atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.Header().Set("Connection", "close")
+		w.WriteHeader(http.StatusRequestEntityTooLarge)
+	}))
+	t.Cleanup(srv.Close)
+	e.start(fast("early", srv.URL))
+	for i, n := range []int{largeBody / 2, 2 * largeBody, 4 << 20} {
+		id := "x:" + itoa(i)
+		e.publish(id, "x", "t", bytes.Repeat([]byte("a"), n), nil)
+		st := waitState(t, e, id, "early", StatusFailed)
+		if st.Attempts != 1 || st.LastStatusCode != http.StatusRequestEntityTooLarge {
+			t.Errorf("%d bytes: %d attempts, status %d, error %q; want 1 attempt answered 413", n, st.Attempts, st.LastStatusCode, st.LastError)
+		}
+	}
+	if n := calls.Load(); n != 3 {
+		t.Errorf("%d requests, want 3", n)
+	}
+}

@@ -1,6 +1,8 @@
 package forwarder
 
 import (
+	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -8,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -67,20 +70,19 @@ func classify(status int, on4xx On4xx) outcome {
 // connection, not memory.
 const drainLimit = 64 << 10
 
+// largeBody is the body size above which an attempt goes through
+// net/http instead of fasthttp. A destination may answer before it has read
+// the body (a 413 from a body limit, say) and close the connection: a body
+// this small fits in the socket buffers, so the answer is still read, but a
+// larger one fails to write, and only net/http then reads the answer that
+// arrived meanwhile. Webhook bodies are rarely this large.
+const largeBody = 64 << 10
+
 // attemptOnce POSTs the event to the destination once.
 func (f *Forwarder) attemptOnce(d *delivery) result {
 	if f.hardCtx.Err() != nil {
 		return result{outcome: retryable, err: errAborted.Error()}
 	}
-	req := fasthttp.AcquireRequest()
-	resp := fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseRequest(req)
-	defer fasthttp.ReleaseResponse(resp)
-	req.SetURI(f.uri)
-	req.Header.SetMethod(http.MethodPost)
-	req.SetBodyRaw(d.ev.Body)
-	f.setHeaders(&req.Header, d)
-
 	if f.slowAfter > 0 {
 		// A slow attempt becomes visible as "delivering"; a fast one costs
 		// no extra state write.
@@ -95,6 +97,26 @@ func (f *Forwarder) attemptOnce(d *delivery) result {
 			}
 		}()
 	}
+	if len(d.ev.Body) > largeBody {
+		return f.postLarge(d)
+	}
+	return f.post(d)
+}
+
+// post makes the attempt with fasthttp.
+func (f *Forwarder) post(d *delivery) result {
+	req := fasthttp.AcquireRequest()
+	resp := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.SetURI(f.uri)
+	req.Header.SetMethod(http.MethodPost)
+	req.SetBodyRaw(d.ev.Body)
+	if d.ev.ContentType == "" {
+		req.Header.SetNoDefaultContentType(true)
+	}
+	f.setHeaders(&req.Header, d)
+
 	start := time.Now()
 	err := f.client.DoTimeout(req, resp, f.cfg.Timeout)
 	latency := time.Since(start)
@@ -103,19 +125,49 @@ func (f *Forwarder) attemptOnce(d *delivery) result {
 	if err != nil && !(errors.Is(err, fasthttp.ErrBodyTooLarge) && resp.StatusCode() != 0) {
 		return result{outcome: retryable, latency: latency, err: f.describeErr(err)}
 	}
-	status := resp.StatusCode()
+	return f.answered(resp.StatusCode(), string(resp.Header.Peek("Retry-After")), latency)
+}
+
+// postLarge makes the attempt with net/http (see largeBody).
+func (f *Forwarder) postLarge(d *delivery) result {
+	ctx, cancel := context.WithTimeout(f.hardCtx, f.cfg.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.cfg.URL, bytes.NewReader(d.ev.Body))
+	if err != nil {
+		// The URL was validated; this is out of our hands.
+		return result{outcome: retryable, err: err.Error()}
+	}
+	f.setHeaders(req.Header, d)
+	start := time.Now()
+	resp, err := f.largeClient.Do(req)
+	if err != nil {
+		return result{outcome: retryable, latency: time.Since(start), err: f.describeErr(err)}
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, drainLimit))
+	resp.Body.Close()
+	return f.answered(resp.StatusCode, resp.Header.Get("Retry-After"), time.Since(start))
+}
+
+// answered classifies the destination's answer.
+func (f *Forwarder) answered(status int, retryAfter string, latency time.Duration) result {
 	res := result{outcome: classify(status, f.cfg.On4xx), status: status, latency: latency}
 	if res.outcome != delivered {
 		res.err = "HTTP " + strconv.Itoa(status) + " " + http.StatusText(status)
-		res.retryAfter = parseRetryAfter(string(resp.Header.Peek("Retry-After")), time.Now())
+		res.retryAfter = parseRetryAfter(retryAfter, time.Now())
 	}
 	return res
 }
 
 // describeErr words a failed attempt for the delivery state and the log.
 func (f *Forwarder) describeErr(err error) string {
-	if f.hardCtx.Err() != nil {
+	if f.hardCtx.Err() != nil || errors.Is(err, context.Canceled) {
 		return errAborted.Error()
+	}
+	// net/http's errors quote the method and URL; the state names the
+	// destination already.
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
 	}
 	if errors.Is(err, fasthttp.ErrConnectionClosed) || errors.Is(err, io.EOF) {
 		// fasthttp's own wording blames a missing "Connection: close";
@@ -124,16 +176,24 @@ func (f *Forwarder) describeErr(err error) string {
 		return "the destination closed the connection before answering"
 	}
 	var ne net.Error
-	if errors.Is(err, fasthttp.ErrTimeout) || errors.Is(err, fasthttp.ErrDialTimeout) || (errors.As(err, &ne) && ne.Timeout()) {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, fasthttp.ErrTimeout) ||
+		errors.Is(err, fasthttp.ErrDialTimeout) || (errors.As(err, &ne) && ne.Timeout()) {
 		return "timeout after " + f.cfg.Timeout.String()
 	}
 	return err.Error()
 }
 
+// headerSetter is what fasthttp's request headers and net/http's have in
+// common.
+type headerSetter interface {
+	Add(key, value string)
+	Set(key, value string)
+}
+
 // setHeaders fills an outgoing request's headers: the provider's kept
 // headers, the original Content-Type, then Hookgate's Webhook-* headers,
 // which win over any provider header of the same name.
-func (f *Forwarder) setHeaders(h *fasthttp.RequestHeader, d *delivery) {
+func (f *Forwarder) setHeaders(h headerSetter, d *delivery) {
 	for k, vs := range d.ev.Header {
 		if dropHeader(k) {
 			continue
@@ -143,9 +203,7 @@ func (f *Forwarder) setHeaders(h *fasthttp.RequestHeader, d *delivery) {
 		}
 	}
 	if d.ev.ContentType != "" {
-		h.SetContentType(d.ev.ContentType)
-	} else {
-		h.SetNoDefaultContentType(true)
+		h.Set("Content-Type", d.ev.ContentType)
 	}
 	h.Set(event.HeaderWebhookID, d.ev.ID)
 	h.Set(event.HeaderIdempotencyKey, d.ev.ID)
@@ -153,7 +211,7 @@ func (f *Forwarder) setHeaders(h *fasthttp.RequestHeader, d *delivery) {
 	if d.ev.Source != "" {
 		h.Set(event.HeaderWebhookSource, d.ev.Source)
 	}
-	h.SetUserAgent("Hookgate")
+	h.Set("User-Agent", "Hookgate")
 	if f.signKey != nil {
 		ts := strconv.FormatInt(time.Now().Unix(), 10)
 		h.Set(event.HeaderWebhookTimestamp, ts)

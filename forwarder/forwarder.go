@@ -30,6 +30,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"time"
 
@@ -58,16 +59,18 @@ const metaURL = "hookgate_url_sha256"
 // JetStream counts as pending), and every event handed out waits in a
 // queue in hand until a worker is free.
 type Forwarder struct {
-	js      jetstream.JetStream
-	cfg     Config
-	log     *zap.Logger
-	client  *fasthttp.HostClient
-	uri     *fasthttp.URI
-	conns   *connSet
-	limiter *rate.Limiter
-	breaker *breaker
-	keyOf   keyFunc
-	signKey []byte
+	js     jetstream.JetStream
+	cfg    Config
+	log    *zap.Logger
+	client *fasthttp.HostClient
+	uri    *fasthttp.URI
+	conns  *connSet
+	// largeClient carries bodies over largeBody.
+	largeClient *http.Client
+	limiter     *rate.Limiter
+	breaker     *breaker
+	keyOf       keyFunc
+	signKey     []byte
 
 	consumer      string
 	ackWait       time.Duration
@@ -152,6 +155,7 @@ func New(js jetstream.JetStream, cfg Config, logger *zap.Logger) (*Forwarder, er
 		return nil, fmt.Errorf("destination %q: url %q: %w", cfg.Name, redactURL(cfg.URL), err)
 	}
 	f.client, f.uri = client, uri
+	f.largeClient = newLargeClient(cfg)
 	return f, nil
 }
 
@@ -326,6 +330,7 @@ func (f *Forwarder) Stop(ctx context.Context) error {
 		err = ferr
 	}
 	f.client.CloseIdleConnections()
+	f.largeClient.CloseIdleConnections()
 	if err != nil {
 		return fmt.Errorf("destination %q: stop: %w", f.cfg.Name, err)
 	}

@@ -10,35 +10,44 @@ import (
 	"github.com/hookgate/hookgate/event"
 )
 
+// TestDeliversRawBodyAndHeaders: the destination gets the stored bytes and
+// the same headers, whether the body is small (fasthttp) or over largeBody
+// (net/http).
 func TestDeliversRawBodyAndHeaders(t *testing.T) {
 	e := newEnv(t)
 	s := newSink(t, nil)
 	e.start(fast("orders", s.srv.URL))
-	body := []byte(`{"id":"evt_1","type":"invoice.paid"}`)
-	e.publish("stripe:evt_1", "stripe", "invoice.paid", body, map[string]string{"Stripe-Signature": "t=1,v1=abc"})
+	small := []byte(`{"id":"evt_1","type":"invoice.paid"}`)
+	large := append([]byte(`{"pad":"`), bytes.Repeat([]byte("x"), 2*largeBody)...)
+	large = append(large, `"}`...)
+	for i, body := range [][]byte{small, large} {
+		id := "stripe:evt_" + itoa(i)
+		e.publish(id, "stripe", "invoice.paid", body, map[string]string{"Stripe-Signature": "t=1,v1=abc"})
 
-	waitFor(t, 5*time.Second, "delivery", func() bool { return s.count("stripe:evt_1") == 1 })
-	h := s.get("stripe:evt_1")[0]
-	if !bytes.Equal(h.body, body) {
-		t.Errorf("body = %q, want %q", h.body, body)
-	}
-	for k, want := range map[string]string{
-		"Content-Type":               "application/json; charset=utf-8",
-		event.HeaderWebhookID:        "stripe:evt_1",
-		event.HeaderIdempotencyKey:   "stripe:evt_1",
-		event.HeaderWebhookAttempt:   "1",
-		event.HeaderWebhookSource:    "stripe",
-		"Stripe-Signature":           "t=1,v1=abc",
-		event.HeaderWebhookSignature: "",
-		event.HeaderID:               "",
-	} {
-		if got := h.header.Get(k); got != want {
-			t.Errorf("header %s = %q, want %q", k, got, want)
+		waitFor(t, 5*time.Second, "delivery", func() bool { return s.count(id) == 1 })
+		h := s.get(id)[0]
+		if !bytes.Equal(h.body, body) {
+			t.Errorf("%s: body of %d bytes differs from the %d stored", id, len(h.body), len(body))
 		}
-	}
-	st := waitState(t, e, "stripe:evt_1", "orders", StatusDelivered)
-	if st.Attempts != 1 || st.RetryAttempts != 0 || st.LastStatusCode != 200 || st.DeliveredAt == nil || st.Event != "invoice.paid" {
-		t.Errorf("state = %+v", st)
+		for k, want := range map[string]string{
+			"Content-Type":               "application/json; charset=utf-8",
+			"User-Agent":                 "Hookgate",
+			event.HeaderWebhookID:        id,
+			event.HeaderIdempotencyKey:   id,
+			event.HeaderWebhookAttempt:   "1",
+			event.HeaderWebhookSource:    "stripe",
+			"Stripe-Signature":           "t=1,v1=abc",
+			event.HeaderWebhookSignature: "",
+			event.HeaderID:               "",
+		} {
+			if got := h.header.Get(k); got != want {
+				t.Errorf("%s: header %s = %q, want %q", id, k, got, want)
+			}
+		}
+		st := waitState(t, e, id, "orders", StatusDelivered)
+		if st.Attempts != 1 || st.RetryAttempts != 0 || st.LastStatusCode != 200 || st.DeliveredAt == nil || st.Event != "invoice.paid" {
+			t.Errorf("%s: state = %+v", id, st)
+		}
 	}
 }
 

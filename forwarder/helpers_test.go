@@ -43,6 +43,8 @@ func newEnvOpts(t testing.TB, syncAlways bool) *env {
 		NoSigs:     true,
 		NoLog:      true,
 		SyncAlways: syncAlways,
+		// Room for the large bodies of TestLargeBodies.
+		MaxPayload: 8 << 20,
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {

@@ -1,6 +1,7 @@
 package forwarder
 
 import (
+	"bytes"
 	"crypto/tls"
 	"io"
 	"log"
@@ -51,9 +52,13 @@ func TestMutualTLS(t *testing.T) {
 			id := tc.name + ":1"
 			e.publish(id, tc.name, "t", []byte(`{}`), nil)
 			if tc.wantErr == "" {
-				waitState(t, e, id, tc.name, StatusDelivered)
-				if cn := <-peers; cn != testcert.ClientName {
-					t.Errorf("client certificate %q, want %q", cn, testcert.ClientName)
+				// A large body too, which takes the net/http path.
+				e.publish(tc.name+":2", tc.name, "t", bytes.Repeat([]byte("x"), 2*largeBody), nil)
+				for _, id := range []string{id, tc.name + ":2"} {
+					waitState(t, e, id, tc.name, StatusDelivered)
+					if cn := <-peers; cn != testcert.ClientName {
+						t.Errorf("%s: client certificate %q, want %q", id, cn, testcert.ClientName)
+					}
 				}
 				return
 			}
