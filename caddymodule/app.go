@@ -116,7 +116,8 @@ type App struct {
 	// cleared: handlers of a stopping config may still hold the app.
 	engine   *engine
 	released bool
-	// fwdMu guards forwarders, which the admin API reads.
+	// fwdMu guards forwarders and released, which the admin API and the
+	// metrics read.
 	fwdMu      sync.RWMutex
 	forwarders []*forwarder.Forwarder
 	logger     *zap.Logger
@@ -135,6 +136,14 @@ func (*App) CaddyModule() caddy.ModuleInfo {
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
 	a.ready = make(chan struct{})
+	if reg := ctx.GetMetricsRegistry(); reg != nil {
+		if err := registerMetrics(reg); err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+		if err := reg.Register(&appCollector{app: a}); err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+	}
 	repl := caddy.NewReplacer()
 
 	store := a.Store
@@ -279,6 +288,7 @@ func (a *App) Start() (err error) {
 		}
 	}
 	for _, fc := range a.fwdConfigs {
+		fc.Observer = newDestinationObserver(fc.Name)
 		// The forwarder's errors name the destination already.
 		f, err := forwarder.New(a.engine.js, fc, a.logger.Named("forwarder"))
 		if err != nil {
@@ -336,13 +346,32 @@ func (a *App) forwarder(name string) *forwarder.Forwarder {
 }
 
 func (a *App) release() {
-	if a.engine == nil || a.released {
+	a.fwdMu.Lock()
+	done := a.engine == nil || a.released
+	a.released = true
+	a.fwdMu.Unlock()
+	if done {
 		return
 	}
-	a.released = true
 	if _, err := engines.Delete(a.ecfg.StoreDir); err != nil {
 		a.logger.Error("event store did not shut down cleanly", zap.Error(err))
 	}
+}
+
+// runningEngine returns the app's engine while the app is started, else
+// nil.
+func (a *App) runningEngine() *engine {
+	select {
+	case <-a.ready:
+	default:
+		return nil
+	}
+	a.fwdMu.RLock()
+	defer a.fwdMu.RUnlock()
+	if a.released {
+		return nil
+	}
+	return a.engine
 }
 
 // publish stores an event in the app's store. Call it only once waitReady

@@ -24,6 +24,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"golang.org/x/time/rate"
@@ -210,14 +211,16 @@ type VerifyConfig struct {
 
 // source is a Source ready to serve.
 type source struct {
-	name       string
-	verifier   verify.Verifier
-	scheme     string
-	publicURL  *url.URL
-	maxBody    int64
-	idHeader   string
-	typeHeader string
-	dedupBody  bool
+	name string
+	// storeSeconds is the source's series of the store latency metric.
+	storeSeconds prometheus.Observer
+	verifier     verify.Verifier
+	scheme       string
+	publicURL    *url.URL
+	maxBody      int64
+	idHeader     string
+	typeHeader   string
+	dedupBody    bool
 	// versions is nil when the source takes all the handler's versions.
 	versions map[string]bool
 	// deprecated holds the headers announcing each deprecated version.
@@ -487,6 +490,8 @@ func (s *Source) provision(repl *caddy.Replacer) (*source, error) {
 		maxBody:    orDefault(s.MaxBody, defaultMaxBody),
 		idHeader:   s.IDHeader,
 		typeHeader: s.TypeHeader,
+
+		storeSeconds: metrics.storeSeconds.WithLabelValues(s.Name),
 	}
 	if rs.maxBody < 0 {
 		return nil, fmt.Errorf("max_body %d: must be positive", s.MaxBody)
@@ -660,11 +665,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 
 	msg, id := h.message(r, version, src, res, body, receivedAt, gz)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), h.publishTimeout)
+	start := time.Now()
 	ack, err := h.app.publish(ctx, msg)
+	src.storeSeconds.Observe(time.Since(start).Seconds())
 	cancel()
 	if err != nil {
 		return h.reject(w, r, problemStore, err, version, src.name)
 	}
+	outcome := outcomeAccepted
+	if ack.Duplicate {
+		outcome = outcomeDuplicate
+	}
+	countRequest(src.name, version, outcome)
 	return h.accept(w, id, ack)
 }
 
@@ -735,6 +747,7 @@ func (s *source) gunzip(dst *bytes.Buffer, compressed []byte) error {
 
 // logHandshake records that a provider's endpoint check was answered.
 func (h *Handler) logHandshake(version, source string) {
+	countRequest(source, version, outcomeHandshake)
 	if ce := h.logger.Check(zapcore.InfoLevel, "webhook URL verification answered"); ce != nil {
 		ce.Write(zap.String("source", source), zap.String("version", version))
 	}
@@ -896,6 +909,10 @@ type acceptBody struct {
 // reject answers with a problem and logs the real reason for the operator.
 // The provider sees only the problem's fixed text.
 func (h *Handler) reject(w http.ResponseWriter, r *http.Request, p *problem, reason error, version, source string) error {
+	if source == "" {
+		version = "" // whatever the path said: labels stay bounded
+	}
+	countRequest(source, version, p.slug)
 	if ce := h.logger.Check(p.level, "webhook rejected"); ce != nil {
 		fields := []zap.Field{
 			zap.Int("status", p.status),

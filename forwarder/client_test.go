@@ -2,9 +2,12 @@ package forwarder
 
 import (
 	"bytes"
+	"context"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -135,5 +138,80 @@ func TestEarlyAnswerToLargeBody(t *testing.T) {
 	}
 	if n := calls.Load(); n != 3 {
 		t.Errorf("%d requests, want 3", n)
+	}
+}
+
+// recorder is an Observer that remembers what it was told.
+type recorder struct {
+	mu       sync.Mutex
+	attempts []string
+	dead     []string
+}
+
+func (r *recorder) Attempted(outcome string, latency time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if latency <= 0 {
+		outcome += " without latency"
+	}
+	r.attempts = append(r.attempts, outcome)
+}
+
+func (r *recorder) DeadLettered(reason string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.dead = append(r.dead, reason)
+}
+
+func (r *recorder) snapshot() (attempts, dead []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.attempts...), append([]string(nil), r.dead...)
+}
+
+// TestObserver: the observer hears every attempt's outcome and every dead
+// letter's reason.
+func TestObserver(t *testing.T) {
+	e := newEnv(t)
+	script := map[string][]int{"retry": {503, 503, 200}, "reject": {400}, "gone": {410, 200}}
+	var mu sync.Mutex
+	calls := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name := strings.TrimPrefix(r.URL.Path, "/")
+		mu.Lock()
+		codes := script[name]
+		code := codes[min(calls[name], len(codes)-1)]
+		calls[name]++
+		mu.Unlock()
+		w.WriteHeader(code)
+	}))
+	t.Cleanup(srv.Close)
+	recs := map[string]*recorder{}
+	fs := map[string]*Forwarder{}
+	for name := range script {
+		cfg := fast(name, srv.URL+"/"+name)
+		cfg.Subjects = []string{"webhooks.v1." + name + ".>"}
+		recs[name] = &recorder{}
+		cfg.Observer = recs[name]
+		fs[name] = e.start(cfg)
+		e.publish(name+":1", name, "t", []byte(`{}`), nil)
+	}
+	waitState(t, e, "retry:1", "retry", StatusDelivered)
+	waitState(t, e, "reject:1", "reject", StatusFailed)
+	waitFor(t, 5*time.Second, "the 410", func() bool { a, _ := recs["gone"].snapshot(); return len(a) == 1 })
+	if err := fs["gone"].Resume(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, e, "gone:1", "gone", StatusDelivered)
+
+	for name, want := range map[string]struct{ attempts, dead []string }{
+		"retry":  {attempts: []string{"error", "error", "delivered"}},
+		"reject": {attempts: []string{"rejected"}, dead: []string{"rejected"}},
+		"gone":   {attempts: []string{"gone", "delivered"}},
+	} {
+		a, d := recs[name].snapshot()
+		if !slices.Equal(a, want.attempts) || !slices.Equal(d, want.dead) {
+			t.Errorf("%s: attempts %v, dead letters %v; want %v, %v", name, a, d, want.attempts, want.dead)
+		}
 	}
 }

@@ -89,6 +89,9 @@ type Config struct {
 	SignSecret string
 	// Breaker configures the circuit breaker.
 	Breaker BreakerConfig
+	// Observer, when set, is told of every attempt, dead letter and
+	// circuit change, for metrics.
+	Observer Observer
 	// TLS, for an https:// URL, replaces the default client TLS config
 	// (the system's roots, no client certificate): set RootCAs for a
 	// private CA, Certificates for mutual TLS. ServerName defaults to the

@@ -61,6 +61,7 @@ func (f *Forwarder) deadLetter(d *delivery, reason string, res result) {
 	}
 	f.forget(d)
 	f.writeState(d, StatusFailed, res, time.Time{})
+	f.obs.DeadLettered(reason)
 	f.log.Warn("event dead-lettered",
 		zap.String("event_id", d.ev.ID),
 		zap.String("reason", reason),
@@ -204,6 +205,7 @@ func (f *Forwarder) onAdvisory(events jetstream.Stream, m jetstream.Msg) {
 		return
 	}
 	f.writeState(d, StatusFailed, res, time.Time{})
+	f.obs.DeadLettered(res.reason)
 	f.log.Warn("event dead-lettered after JetStream's last delivery",
 		zap.String("event_id", ev.ID), zap.Uint64("deliveries", a.Deliveries))
 	_ = m.Ack()

@@ -69,6 +69,7 @@ type Forwarder struct {
 	largeClient *http.Client
 	limiter     *rate.Limiter
 	breaker     *breaker
+	obs         Observer
 	keyOf       keyFunc
 	signKey     []byte
 
@@ -148,6 +149,10 @@ func New(js jetstream.JetStream, cfg Config, logger *zap.Logger) (*Forwarder, er
 	}
 	if cfg.SignSecret != "" {
 		f.signKey, _ = decodeSecret(cfg.SignSecret) // checked by Validate
+	}
+	f.obs = cfg.Observer
+	if f.obs == nil {
+		f.obs = nopObserver{}
 	}
 	f.conns = newConnSet()
 	client, uri, err := newClient(cfg, f.conns)
