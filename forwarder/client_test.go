@@ -198,7 +198,10 @@ func TestObserver(t *testing.T) {
 	}
 	waitState(t, e, "retry:1", "retry", StatusDelivered)
 	waitState(t, e, "reject:1", "reject", StatusFailed)
-	waitFor(t, 5*time.Second, "the 410", func() bool { a, _ := recs["gone"].snapshot(); return len(a) == 1 })
+	waitFor(t, 5*time.Second, "the 410's pause", func() bool {
+		st, err := fs["gone"].Status(context.Background())
+		return err == nil && st.PausedUntil != nil
+	})
 	if err := fs["gone"].Resume(context.Background()); err != nil {
 		t.Fatal(err)
 	}
