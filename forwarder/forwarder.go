@@ -45,7 +45,7 @@ import (
 
 // ackMargin is added to the HTTP timeout to make the consumer's AckWait, so
 // that JetStream never redelivers an event whose attempt is still running.
-const ackMargin = 30 * time.Second
+var ackMargin = 30 * time.Second // a variable so that tests can shorten it
 
 // metaURL is the consumer metadata key holding a hash of the destination
 // URL, so that Start can tell whether a reload changed the URL and a pause
