@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -23,6 +24,7 @@ func init() {
 //	GET  /webhooks/destinations               every destination's status
 //	GET  /webhooks/destinations/<name>        one destination's status
 //	POST /webhooks/destinations/<name>/resume lift a pause (410 or open circuit)
+//	GET  /webhooks/deliveries/<event id>      the event's delivery state at each destination
 type adminAPI struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -44,6 +46,9 @@ const adminPrefix = "/webhooks/"
 const adminTimeout = 10 * time.Second
 
 func (a adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
+	if id, ok := strings.CutPrefix(r.URL.Path, adminPrefix+"deliveries/"); ok {
+		return a.deliveries(w, r, id)
+	}
 	parts := strings.Split(strings.Trim(strings.TrimPrefix(r.URL.Path, adminPrefix), "/"), "/")
 	if parts[0] != "destinations" || len(parts) > 3 || (len(parts) == 3 && parts[2] != "resume") {
 		return apiError(http.StatusNotFound, "no such webhooks admin path: %s", r.URL.Path)
@@ -88,6 +93,47 @@ func (a adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		return apiError(http.StatusServiceUnavailable, "%v", err)
 	}
 	return writeJSON(w, st)
+}
+
+// deliveries answers an event's delivery states: one per destination of
+// the running config that the event matches, "pending" where no attempt
+// has finished yet, plus any states left by destinations no longer
+// configured. The id is everything after the prefix: ids may hold '/'.
+func (a adminAPI) deliveries(w http.ResponseWriter, r *http.Request, id string) error {
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", http.MethodGet)
+		return apiError(http.StatusMethodNotAllowed, "%s %s: use GET", r.Method, r.URL.Path)
+	}
+	if id == "" {
+		return apiError(http.StatusNotFound, "give an event id: /webhooks/deliveries/<event id>")
+	}
+	app, err := runningApp()
+	if err != nil {
+		return err
+	}
+	e := app.runningEngine()
+	if e == nil {
+		return apiError(http.StatusServiceUnavailable, "the event store is not running")
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), adminTimeout)
+	defer cancel()
+	states, err := forwarder.ReadDeliveries(ctx, e.js, id)
+	if err != nil {
+		return apiError(http.StatusServiceUnavailable, "%v", err)
+	}
+	if len(states) == 0 {
+		return apiError(http.StatusNotFound, "no delivery state for event %q: unknown, matched by no destination, or expired", id)
+	}
+	// A state names the event's subject, which says what else it matches.
+	subject, seq := states[0].Subject, states[0].Sequence
+	for _, f := range app.runningForwarders() {
+		if cfg := f.Config(); !cfg.Matches(subject) || slices.ContainsFunc(states, func(d forwarder.Delivery) bool { return d.Destination == f.Name() }) {
+			continue
+		}
+		states = append(states, forwarder.Delivery{EventID: id, Destination: f.Name(), Subject: subject, Sequence: seq, Status: forwarder.StatusPending})
+	}
+	slices.SortFunc(states, func(a, b forwarder.Delivery) int { return strings.Compare(a.Destination, b.Destination) })
+	return writeJSON(w, states)
 }
 
 // runningApp returns the webhooks app of the running config.

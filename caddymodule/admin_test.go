@@ -127,3 +127,68 @@ func TestAdminResumesGoneDestination(t *testing.T) {
 		t.Errorf("destinations: exit %d\n%s\n%s", code, out, errOut)
 	}
 }
+
+// TestAdminDeliveries: an event's delivery state at each destination it
+// matches, through the admin API and the CLI: delivered at one, retrying
+// at another, pending where no attempt has finished, absent where the
+// event does not match.
+func TestAdminDeliveries(t *testing.T) {
+	ok := newSink(t, always(http.StatusOK))
+	flaky := newSink(t, always(http.StatusServiceUnavailable))
+	late := newSink(t, always(http.StatusOK))
+	admin := freeAddr(t)
+	startGateway(t, gatewayConfig{
+		Admin: admin,
+		Destinations: destination("ok", ok.srv.URL, "") +
+			destination("flaky", flaky.srv.URL, "\t\t\tmax_attempts 1000") +
+			// One event an hour: the second event waits for its turn.
+			destination("late", late.srv.URL, "\t\t\trate 1/h") +
+			"\n\t\tdestination other {\n\t\t\turl " + ok.srv.URL + "\n\t\t\tsubjects webhooks.v9.>\n\t\t}",
+	}).postAll(t, "a", "b")
+
+	var states []forwarder.Delivery
+	waitFor(t, 10*time.Second, "the states", func() bool {
+		code, b := adminCall(t, admin, http.MethodGet, "/webhooks/deliveries/demo:b")
+		if code != http.StatusOK {
+			return false
+		}
+		if err := json.Unmarshal(b, &states); err != nil {
+			t.Fatalf("%s: %v", b, err)
+		}
+		return len(states) == 3 && states[0].Status == forwarder.StatusRetrying && states[2].Status == forwarder.StatusDelivered
+	})
+	want := []struct {
+		dest   string
+		status forwarder.Status
+	}{{"flaky", forwarder.StatusRetrying}, {"late", forwarder.StatusPending}, {"ok", forwarder.StatusDelivered}}
+	for i, w := range want {
+		if d := states[i]; d.Destination != w.dest || d.Status != w.status || d.EventID != "demo:b" || d.Subject == "" {
+			t.Errorf("state %d = %+v, want %s %s", i, d, w.dest, w.status)
+		}
+	}
+	if states[0].Attempts < 1 || states[0].LastStatusCode != http.StatusServiceUnavailable {
+		t.Errorf("flaky: %+v", states[0])
+	}
+
+	if code, b := adminCall(t, admin, http.MethodGet, "/webhooks/deliveries/demo:nope"); code != http.StatusNotFound {
+		t.Errorf("unknown event: %d %s", code, b)
+	}
+	if code, b := adminCall(t, admin, http.MethodPost, "/webhooks/deliveries/demo:b"); code != http.StatusMethodNotAllowed {
+		t.Errorf("POST: %d %s", code, b)
+	}
+	code, out, errOut := runCaddy(t, "webhooks", "deliveries", "demo:a", "--address", admin)
+	if code != 0 || !strings.Contains(out, `"destination":"ok","event":"`) || !strings.Contains(out, `"status":"delivered"`) {
+		t.Errorf("deliveries: exit %d\n%s\n%s", code, out, errOut)
+	}
+}
+
+// postAll posts one demo event per id and fails the test unless each is
+// accepted.
+func (g *gateway) postAll(t *testing.T, ids ...string) {
+	t.Helper()
+	for _, id := range ids {
+		if st, _, b := g.post("/webhooks/v1/demo", []byte(`{}`), map[string]string{"X-Id": id, "X-Type": "order.created"}); st != http.StatusOK {
+			t.Fatalf("post %s: %d %s", id, st, b)
+		}
+	}
+}

@@ -22,8 +22,8 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "webhooks",
-		Usage: "verify|sign|send|destinations|resume [flags]",
-		Short: "Verifies, signs and sends webhook deliveries; shows and resumes destinations",
+		Usage: "verify|sign|send|destinations|resume|deliveries [flags]",
+		Short: "Verifies, signs and sends webhook deliveries; shows destinations and delivery states",
 		Long: `
 Tools for debugging webhook deliveries, using the same signature code as the
 webhook_ingest handler.
@@ -33,11 +33,12 @@ webhook_ingest handler.
   caddy webhooks send     signs a body and POSTs it, printing the response
   caddy webhooks destinations   prints the destinations of a running gateway
   caddy webhooks resume <name>  resumes a destination paused by a 410 or an open circuit
+  caddy webhooks deliveries <event id>  prints an event's delivery state at each destination
 
 The body comes from --body-file, or from standard input, byte for byte.
 Schemes: ` + strings.Join(verify.Schemes(), ", ") + `.`,
 		CobraFunc: func(cmd *cobra.Command) {
-			cmd.AddCommand(verifyCommand(), signCommand(), sendCommand(), destinationsCommand(), resumeCommand())
+			cmd.AddCommand(verifyCommand(), signCommand(), sendCommand(), destinationsCommand(), resumeCommand(), deliveriesCommand())
 		},
 	})
 }

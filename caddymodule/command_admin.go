@@ -41,6 +41,22 @@ its circuit, then prints the destination's status.`,
 	})
 }
 
+func deliveriesCommand() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "deliveries <event id> [--address <admin address>]",
+		Short: "Prints an event's delivery state at each destination",
+		Long: `Asks the running gateway's admin API (GET /webhooks/deliveries/<event id>)
+for the event's delivery state at every destination it matches: status,
+attempts, next retry, last status code and error, and prints the JSON. The
+event id is the one the gateway answered the provider with, <source>:<id>.`,
+		Example: `  caddy webhooks deliveries stripe:evt_1Q2w3E`,
+		Args:    cobra.ExactArgs(1),
+	}
+	return adminCommand(c, func(fl caddycmd.Flags) (string, string) {
+		return http.MethodGet, "/webhooks/deliveries/" + url.PathEscape(fl.Arg(0))
+	})
+}
+
 // adminCommand gives c an --address flag and a run that makes the request
 // route returns and prints the answer: exit 0 on success, 1 when the
 // gateway refused or could not be reached, 2 on a usage error.
