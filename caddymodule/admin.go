@@ -151,7 +151,9 @@ func runningApp() (*App, error) {
 
 func writeJSON(w http.ResponseWriter, v any) error {
 	w.Header().Set("Content-Type", "application/json")
-	if err := json.NewEncoder(w).Encode(v); err != nil {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false) // subjects read "webhooks.>", not "webhooks.\u003e"
+	if err := enc.Encode(v); err != nil {
 		return apiError(http.StatusInternalServerError, "encode: %v", err)
 	}
 	return nil

@@ -123,7 +123,7 @@ func TestAdminResumesGoneDestination(t *testing.T) {
 		t.Error("resume without a name succeeded")
 	}
 	code, out, errOut = runCaddy(t, "webhooks", "destinations", "--address", admin)
-	if code != 0 || !strings.Contains(out, `"name":"audit"`) {
+	if code != 0 || !strings.Contains(out, `"name":"audit"`) || !strings.Contains(out, `"subjects":["webhooks.v9.>"]`) {
 		t.Errorf("destinations: exit %d\n%s\n%s", code, out, errOut)
 	}
 }
