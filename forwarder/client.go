@@ -46,11 +46,11 @@ func newClient(cfg Config, conns *connSet) (*fasthttp.HostClient, *fasthttp.URI,
 	if err != nil {
 		return nil, nil, err
 	}
-	tls := u.Scheme == "https"
+	isTLS := u.Scheme == "https"
 	port := u.Port()
 	if port == "" {
 		port = "80"
-		if tls {
+		if isTLS {
 			port = "443"
 		}
 	}
@@ -62,7 +62,7 @@ func newClient(cfg Config, conns *connSet) (*fasthttp.HostClient, *fasthttp.URI,
 	uri.DisablePathNormalizing = true
 	c := &fasthttp.HostClient{
 		Addr:      net.JoinHostPort(u.Hostname(), port),
-		IsTLS:     tls,
+		IsTLS:     isTLS,
 		TLSConfig: cfg.TLS,
 		// Workers cap the requests in flight; waiting instead of failing
 		// covers a connection that is still being closed.
