@@ -120,9 +120,9 @@ func (f *Forwarder) post(d *delivery) result {
 	start := time.Now()
 	err := f.client.DoTimeout(req, resp, f.cfg.Timeout)
 	latency := time.Since(start)
-	// A response whose body is over drainLimit still has its status; the
-	// connection is closed rather than drained.
-	if err != nil && !(errors.Is(err, fasthttp.ErrBodyTooLarge) && resp.StatusCode() != 0) {
+	// A body over drainLimit fails only once the status and headers are
+	// read: the answer counts, and the connection is closed, not drained.
+	if err != nil && !errors.Is(err, fasthttp.ErrBodyTooLarge) {
 		return result{outcome: retryable, latency: latency, err: f.describeErr(err)}
 	}
 	return f.answered(resp.StatusCode(), string(resp.Header.Peek("Retry-After")), latency)
