@@ -144,7 +144,7 @@ func TestAdminDeliveries(t *testing.T) {
 			// One event an hour: the second event waits for its turn.
 			destination("late", late.srv.URL, "\t\t\trate 1/h") +
 			"\n\t\tdestination other {\n\t\t\turl " + ok.srv.URL + "\n\t\t\tsubjects webhooks.v9.>\n\t\t}",
-	}).postAll(t, "a", "b")
+	}).postAll(t, "a", "b", "c/d")
 
 	var states []forwarder.Delivery
 	waitFor(t, 10*time.Second, "the states", func() bool {
@@ -180,6 +180,11 @@ func TestAdminDeliveries(t *testing.T) {
 	if code != 0 || !strings.Contains(out, `"destination":"ok","event":"`) || !strings.Contains(out, `"status":"delivered"`) {
 		t.Errorf("deliveries: exit %d\n%s\n%s", code, out, errOut)
 	}
+	// An id with a '/' in it (provider ids are opaque) is found too.
+	waitFor(t, 5*time.Second, "the state of demo:c/d", func() bool {
+		code, out, _ := runCaddy(t, "webhooks", "deliveries", "demo:c/d", "--address", admin)
+		return code == 0 && strings.Contains(out, `"event_id":"demo:c/d"`)
+	})
 }
 
 // postAll posts one demo event per id and fails the test unless each is
