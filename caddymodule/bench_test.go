@@ -185,3 +185,11 @@ func BenchmarkDedupWindowMemory(b *testing.B) {
 		b.ReportMetric(without/(1<<20), "MiB-heap-without")
 	}
 }
+
+// BenchmarkCountRequest is what counting one answered request in
+// caddy_webhooks_requests_total adds to the request path.
+func BenchmarkCountRequest(b *testing.B) {
+	for b.Loop() {
+		countRequest("github", "v1", "invalid-signature")
+	}
+}

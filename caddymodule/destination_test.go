@@ -175,18 +175,13 @@ func TestForwarderConfigPlaceholders(t *testing.T) {
 
 func TestDestinationTLS(t *testing.T) {
 	certs := testcert.New(t)
-	dir := t.TempDir()
-	write := func(name string, b []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
+	dir := writeTLSFiles(t, certs)
+	ca, key := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "client-key.pem")
+	junk := filepath.Join(dir, "junk.pem")
+	if err := os.WriteFile(junk, []byte("junk"), 0o600); err != nil {
+		t.Fatal(err)
 	}
-	ca := write("ca.pem", certs.CAPEM)
-	write("client.pem", certs.ClientCertPEM) // named through a placeholder below
-	key := write("client-key.pem", certs.ClientKeyPEM)
-	t.Setenv("HOOKGATE_TEST_TLS_DIR", dir)
+	t.Setenv("HOOKGATE_TEST_TLS_DIR", dir) // client.pem is named through it below
 
 	d := caddyfile.NewTestDispenser(`destination ledger {
 		url https://ledger.internal/hooks
@@ -221,7 +216,7 @@ func TestDestinationTLS(t *testing.T) {
 	}{
 		{"missing CA file", DestinationTLS{CA: []string{filepath.Join(dir, "nope.pem")}}, "tls_ca: open"},
 		{"CA file holds a key", DestinationTLS{CA: []string{key}}, "no PEM certificate"},
-		{"CA without a certificate", DestinationTLS{CA: []string{write("junk.pem", []byte("junk"))}}, "no PEM certificate"},
+		{"CA without a certificate", DestinationTLS{CA: []string{junk}}, "no PEM certificate"},
 		{"key of another cert", DestinationTLS{ClientCert: ca, ClientKey: key}, "not a matching PEM certificate and key"},
 		{"unset placeholder", DestinationTLS{ClientCert: "{env.HOOKGATE_TEST_TLS_UNSET}/c.pem", ClientKey: key}, "tls_client_auth certificate"},
 	} {

@@ -1,19 +1,23 @@
 package forwarder
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"runtime/pprof"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/valyala/fasthttp"
 
 	"github.com/hookgate/hookgate/event"
 )
@@ -147,4 +151,71 @@ func waitAcked(b *testing.B, js jetstream.JetStream, n int) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	b.Fatalf("acks did not reach %d", n)
+}
+
+// BenchmarkHTTPClients compares the forwarder's two HTTP clients, as New
+// configures them, POSTing small events from 32 workers to a loopback
+// net/http sink: the figures behind choosing fasthttp for bodies up to
+// largeBody (README, Throughput).
+//
+//	go test -run '^$' -bench HTTPClients -benchtime 60000x ./forwarder/
+func BenchmarkHTTPClients(b *testing.B) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	cfg := fast("bench", srv.URL+"/hooks").withDefaults()
+	cfg.Concurrency = 32
+	body := []byte(`{"id":"evt","type":"invoice.paid","data":{"object":{"amount":1000,"currency":"eur"}}}`)
+	fastClient, uri, err := newClient(cfg, newConnSet())
+	if err != nil {
+		b.Fatal(err)
+	}
+	stdClient := newLargeClient(cfg)
+	post := map[string]func() (int, error){
+		"fasthttp": func() (int, error) {
+			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+			defer fasthttp.ReleaseRequest(req)
+			defer fasthttp.ReleaseResponse(resp)
+			req.SetURI(uri)
+			req.Header.SetMethod(http.MethodPost)
+			req.Header.SetContentType("application/json")
+			req.SetBodyRaw(body)
+			err := fastClient.DoTimeout(req, resp, cfg.Timeout)
+			return resp.StatusCode(), err
+		},
+		"net-http": func() (int, error) {
+			req, err := http.NewRequest(http.MethodPost, cfg.URL, bytes.NewReader(body))
+			if err != nil {
+				return 0, err
+			}
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := stdClient.Do(req)
+			if err != nil {
+				return 0, err
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			return resp.StatusCode, nil
+		},
+	}
+	for _, name := range []string{"net-http", "fasthttp"} {
+		b.Run(name, func(b *testing.B) {
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			start := time.Now()
+			for range cfg.Concurrency {
+				wg.Go(func() {
+					for next.Add(1) <= int64(b.N) {
+						if status, err := post[name](); err != nil || status != http.StatusNoContent {
+							b.Errorf("POST: %d %v", status, err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "req/s")
+		})
+	}
 }
