@@ -43,6 +43,31 @@ type Result struct {
 	ID string
 	// Type is the provider's event type ("" when the scheme carries none).
 	Type string
+	// Handshake, when not nil, means the request is the provider's setup
+	// handshake (Slack's url_verification, Discord's PING, Zoom's
+	// endpoint.url_validation, a CRC or hub.challenge GET...), not an event:
+	// the gateway answers with it and stores nothing.
+	Handshake *Handshake
+}
+
+// Handshake is the answer a provider expects to its setup handshake.
+type Handshake struct {
+	// Status is the HTTP status to answer; zero means 200.
+	Status int
+	// Header holds the answer's headers, Content-Type among them.
+	Header http.Header
+	// Body is the answer's body, sent as it is.
+	Body []byte
+}
+
+// GetHandshaker is implemented by the verifiers of providers whose
+// handshake is a GET request (Meta's hub.challenge, Twitter's CRC check,
+// Dropbox's challenge, Okta's verification). The gateway passes a GET to
+// Verify only when HandshakeGET reports true; every other GET is refused
+// with 405 before the verifier sees it. Verify must then answer a GET only
+// with a Result whose Handshake is set, or an error.
+type GetHandshaker interface {
+	HandshakeGET() bool
 }
 
 // Verifier checks one request. Implementations are safe for concurrent use.
