@@ -78,7 +78,11 @@ type Handler struct {
 	// their own. Checked before the body is read. Default: no limit.
 	RatePerIP *RateLimit `json:"rate_per_ip,omitempty"`
 
+	// app is the webhooks app, for its limits; events is where events go,
+	// the app itself unless a test or a later store (group commit, an
+	// external NATS, a cluster) plugs another publisher in.
 	app            *App
+	events         publisher
 	prefix         string
 	versions       map[string]bool
 	retired        map[string]bool
@@ -107,6 +111,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("webhooks app: %w", err)
 	}
 	h.app = appIface.(*App)
+	h.events = h.app
 	return h.provision()
 }
 
@@ -287,7 +292,7 @@ func (h *Handler) admit(q *request) (*problem, error) {
 			return problemRateSource, errOverRate
 		}
 	}
-	if !h.app.waitReady(readyWait) {
+	if !storeReady(h.events) {
 		return problemNotReady, nil
 	}
 	if r.ContentLength > src.maxBody {
@@ -368,7 +373,7 @@ func (h *Handler) store(q *request) error {
 	msg, id := h.message(q.r, q.version, src, q.res, q.body, q.now, q.gz)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(q.r.Context()), h.publishTimeout)
 	start := time.Now()
-	ack, err := h.app.publish(ctx, msg)
+	ack, err := h.events.publish(ctx, msg)
 	src.storeSeconds.Observe(time.Since(start).Seconds())
 	cancel()
 	if err != nil {
@@ -415,10 +420,28 @@ type publisher interface {
 	publish(ctx context.Context, msg *nats.Msg) (*jetstream.PubAck, error)
 }
 
+// readier is a publisher that may not be ready to store yet: the webhooks
+// app, which starts in random order with the HTTP server.
+type readier interface {
+	// waitReady reports whether the store is ready, waiting at most d.
+	waitReady(d time.Duration) bool
+}
+
+// storeReady reports whether p can take events, waiting up to readyWait
+// for one that is starting. A publisher that has no notion of starting is
+// always ready.
+func storeReady(p publisher) bool {
+	if r, ok := p.(readier); ok {
+		return r.waitReady(readyWait)
+	}
+	return true
+}
+
 // Interface guards.
 var (
 	_ publisher                   = (*App)(nil)
 	_ publisher                   = (*engine)(nil)
+	_ readier                     = (*App)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 	_ caddy.Provisioner           = (*Handler)(nil)
 	_ caddy.Validator             = (*Handler)(nil)

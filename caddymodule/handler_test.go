@@ -1,6 +1,18 @@
 package caddymodule
 
-import "testing"
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
 
 // TestRoute: only <prefix>/<version>/<source> with a known version the
 // source takes routes; a retired version routes (for its 410).
@@ -38,5 +50,39 @@ func TestRoute(t *testing.T) {
 		if version != tc.version || src.nameOrEmpty() != tc.source {
 			t.Errorf("route(%q) = %q, %q; want %q, %q", tc.path, version, src.nameOrEmpty(), tc.version, tc.source)
 		}
+	}
+}
+
+// faultyStore is a publisher whose disk fails mid-write: JetStream answers
+// with a storage error, which no test can make a real disk do on demand.
+type faultyStore struct{ calls atomic.Int32 }
+
+func (f *faultyStore) publish(context.Context, *nats.Msg) (*jetstream.PubAck, error) {
+	f.calls.Add(1)
+	return nil, &jetstream.APIError{Code: http.StatusServiceUnavailable, ErrorCode: 10077, Description: "write error: input/output error"}
+}
+
+// TestStoreFaultIs503: whatever store is plugged in, a failed write is a
+// 503 with Retry-After and a store-unavailable problem, never a 2xx.
+func TestStoreFaultIs503(t *testing.T) {
+	store := new(faultyStore)
+	h := newTestHandler(t, &Handler{
+		RetryAfter: caddy.Duration(9 * time.Second),
+		Sources:    []*Source{{Name: "demo", Verify: &VerifyConfig{Scheme: "none"}}},
+	}, nil)
+	h.events = store
+	w := httptest.NewRecorder()
+	r := httptest.NewRequest(http.MethodPost, "/webhooks/v1/demo", strings.NewReader(`{"a":1}`))
+	if err := h.ServeHTTP(w, r, nil); err != nil {
+		t.Fatal(err)
+	}
+	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") != "9" {
+		t.Fatalf("status %d Retry-After %q, want 503 and 9", w.Code, w.Header().Get("Retry-After"))
+	}
+	if p := problemOf(t, w.Header(), w.Body.Bytes()); p["type"] != "urn:hookgate:problem:store-unavailable" {
+		t.Fatalf("problem %v", p)
+	}
+	if n := store.calls.Load(); n != 1 {
+		t.Fatalf("%d writes, want 1", n)
 	}
 }
