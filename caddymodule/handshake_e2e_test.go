@@ -39,8 +39,8 @@ func init() {
 		"sentry": {secret: "sentry-secret"}, "bitbucket": {secret: "bb-secret"}, "jira": {secret: "jira-secret"},
 		"segment": {secret: "segment-secret"}, "lemon-squeezy": {secret: "ls-secret"}, "gitea": {secret: "gitea-secret"},
 		"woocommerce": {secret: "wc-secret"}, "mux": {secret: "mux-secret"}, "calendly": {secret: "calendly-secret"},
-		"sendgrid": {secret: sendgridPrivate},
-		"clerk":    {secret: whsec}, "resend": {secret: whsec}, "brex": {secret: whsec}, "openai": {secret: whsec}, "replicate": {secret: whsec},
+		"sendgrid": {secret: sendgridPrivate}, "plaid": {secret: "k1:" + sendgridPrivate},
+		"clerk": {secret: whsec}, "resend": {secret: whsec}, "brex": {secret: whsec}, "openai": {secret: whsec}, "replicate": {secret: whsec},
 		"okta":     {secret: "Bearer okta-secret", tamper: tokenTamper("Authorization")},
 		"postmark": {secret: "hook:pass", tamper: tokenTamper("Authorization")},
 		"msgraph": {secret: "graph-client-state", tamper: func(_ http.Header, body []byte) []byte {

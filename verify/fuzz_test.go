@@ -86,6 +86,7 @@ var fuzzConfigs = []struct {
 	{Config{Scheme: "clerk", Secrets: []string{swSecret}}, true},
 	{Config{Scheme: "gocardless", Secrets: []string{"new"}}, true},
 	{Config{Scheme: "razorpay", Secrets: []string{"key_secret", "chosen_webhook_secret"}}, true},
+	{Config{Scheme: "plaid", Secrets: []string{"k1:" + p256Priv2}}, true},
 }
 
 // fuzzVerifiers are the verifiers of fuzzConfigs.

@@ -64,6 +64,7 @@ func init() {
 		schemeCase{scheme: "okta", newS: "Bearer new", oldS: "Bearer old", wrongS: "Bearer wrong", body: `{"eventId":"e1","data":{"events":[{"eventType":"user.session.start"}]}}`, sigHeaders: []string{"Authorization"}},
 		schemeCase{scheme: "msgraph", newS: "state-new", oldS: "state-old", wrongS: "state-wrong", body: `{"changeType":"created","resource":"users/1"}`, contentType: "application/json"},
 		schemeCase{scheme: "postmark", newS: "hook:new", oldS: "hook:old", wrongS: "hook:wrong", body: `{"RecordType":"Delivery","MessageID":"m1"}`, sigHeaders: []string{"Authorization"}},
+		schemeCase{scheme: "plaid", newS: "k1:" + sendgridPriv, oldS: "k2:" + p256Priv2, wrongS: "k1:" + p256Priv3, body: plaidBody, bodyBound: true, timed: true, sigHeaders: []string{"Plaid-Verification"}},
 		svixLike("clerk", "svix-signature"),
 		svixLike("resend", "svix-signature"),
 		svixLike("brex", "webhook-signature"),
