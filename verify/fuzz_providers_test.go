@@ -115,3 +115,32 @@ func FuzzTokenBodies(f *testing.F) {
 		}
 	})
 }
+
+// FuzzPlaidJWT feeds any Plaid-Verification header and body to the plaid
+// scheme: nothing panics, every error wraps a sentinel, and nothing but
+// the header and claims the test key signed, over that very body, verify.
+func FuzzPlaidJWT(f *testing.F) {
+	v := Must(New(Config{Scheme: "plaid", Secrets: []string{"k1:" + p256Priv2}}))
+	signed := plaidSigned(f, plaidBody, signedAt)
+	// ECDSA signatures are randomised, and each fuzz worker signs anew:
+	// what must match is the signed header and claims.
+	jwt := signed.Header.Get("Plaid-Verification")
+	content := jwt[:strings.LastIndexByte(jwt, '.')+1]
+	for _, h := range []string{signed.Header.Get("Plaid-Verification"), "", "a.b.c", plaidJWT(`{"alg":"none","kid":"k1"}`, `{}`),
+		plaidJWT(`{"alg":"ES256","kid":"k1"}`, `{"iat":1750000000,"request_body_sha256":"00"}`), strings.Repeat("A.", 5000)} {
+		f.Add(h, []byte(plaidBody))
+	}
+	f.Fuzz(func(t *testing.T, header string, body []byte) {
+		r := &Request{Method: http.MethodPost, Header: http.Header{"Plaid-Verification": {header}}, Body: body, Now: signedAt}
+		res, err := v.Verify(r)
+		if err != nil {
+			if Reason(err) == "" || res != (Result{}) {
+				t.Fatalf("%v with %+v", err, res)
+			}
+			return
+		}
+		if !strings.HasPrefix(strings.TrimSpace(header), content) || string(body) != plaidBody {
+			t.Fatalf("verified a JWT the test did not sign: %q over %q", header, body)
+		}
+	})
+}

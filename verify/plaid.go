@@ -95,7 +95,7 @@ func jwtParts(token string) (header, claims []byte, signed string, sig []byte, e
 	if len(parts) != 3 {
 		return nil, nil, "", nil, fail("plaid", ErrMalformed, "Plaid-Verification is not a JWT (header.claims.signature)")
 	}
-	dec := base64.RawURLEncoding
+	dec := base64.RawURLEncoding.Strict() // one encoding per JWT: non-zero padding bits are refused
 	if header, err = dec.DecodeString(parts[0]); err == nil {
 		if claims, err = dec.DecodeString(parts[1]); err == nil {
 			sig, err = dec.DecodeString(parts[2])
