@@ -282,8 +282,8 @@ func (h *Handler) admit(q *request) (*problem, error) {
 	if src.allow != nil && !allowed(src.allow, client) {
 		return problemForbidden, errNotAllowed
 	}
-	if r.Method != http.MethodPost {
-		hdr.Set("Allow", http.MethodPost)
+	if r.Method != http.MethodPost && (r.Method != http.MethodGet || !src.getHandshake) {
+		hdr.Set("Allow", src.allowMethods())
 		return problemMethod, nil
 	}
 	if src.bucket != nil {
@@ -308,9 +308,14 @@ func (h *Handler) admit(q *request) (*problem, error) {
 }
 
 // read reads the body (at most max_body), decompresses a gzip body within
-// its caps and verifies the signature over the result.
+// its caps and verifies the signature over the result. A GET handshake has
+// no body to read.
 func (h *Handler) read(q *request) (*problem, error) {
 	src := q.src
+	if q.r.Method == http.MethodGet {
+		// A GET handshake: the verifier reads the query, not a body.
+		return h.verify(q)
+	}
 	buf := bodyPool.Get().(*bytes.Buffer)
 	q.bufs[0] = buf
 	if err := readBody(buf, q.w, q.r, src.maxBody); err != nil {
@@ -337,6 +342,13 @@ func (h *Handler) read(q *request) (*problem, error) {
 		}
 		q.body = out.Bytes()
 	}
+	return h.verify(q)
+}
+
+// verify checks the signature of the request as read. A GET passes only
+// as a handshake.
+func (h *Handler) verify(q *request) (*problem, error) {
+	src := q.src
 	res, err := src.verifier.Verify(&verify.Request{
 		Method: q.r.Method,
 		URL:    src.requestURL(q.r),
@@ -347,6 +359,10 @@ func (h *Handler) read(q *request) (*problem, error) {
 	if err != nil {
 		return problemSignature, err
 	}
+	if q.r.Method == http.MethodGet && res.Handshake == nil {
+		q.w.Header().Set("Allow", src.allowMethods())
+		return problemMethod, errGetNoHandshake
+	}
 	q.res = res
 	return nil, nil
 }
@@ -355,6 +371,11 @@ func (h *Handler) read(q *request) (*problem, error) {
 // once the store has acknowledged it (503 + Retry-After when it did not).
 func (h *Handler) store(q *request) error {
 	src := q.src
+	if q.res.Handshake != nil {
+		return h.answerHandshake(q, q.res.Handshake)
+	}
+	// Until every verifier fills in Result.Handshake, Slack's and
+	// Discord's handshakes are recognised here too.
 	if src.scheme == "slack" && q.res.Type == "url_verification" {
 		// Slack checks a Request URL by sending a signed challenge that
 		// must be echoed; it is a handshake, not an event to store.

@@ -128,6 +128,23 @@ type source struct {
 	maxRatio int64
 	// acceptEncoding is the Accept-Encoding sent with a 415.
 	acceptEncoding string
+	// getHandshake is set when the provider's handshake is a GET
+	// (verify.GetHandshaker): then a GET reaches the verifier.
+	getHandshake bool
+}
+
+// handshakeGET reports whether v's provider sends its handshake as a GET.
+func handshakeGET(v verify.Verifier) bool {
+	gh, ok := v.(verify.GetHandshaker)
+	return ok && gh.HandshakeGET()
+}
+
+// allowMethods is the Allow header of the source's 405.
+func (s *source) allowMethods() string {
+	if s.getHandshake {
+		return "GET, POST"
+	}
+	return http.MethodPost
 }
 
 // nameOrEmpty is the source's name, or "" for no source (an unknown path).
@@ -156,6 +173,7 @@ func (s *Source) provision(repl *caddy.Replacer) (*source, error) {
 
 		storeSeconds: metrics.storeSeconds.WithLabelValues(s.Name),
 	}
+	rs.getHandshake = handshakeGET(v)
 	if rs.maxBody < 0 {
 		return nil, fmt.Errorf("max_body %d: must be positive", s.MaxBody)
 	}
