@@ -179,16 +179,3 @@ func (h *Handler) answerHandshake(q *request, hs *verify.Handshake) error {
 	_, err := q.w.Write(hs.Body)
 	return err
 }
-
-// answerChallenge echoes a provider's URL verification challenge.
-func (h *Handler) answerChallenge(q *request, challenge string) error {
-	b, err := json.Marshal(map[string]string{"challenge": challenge})
-	if err != nil {
-		return err
-	}
-	h.logHandshake(q)
-	q.w.Header().Set("Content-Type", "application/json")
-	q.w.WriteHeader(http.StatusOK)
-	_, err = q.w.Write(b)
-	return err
-}

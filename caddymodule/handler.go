@@ -374,23 +374,6 @@ func (h *Handler) store(q *request) error {
 	if q.res.Handshake != nil {
 		return h.answerHandshake(q, q.res.Handshake)
 	}
-	// Until every verifier fills in Result.Handshake, Slack's and
-	// Discord's handshakes are recognised here too.
-	if src.scheme == "slack" && q.res.Type == "url_verification" {
-		// Slack checks a Request URL by sending a signed challenge that
-		// must be echoed; it is a handshake, not an event to store.
-		if challenge, ok := verify.SlackChallenge(q.body); ok {
-			return h.answerChallenge(q, challenge)
-		}
-	}
-	if src.scheme == "discord" && q.res.Type == "PING" {
-		// Discord checks a Webhook Events URL with a signed PING and wants
-		// 204 No Content; like Slack's challenge it is not an event.
-		h.logHandshake(q)
-		q.w.WriteHeader(http.StatusNoContent)
-		return nil
-	}
-
 	msg, id := h.message(q.r, q.version, src, q.res, q.body, q.now, q.gz)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(q.r.Context()), h.publishTimeout)
 	start := time.Now()
