@@ -125,8 +125,8 @@ func (h *Handler) provision() error {
 		return err
 	}
 	h.status = orDefault(h.Status, defaultStatus)
-	if h.status < 200 || h.status > 299 {
-		return fmt.Errorf("status %d: want a 2xx code (providers treat anything else as failure)", h.status)
+	if err := checkStatus(h.status); err != nil {
+		return err
 	}
 	h.publishTimeout = time.Duration(orDefault(h.PublishTimeout, caddy.Duration(defaultPublishTimeout)))
 	h.retryAfter = strconv.Itoa(int((time.Duration(orDefault(h.RetryAfter, caddy.Duration(defaultRetryAfter))) + time.Second - 1) / time.Second))
@@ -150,6 +150,12 @@ func (h *Handler) provisionSources(deprecated map[string]*deprecation) error {
 	h.sources = make(map[string]*source, len(h.Sources))
 	repl := caddy.NewReplacer()
 	for _, s := range h.Sources {
+		if err := checkSourceName(s.Name); err != nil {
+			return err
+		}
+		if err := checkVerify(s.Name, s.Verify); err != nil {
+			return err
+		}
 		if _, dup := h.sources[s.Name]; dup {
 			return fmt.Errorf("source %q is defined twice", s.Name)
 		}

@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -156,9 +155,6 @@ func (s *source) nameOrEmpty() string {
 }
 
 func (s *Source) provision(repl *caddy.Replacer) (*source, error) {
-	if !validSegment(s.Name) {
-		return nil, fmt.Errorf("name: want 1-%d characters of [a-z0-9_-]", maxSegment)
-	}
 	v, err := s.verifier(repl)
 	if err != nil {
 		return nil, err
@@ -179,8 +175,8 @@ func (s *Source) provision(repl *caddy.Replacer) (*source, error) {
 	}
 	rs.acceptEncoding = "identity"
 	for _, e := range s.AcceptEncoding {
-		if e != "gzip" {
-			return nil, fmt.Errorf("accept_encoding %q: the only encoding is gzip", e)
+		if err := checkEncoding(e); err != nil {
+			return nil, err
 		}
 		rs.gzip = true
 		rs.acceptEncoding = "gzip, identity"
@@ -192,13 +188,10 @@ func (s *Source) provision(repl *caddy.Replacer) (*source, error) {
 	case s.MaxRatio != 0 && !rs.gzip:
 		return nil, fmt.Errorf("max_ratio %d: applies to gzip bodies only; add 'accept_encoding gzip'", s.MaxRatio)
 	}
-	switch s.Dedup {
-	case "":
-	case "body":
-		rs.dedupBody = true
-	default:
-		return nil, fmt.Errorf("dedup %q: the only mode is 'body'", s.Dedup)
+	if err := checkDedup(s.Dedup); err != nil {
+		return nil, err
 	}
+	rs.dedupBody = s.Dedup == "body"
 	if s.PublicURL != "" {
 		u, err := url.Parse(s.PublicURL)
 		if err != nil || u.Scheme == "" || u.Host == "" {
@@ -209,11 +202,9 @@ func (s *Source) provision(repl *caddy.Replacer) (*source, error) {
 	return rs, nil
 }
 
-// verifier resolves the secrets' placeholders and builds the verifier.
+// verifier resolves the secrets' placeholders and builds the verifier. The
+// source has a verify line (checkVerify).
 func (s *Source) verifier(repl *caddy.Replacer) (verify.Verifier, error) {
-	if s.Verify == nil || s.Verify.Scheme == "" {
-		return nil, errors.New("no verify: add 'verify <scheme> <secret>...', or 'verify none' to accept unsigned requests")
-	}
 	secrets := make([]string, 0, len(s.Verify.Secrets))
 	for i, sec := range s.Verify.Secrets {
 		v, err := repl.ReplaceOrErr(sec, true, true)
