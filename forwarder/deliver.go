@@ -224,11 +224,10 @@ func (f *Forwarder) setHeaders(h headerSetter, d *delivery) {
 // ours. Names are canonical.
 func dropHeader(k string) bool {
 	switch k {
-	case "Host", "Content-Length", "Transfer-Encoding", "Connection", "Keep-Alive",
-		"Proxy-Connection", "Te", "Trailer", "Upgrade", "Expect", "Accept-Encoding", "Content-Type":
+	case "Host", "Accept-Encoding", "Content-Type":
 		return true
 	}
-	return false
+	return event.IsHopByHop(k)
 }
 
 // signStandard returns the Standard Webhooks v1 signature of a delivery:
