@@ -1,8 +1,6 @@
 package caddymodule
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -16,6 +14,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 	"go.uber.org/zap"
 )
 
@@ -60,9 +59,9 @@ type engine struct {
 	js   jetstream.JetStream
 	lock *os.File
 	log  *zap.Logger
-	// internalPassword authenticates the gateway's in-process connection
-	// as internalUser; it never leaves the process.
-	internalPassword string
+	// internalKey authenticates the gateway's in-process connections; it
+	// is made per process and never leaves it.
+	internalKey nkeys.KeyPair
 	// subscriberKey is the public nkey of the generated subscriber
 	// credential, "" when the operator configured the subscribers or the
 	// listener is off.
@@ -98,7 +97,10 @@ func newEngine(cfg engineConfig, log *zap.Logger) (*engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &engine{cfg: cfg, lock: lock, log: log, internalPassword: randomToken(), stopping: make(chan struct{})}
+	e := &engine{cfg: cfg, lock: lock, log: log, stopping: make(chan struct{})}
+	if e.internalKey, err = nkeys.CreateUser(); err != nil {
+		return nil, fmt.Errorf("embedded NATS: internal credential: %w", err)
+	}
 	e.health.Store(newStoreHealth())
 	ok := false
 	defer func() {
@@ -114,7 +116,7 @@ func newEngine(cfg engineConfig, log *zap.Logger) (*engine, error) {
 	}
 	nc, err := nats.Connect("",
 		nats.InProcessServer(e.srv),
-		nats.UserInfo(internalUser, e.internalPassword),
+		e.internalAuth(),
 		nats.CustomInboxPrefix(gatewayInboxPrefix),
 		nats.Name("hookgate"),
 		nats.MaxReconnects(-1))
@@ -246,14 +248,6 @@ func (e *engine) shutdown() error {
 		e.srv.WaitForShutdown()
 	}
 	return unlockStore(e.lock)
-}
-
-func randomToken() string {
-	var b [24]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic(err) // crypto/rand never fails on supported platforms
-	}
-	return hex.EncodeToString(b[:])
 }
 
 func orOff(s string) string {
