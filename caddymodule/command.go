@@ -38,7 +38,7 @@ webhook_ingest handler.
 The body comes from --body-file, or from standard input, byte for byte.
 Schemes: ` + strings.Join(verify.Schemes(), ", ") + `.`,
 		CobraFunc: func(cmd *cobra.Command) {
-			cmd.AddCommand(verifyCommand(), signCommand(), sendCommand(), destinationsCommand(), resumeCommand(), deliveriesCommand())
+			cmd.AddCommand(verifyCommand(), signCommand(), sendCommand(), destinationsCommand(), resumeCommand(), deliveriesCommand(), backupCommand(), restoreCommand())
 		},
 	})
 }
