@@ -43,7 +43,8 @@ func TestREADMENATSCommandsRunWithoutPrompts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	adds := regexp.MustCompile("nats consumer add[^`\n]*").FindAllString(string(b), -1)
+	text := regexp.MustCompile(`\\\n\s*`).ReplaceAllString(string(b), "") // join continued lines
+	adds := regexp.MustCompile("nats (?:--[a-z]+ \\S+ )*consumer add[^`\n]*").FindAllString(text, -1)
 	if len(adds) == 0 {
 		t.Skip("the README gives no nats consumer add command")
 	}
