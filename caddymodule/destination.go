@@ -61,8 +61,10 @@ type DestinationConfig struct {
 	// Concurrency caps the requests in flight to the destination. Default 8.
 	Concurrency int `json:"concurrency,omitempty"`
 	// OrderedBy delivers events sharing a key one at a time in stream
-	// order: a provider header name, or a JSON path into the body starting
-	// with "$.". Default: no ordering.
+	// order: a provider header name, or a dotted JSON path into the body as
+	// type_field writes it ("data.object.customer"; "$." in front means the
+	// same, and is how a top-level key is written: "$.customer"). Default:
+	// no ordering.
 	OrderedBy string `json:"ordered_by,omitempty"`
 	// Sign signs every delivery for the internal hop.
 	Sign *SignConfig `json:"sign,omitempty"`
@@ -93,8 +95,10 @@ type DestinationTLS struct {
 type SignConfig struct {
 	// Scheme is the signature scheme; only "standard-webhooks".
 	Scheme string `json:"scheme"`
-	// Secret is the "whsec_<base64>" signing secret. Use a placeholder
-	// ({env.X} or {file.X}) so that it stays out of the saved config.
+	// Secret is the signing secret, read as the standard-webhooks source
+	// reads secrets: "whsec_<base64>" (HMAC, v1) or "whsk_<base64>"
+	// (Ed25519, v1a). Use a placeholder ({env.X} or {file.X}) so that it
+	// stays out of the saved config.
 	Secret string `json:"secret"`
 }
 
@@ -133,7 +137,7 @@ type BreakerConfig struct {
 //		on_4xx           dead_letter|retry        # default dead_letter
 //		rate             <n>/<window> [burst <n>] # e.g. 50/s, 600/m burst 20
 //		concurrency      <n>                      # default 8
-//		ordered_by       <header>|$.<json.path>
+//		ordered_by       <header>|<json.path>     # data.object.id or $.data.object.id
 //		sign             standard-webhooks <secret>
 //		breaker          off
 //		breaker          [<failures>] [ratio <fraction>] [window <duration>] [min <n>] [cooldown <duration>]

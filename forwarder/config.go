@@ -2,7 +2,6 @@ package forwarder
 
 import (
 	"crypto/tls"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/url"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hookgate/hookgate/event"
+	"github.com/hookgate/hookgate/verify"
 )
 
 // Defaults applied by New to zero fields of Config.
@@ -86,8 +86,10 @@ type Config struct {
 	// header. Events without the key are not ordered.
 	OrderedBy string
 	// SignSecret, when set, signs every delivery the Standard Webhooks way
-	// (webhook-id, webhook-timestamp, webhook-signature) with this
-	// "whsec_<base64>" secret, so the destination can verify the gateway.
+	// (webhook-id, webhook-timestamp, webhook-signature) so the destination
+	// can verify the gateway: a "whsec_<base64>" HMAC secret (v1) or a
+	// "whsk_<base64>" Ed25519 private key (v1a), read as verify's
+	// standard-webhooks scheme reads them.
 	SignSecret string
 	// Breaker configures the circuit breaker.
 	Breaker BreakerConfig
@@ -250,7 +252,7 @@ func (c *Config) validate() error {
 		}
 	}
 	if c.SignSecret != "" {
-		if _, err := decodeSecret(c.SignSecret); err != nil {
+		if _, err := newSigner(c.SignSecret); err != nil {
 			return fmt.Errorf("sign standard-webhooks: %w", err)
 		}
 	}
@@ -328,19 +330,9 @@ func isToken(s string) bool {
 	return true
 }
 
-// decodeSecret reads a Standard Webhooks secret: "whsec_" and the base64 of
-// the key.
-func decodeSecret(s string) ([]byte, error) {
-	b64, ok := strings.CutPrefix(s, "whsec_")
-	if !ok {
-		return nil, errors.New("secret must start with \"whsec_\"")
-	}
-	key, err := base64.StdEncoding.DecodeString(b64)
-	if err != nil {
-		return nil, fmt.Errorf("secret is not base64 after \"whsec_\": %w", err)
-	}
-	if len(key) < 16 {
-		return nil, fmt.Errorf("secret key is %d bytes; use at least 16", len(key))
-	}
-	return key, nil
+// newSigner returns the Standard Webhooks signer of a secret, parsed by
+// verify as the standard-webhooks source reads it: "whsec_<base64>" (or
+// bare base64) signs v1 HMAC-SHA256, "whsk_<base64>" signs v1a Ed25519.
+func newSigner(secret string) (verify.Signer, error) {
+	return verify.NewSigner(verify.Config{Scheme: "standard-webhooks", Secrets: []string{secret}})
 }
