@@ -4,6 +4,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/textproto"
 	"net/url"
 	"strings"
 	"time"
@@ -91,6 +93,13 @@ type Config struct {
 	// "whsk_<base64>" Ed25519 private key (v1a), read as verify's
 	// standard-webhooks scheme reads them.
 	SignSecret string
+	// Headers are added to every delivery (a static credential such as
+	// Authorization for the internal service), replacing provider headers
+	// of the same name. Their values are secrets: never logged, shown as
+	// "REDACTED" by Status. Names the forwarder sets itself (Webhook-*,
+	// Idempotency-Key, User-Agent) and hop-by-hop or framing headers are
+	// refused by Validate.
+	Headers http.Header
 	// Breaker configures the circuit breaker.
 	Breaker BreakerConfig
 	// Observer, when set, is told of every attempt, dead letter and
@@ -161,6 +170,14 @@ func (c Config) withDefaults() Config {
 	}
 	if c.On4xx == "" {
 		c.On4xx = DeadLetter
+	}
+	if len(c.Headers) > 0 {
+		// Canonical names, in a copy the caller cannot change under us.
+		h := make(http.Header, len(c.Headers))
+		for k, vs := range c.Headers {
+			h[textproto.CanonicalMIMEHeaderKey(k)] = append(h[textproto.CanonicalMIMEHeaderKey(k)], vs...)
+		}
+		c.Headers = h
 	}
 	if c.Burst == 0 {
 		c.Burst = 1
@@ -256,11 +273,33 @@ func (c *Config) validate() error {
 			return fmt.Errorf("sign standard-webhooks: %w", err)
 		}
 	}
+	for name := range c.Headers {
+		if err := checkHeaderName(name); err != nil {
+			return err
+		}
+	}
 	if r := c.Breaker.Ratio; r < 0 || r > 1 {
 		return fmt.Errorf("breaker ratio %v: want a fraction in (0, 1]", r)
 	}
 	if c.Breaker.MinRequests < 0 {
 		return fmt.Errorf("breaker min requests %d: must not be negative", c.Breaker.MinRequests)
+	}
+	return nil
+}
+
+// checkHeaderName refuses a configured header the forwarder owns: its own
+// Webhook-* and Idempotency-Key headers (the destination's idempotency
+// check and signature verification depend on them), User-Agent, and the
+// headers dropped from stored events (hop-by-hop, framing, Content-Type).
+func checkHeaderName(name string) error {
+	canon := textproto.CanonicalMIMEHeaderKey(name)
+	switch {
+	case name == "" || strings.ContainsAny(name, " \t\r\n:"):
+		return fmt.Errorf("header %q: not a header name", name)
+	case strings.HasPrefix(canon, "Webhook-") || canon == event.HeaderIdempotencyKey || canon == "User-Agent":
+		return fmt.Errorf("header %s: set by the forwarder on every delivery and cannot be overridden; choose another name", canon)
+	case dropHeader(canon):
+		return fmt.Errorf("header %s: a hop-by-hop or framing header, set by the HTTP client; remove it", canon)
 	}
 	return nil
 }

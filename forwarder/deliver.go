@@ -189,8 +189,9 @@ type headerSetter interface {
 }
 
 // setHeaders fills an outgoing request's headers: the provider's kept
-// headers, the original Content-Type, then Hookgate's Webhook-* headers,
-// which win over any provider header of the same name.
+// headers, the original Content-Type, the destination's configured
+// headers, then Hookgate's Webhook-* headers, which win over any provider
+// header of the same name.
 func (f *Forwarder) setHeaders(h headerSetter, d *delivery) {
 	for k, vs := range d.ev.Header {
 		if dropHeader(k) {
@@ -202,6 +203,15 @@ func (f *Forwarder) setHeaders(h headerSetter, d *delivery) {
 	}
 	if d.ev.ContentType != "" {
 		h.Set("Content-Type", d.ev.ContentType)
+	}
+	for k, vs := range f.cfg.Headers {
+		for i, v := range vs {
+			if i == 0 {
+				h.Set(k, v) // replaces a provider header of the name
+			} else {
+				h.Add(k, v)
+			}
+		}
 	}
 	h.Set(event.HeaderWebhookID, d.ev.ID)
 	h.Set(event.HeaderIdempotencyKey, d.ev.ID)

@@ -22,6 +22,9 @@ type DestinationStatus struct {
 	Concurrency int `json:"concurrency"`
 	// Consumer is the durable JetStream consumer, "fwd-<name>".
 	Consumer string `json:"consumer"`
+	// Headers names the headers added to every delivery; their values are
+	// secrets and always read "REDACTED".
+	Headers map[string]string `json:"headers,omitempty"`
 	// Paused is true while the destination is handed no events, whatever
 	// the cause; PausedReason says why and what to do, in words.
 	Paused       bool   `json:"paused"`
@@ -43,6 +46,9 @@ type DestinationStatus struct {
 	Redelivered int    `json:"redelivered"`
 }
 
+// Redacted stands for a configured header's value wherever it is shown.
+const Redacted = "REDACTED"
+
 // ErrNotPaused is what Resume returns for a destination that is not
 // paused: there is nothing to resume.
 var ErrNotPaused = errors.New("destination is not paused")
@@ -59,6 +65,12 @@ func (f *Forwarder) Status(ctx context.Context) (*DestinationStatus, error) {
 		Subjects:    f.cfg.Subjects,
 		Concurrency: f.cfg.Concurrency,
 		Consumer:    f.consumer,
+	}
+	for name := range f.cfg.Headers {
+		if st.Headers == nil {
+			st.Headers = make(map[string]string, len(f.cfg.Headers))
+		}
+		st.Headers[name] = Redacted
 	}
 	circuit, until, goneAt := f.breaker.snapshot()
 	st.Circuit = circuit.String()
