@@ -49,3 +49,17 @@ func TestCrashLoop(t *testing.T) {
 		t.Errorf("only %d events acknowledged: the load did not run", r.OK)
 	}
 }
+
+// TestBackupRestore backs up a gateway with caddy webhooks backup while
+// clients post, restores it into a new gateway with caddy webhooks
+// restore: every event acknowledged before the backup is there, its
+// delivery state too, nothing delivered before is delivered again, and
+// what was pending is delivered.
+func TestBackupRestore(t *testing.T) {
+	r, err := runBackup(bin, t.TempDir(), 200, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%+v", *r)
+	noViolations(t, r.backupViolations())
+}

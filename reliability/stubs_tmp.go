@@ -16,9 +16,3 @@ func runPower(bin, dir string, n int, logf func(string, ...any)) (*powerResult, 
 	return nil, nil
 }
 
-type backupResult struct{}
-
-func (*backupResult) backupViolations() []string { return nil }
-func runBackup(bin, dir string, n int, logf func(string, ...any)) (*backupResult, error) {
-	return nil, nil
-}
