@@ -63,3 +63,20 @@ func TestBackupRestore(t *testing.T) {
 	t.Logf("%+v", *r)
 	noViolations(t, r.backupViolations())
 }
+
+// TestHostileInput sends the attack table to a live gateway: each answer
+// is the one the table wants, nothing rejected is stored, and the gateway
+// neither dies nor panics.
+func TestHostileInput(t *testing.T) {
+	r, err := runHostile(bin, t.TempDir(), t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, row := range r.Rows {
+		t.Logf("%-50s %3d stored=%v", row.Name, row.Status, row.Stored)
+	}
+	for _, f := range r.Findings {
+		t.Logf("finding: %s", f)
+	}
+	noViolations(t, r.Failures)
+}

@@ -5,9 +5,6 @@ type tmpfsResult struct{}
 func (*tmpfsResult) tmpfsViolations() []string { return nil }
 func runTmpfs(bin, dir string, logf func(string, ...any)) (*tmpfsResult, error) { return nil, nil }
 
-type hostileResult struct{ Failures []string }
-
-func runHostile(bin, dir string, logf func(string, ...any)) (*hostileResult, error) { return nil, nil }
 
 type powerResult struct{}
 
