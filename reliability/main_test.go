@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"testing"
@@ -79,4 +80,20 @@ func TestHostileInput(t *testing.T) {
 		t.Logf("finding: %s", f)
 	}
 	noViolations(t, r.Failures)
+}
+
+// TestPowerLossSyncBeforeAck traces a real gateway's system calls: with
+// sync always, every event's write is followed by a sync of its file that
+// returns before the event's 2xx is written; with a lazy interval most are
+// not, which shows the check can tell the difference.
+func TestPowerLossSyncBeforeAck(t *testing.T) {
+	r, err := runPower(bin, t.TempDir(), 150, t.Logf)
+	if errors.Is(err, errNoStrace) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%+v", *r)
+	noViolations(t, r.powerViolations())
 }
