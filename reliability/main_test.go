@@ -97,3 +97,33 @@ func TestPowerLossSyncBeforeAck(t *testing.T) {
 	t.Logf("%+v", *r)
 	noViolations(t, r.powerViolations())
 }
+
+// TestFullStore fills a gateway whose max_store is tiny: no 2xx once full,
+// a 503 with Retry-After at once (long before publish_timeout), every
+// acknowledged event stored and no refused one.
+func TestFullStore(t *testing.T) {
+	r, err := runFullStore(bin, t.TempDir(), 30, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log(r.report)
+	t.Logf("acked before full %d, refused after %d, false 2xx %d, slowest 503 %s", r.AckedBeforeFull, r.RefusedAfterFull, r.OKAfterFull, r.Slowest503)
+	noViolations(t, r.fullViolations())
+}
+
+// TestFullDisk puts the store on a small tmpfs and fills the filesystem:
+// no false 2xx, 503 + Retry-After, every acknowledged event kept, and (once
+// the engine recovers by itself) storing again once space is back.
+func TestFullDisk(t *testing.T) {
+	r, err := runTmpfs(bin, t.TempDir(), t.Logf)
+	if errors.Is(err, errNoMount) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log(r.report)
+	t.Logf("acked before full %d, refused after %d, false 2xx %d, slowest refusal %s, recovered by itself %v after %s",
+		r.AckedBeforeFull, r.RefusedAfterFull, r.OKAfterFull, r.Slowest503, r.Recovered, r.RecoveredAfter)
+	noViolations(t, r.tmpfsViolations())
+}
