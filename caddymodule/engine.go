@@ -36,6 +36,10 @@ type engineConfig struct {
 	ServerName   string
 	SyncAlways   bool
 	SyncInterval time.Duration
+	// PerEventSync makes SyncAlways fsync once per event inside
+	// nats-server instead of sharing fsyncs among concurrent requests
+	// (group commit, store_group.go).
+	PerEventSync bool
 	// MaxStore is the server's JetStream file store limit in bytes.
 	MaxStore int64
 	// MaxPayload is the largest NATS message, headers included.
@@ -59,6 +63,9 @@ type engine struct {
 	js   jetstream.JetStream
 	lock *os.File
 	log  *zap.Logger
+	// commit publishes; with group commit it answers once an fsync
+	// covers the event.
+	commit *groupCommit
 	// internalPassword authenticates the in-process connection when client
 	// authentication is configured; it never leaves the process.
 	internalPassword string
@@ -127,6 +134,10 @@ func newEngine(cfg engineConfig, log *zap.Logger) (*engine, error) {
 		return nil, fmt.Errorf("embedded NATS: jetstream: %w", err)
 	}
 	e.js = js
+	grouped := cfg.SyncAlways && !cfg.PerEventSync
+	if e.commit, err = newGroupCommit(cfg.StoreDir, e.publishRaw, grouped, log); err != nil {
+		return nil, err
+	}
 	ok = true
 	log.Info("event store started",
 		zap.String("store", cfg.StoreDir),
@@ -144,7 +155,7 @@ func (e *engine) serverOptions(cfg engineConfig) (*server.Options, error) {
 		ServerName:         cfg.ServerName,
 		JetStream:          true,
 		StoreDir:           cfg.StoreDir,
-		SyncAlways:         cfg.SyncAlways,
+		SyncAlways:         cfg.SyncAlways && cfg.PerEventSync, // else group commit syncs
 		SyncInterval:       cfg.SyncInterval,
 		JetStreamMaxStore:  cfg.MaxStore,
 		JetStreamMaxMemory: 64 << 20,
@@ -212,6 +223,11 @@ func (e *engine) publish(ctx context.Context, msg *nats.Msg) (*jetstream.PubAck,
 	if e.closed {
 		return nil, errEngineClosed
 	}
+	return e.commit.publish(ctx, msg)
+}
+
+// publishRaw stores msg and returns once nats-server acknowledged it.
+func (e *engine) publishRaw(ctx context.Context, msg *nats.Msg) (*jetstream.PubAck, error) {
 	return e.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(event.StreamName))
 }
 
@@ -225,6 +241,9 @@ func (e *engine) shutdown() error {
 	e.mu.Lock()
 	e.closed = true
 	e.mu.Unlock()
+	if e.commit != nil {
+		_ = e.commit.close() // only releases the directory's handle
+	}
 	if e.nc != nil {
 		e.nc.Close()
 	}
