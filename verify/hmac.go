@@ -280,7 +280,7 @@ func (g *generic) result(r *Request) Result {
 			}
 		}
 		if path != "" {
-			return text(field(r.Body, path))
+			return JSONPath(r.Body, path)
 		}
 		return ""
 	}
