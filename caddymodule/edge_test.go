@@ -23,6 +23,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/hookgate/hookgate/event"
+	"github.com/hookgate/hookgate/internal/waitfor"
 	"github.com/hookgate/hookgate/verify"
 )
 
@@ -274,7 +275,7 @@ func TestAttackReplayDedup(t *testing.T) {
 	if n := len(g.stored(event.StreamName)); n != 2 {
 		t.Fatalf("%d events stored, want 2 (one per delivery id)", n)
 	}
-	waitFor(t, 10*time.Second, "both events at the sink", func() bool { return sk.calls.Load() >= 2 })
+	waitfor.Until(t, 10*time.Second, "both events at the sink", func() bool { return sk.calls.Load() >= 2 })
 	time.Sleep(500 * time.Millisecond) // a duplicate forward would follow within the backoff cap
 	if n := sk.calls.Load(); n != 2 {
 		t.Fatalf("sink called %d times, want 2: duplicates were forwarded", n)
@@ -520,7 +521,7 @@ func TestAttackSlowClients(t *testing.T) {
 		}
 	}
 	testClient.CloseIdleConnections()
-	waitFor(t, 5*time.Second, "goroutines back to their level before the slow clients", func() bool {
+	waitfor.Until(t, 5*time.Second, "goroutines back to their level before the slow clients", func() bool {
 		return runtime.NumGoroutine() <= goroutinesBefore+10
 	})
 }
@@ -1246,7 +1247,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 		}
 	}
 	var logs []byte
-	waitFor(t, 5*time.Second, "the access log", func() bool {
+	waitfor.Until(t, 5*time.Second, "the access log", func() bool {
 		a, _ := os.ReadFile(accessLog)
 		return bytes.Count(a, []byte("\n")) >= len(requests)
 	})

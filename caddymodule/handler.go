@@ -112,7 +112,29 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.app = appIface.(*App)
 	h.events = h.app
-	return h.provision()
+	if err := h.provision(); err != nil {
+		return err
+	}
+	h.warnIfUnverified()
+	return nil
+}
+
+// warnIfUnverified warns, once per provisioning, about sources that accept
+// unsigned requests: valid, and right behind a trusted proxy or on a
+// private network, but on the internet anyone who finds the path can store
+// events that internal services will trust.
+func (h *Handler) warnIfUnverified() {
+	var paths []string
+	for _, s := range h.Sources {
+		if s.Verify != nil && s.Verify.Scheme == "none" {
+			paths = append(paths, h.prefix+"/<version>/"+s.Name)
+		}
+	}
+	if len(paths) == 0 {
+		return
+	}
+	h.logger.Warn("webhook sources accept unsigned requests (verify none): anyone who can reach them can store events; use a signature scheme, or allow_ips, on a public listener",
+		zap.Strings("paths", paths))
 }
 
 // provision does the part of Provision that needs no Caddy context.
