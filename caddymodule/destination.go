@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -62,9 +63,18 @@ type DestinationConfig struct {
 	// Concurrency caps the requests in flight to the destination. Default 8.
 	Concurrency int `json:"concurrency,omitempty"`
 	// OrderedBy delivers events sharing a key one at a time in stream
-	// order: a provider header name, or a JSON path into the body starting
-	// with "$.". Default: no ordering.
+	// order: a provider header name, or a dotted JSON path into the body as
+	// type_field writes it ("data.object.customer"; "$." in front means the
+	// same, and is how a top-level key is written: "$.customer"). Default:
+	// no ordering.
 	OrderedBy string `json:"ordered_by,omitempty"`
+	// Headers are added to every delivery, e.g. a static credential for
+	// the internal service: {"Authorization": ["Bearer {file./run/secrets/orders-token}"]}.
+	// Values may hold placeholders, resolved at provisioning like the other
+	// secrets; they are never logged and the admin API shows them as
+	// "REDACTED". Webhook-*, Idempotency-Key, User-Agent and hop-by-hop
+	// headers cannot be set.
+	Headers map[string][]string `json:"headers,omitempty"`
 	// Sign signs every delivery for the internal hop.
 	Sign *SignConfig `json:"sign,omitempty"`
 	// Breaker configures the circuit breaker. Default: open after 10
@@ -94,8 +104,10 @@ type DestinationTLS struct {
 type SignConfig struct {
 	// Scheme is the signature scheme; only "standard-webhooks".
 	Scheme string `json:"scheme"`
-	// Secret is the "whsec_<base64>" signing secret. Use a placeholder
-	// ({env.X} or {file.X}) so that it stays out of the saved config.
+	// Secret is the signing secret, read as the standard-webhooks source
+	// reads secrets: "whsec_<base64>" (HMAC, v1) or "whsk_<base64>"
+	// (Ed25519, v1a). Use a placeholder ({env.X} or {file.X}) so that it
+	// stays out of the saved config.
 	Secret string `json:"secret"`
 }
 
@@ -134,7 +146,8 @@ type BreakerConfig struct {
 //		on_4xx           dead_letter|retry        # default dead_letter
 //		rate             <n>/<window> [burst <n>] # e.g. 50/s, 600/m burst 20
 //		concurrency      <n>                      # default 8
-//		ordered_by       <header>|$.<json.path>
+//		ordered_by       <header>|<json.path>     # data.object.id or $.data.object.id
+//		header           <name> <value>           # added to every delivery; repeatable
 //		sign             standard-webhooks <secret>
 //		breaker          off
 //		breaker          [<failures>] [ratio <fraction>] [window <duration>] [min <n>] [cooldown <duration>]
@@ -217,6 +230,15 @@ func (dc *DestinationConfig) parseLine(d *caddyfile.Dispenser) error {
 			return d.Errf("sign: want 'sign standard-webhooks <secret>' (use {env.NAME} for the secret)")
 		}
 		dc.Sign = &SignConfig{Scheme: args[0], Secret: args[1]}
+	case "header":
+		args := d.RemainingArgs()
+		if len(args) != 2 {
+			return d.Errf("header: want '<name> <value>', e.g. 'header Authorization \"Bearer {file./run/secrets/token}\"'")
+		}
+		if dc.Headers == nil {
+			dc.Headers = make(map[string][]string)
+		}
+		dc.Headers[args[0]] = append(dc.Headers[args[0]], args[1])
 	case "breaker":
 		err = dc.parseBreaker(d)
 	case "tls_ca":
@@ -368,6 +390,9 @@ func (dc *DestinationConfig) forwarderConfig(repl *caddy.Replacer) (forwarder.Co
 	for _, s := range dc.Schedule {
 		fc.Schedule = append(fc.Schedule, time.Duration(s))
 	}
+	if fc.Headers, err = dc.headers(repl); err != nil {
+		return forwarder.Config{}, err
+	}
 	if rl := dc.rateLimit(); rl != nil {
 		limit, burst, err := rl.limit()
 		if err != nil {
@@ -406,6 +431,25 @@ func (dc *DestinationConfig) forwarderConfig(repl *caddy.Replacer) (forwarder.Co
 		}
 	}
 	return fc, nil
+}
+
+// headers resolves the placeholders in the configured header values. An
+// error names the header and the placeholder, never a resolved value.
+func (dc *DestinationConfig) headers(repl *caddy.Replacer) (http.Header, error) {
+	if len(dc.Headers) == 0 {
+		return nil, nil
+	}
+	h := make(http.Header, len(dc.Headers))
+	for name, vals := range dc.Headers {
+		for _, v := range vals {
+			resolved, err := repl.ReplaceOrErr(v, true, true)
+			if err != nil {
+				return nil, fmt.Errorf("header %s: value placeholder: %w", name, err)
+			}
+			h[name] = append(h[name], resolved)
+		}
+	}
+	return h, nil
 }
 
 // config reads the files and returns the client TLS config.
