@@ -109,6 +109,10 @@ type Handler struct {
 	perIP          *ipTable
 	limiters       limiterSet
 	logger         *zap.Logger
+	// trapWarned is when the prefix trap was last warned about (Unix
+	// nanoseconds), so the warning comes at most every prefixTrapEvery.
+	// Read and written with sync/atomic.
+	trapWarned int64
 }
 
 // CaddyModule returns the Caddy module information.
@@ -317,6 +321,7 @@ func (h *Handler) admit(q *request) (*problem, error) {
 		}
 	}
 	if src == nil {
+		h.notePrefixTrap(routePath(r), q.now)
 		return problemNotFound, nil
 	}
 	hdr := q.w.Header()
