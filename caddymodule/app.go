@@ -1,8 +1,3 @@
-// Package caddymodule is Hookgate's Caddy glue: the "webhooks" app that owns
-// the embedded NATS JetStream store and the forwarders, and the
-// "webhook_ingest" HTTP handler that turns a provider's POST into a stored
-// event. Importing it registers both modules, their Caddyfile syntax and the
-// "caddy webhooks" command.
 package caddymodule
 
 import (

@@ -133,6 +133,9 @@ func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //		publish_timeout <duration>         # default: 5s
 //		retry_after     <duration>         # default: 5s, sent with every 503
 //		rate_per_ip     <n>/<window> [burst <n>] [max_clients <n>]
+//		body_timeout    <duration>         # default: 10s, then 408; sources' default
+//		max_headers     <n>                # default: 100, then 431; sources' default
+//		max_header_bytes <size>            # default: 16KiB, then 431; sources' default
 //		source <name> {
 //			verify      <scheme> [<secret>...] [{
 //				<option> <value>           # scheme-specific, see package verify
@@ -149,6 +152,9 @@ func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //			allow_ips   <cidr>|<ip>|private_ranges...   # others get 403
 //			accept_encoding gzip               # default: identity only (else 415)
 //			max_ratio   <n>                    # gzip expansion cap; default: 100
+//			body_timeout <duration>            # replaces the handler's
+//			max_headers  <n>                   # replaces the handler's
+//			max_header_bytes <size>            # replaces the handler's
 //		}
 //	}
 //
@@ -196,6 +202,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.RetryAfter, err = durationArg(d)
 		case "rate_per_ip":
 			h.RatePerIP, err = parseRateLimit(d, true)
+		case "body_timeout":
+			h.BodyTimeout, err = durationArg(d)
+		case "max_headers":
+			h.MaxHeaders, err = intArg(d)
+		case "max_header_bytes":
+			h.MaxHeaderBytes, err = sizeArg(d)
 		case "deprecate":
 			var dep *Deprecation
 			if dep, err = parseDeprecate(d); err == nil {
@@ -291,13 +303,14 @@ func parseSource(d *caddyfile.Dispenser) (*Source, error) {
 				err = wrapErr(d, checkEncoding(enc))
 			}
 			s.AcceptEncoding = []string{enc}
+		case "body_timeout":
+			s.BodyTimeout, err = durationArg(d)
+		case "max_headers":
+			s.MaxHeaders, err = intArg(d)
+		case "max_header_bytes":
+			s.MaxHeaderBytes, err = sizeArg(d)
 		case "max_ratio":
-			var v string
-			if v, err = oneArg(d); err == nil {
-				if s.MaxRatio, err = strconv.Atoi(v); err != nil || s.MaxRatio < 1 {
-					err = d.Errf("max_ratio %q: want a whole number above 0, e.g. 100", v)
-				}
-			}
+			s.MaxRatio, err = intArg(d)
 		default:
 			return nil, d.Errf("unrecognized source subdirective %q", d.Val())
 		}
