@@ -229,6 +229,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		a.fwdConfigs = append(a.fwdConfigs, fc)
 		a.ecfg.GatewayConsumers = strings.TrimSpace(a.ecfg.GatewayConsumers + " " + forwarder.ConsumerName(fc.Name))
 	}
+	a.warnRisky()
 	return nil
 }
 
