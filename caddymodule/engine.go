@@ -32,6 +32,10 @@ type engineConfig struct {
 	ServerName   string
 	SyncAlways   bool
 	SyncInterval time.Duration
+	// PerEventSync makes SyncAlways fsync once per event inside
+	// nats-server instead of sharing fsyncs among concurrent requests
+	// (group commit, store_group.go).
+	PerEventSync bool
 	// MaxStore is the server's JetStream file store limit in bytes.
 	MaxStore int64
 	// MaxPayload is the largest NATS message, headers included.
@@ -66,6 +70,9 @@ type engine struct {
 	// credential, "" when the operator configured the subscribers or the
 	// listener is off.
 	subscriberKey string
+	// commit publishes; with group commit it answers once an fsync
+	// covers the event.
+	commit *groupCommit
 
 	// mu is read-locked by every publish and write-locked by Destruct, so
 	// the server is not shut down under a publish whose PubAck a provider
@@ -129,6 +136,10 @@ func newEngine(cfg engineConfig, log *zap.Logger) (*engine, error) {
 		return nil, fmt.Errorf("embedded NATS: jetstream: %w", err)
 	}
 	e.js = js
+	grouped := cfg.SyncAlways && !cfg.PerEventSync
+	if e.commit, err = newGroupCommit(cfg.StoreDir, e.publishRaw, grouped, log); err != nil {
+		return nil, err
+	}
 	ok = true
 	log.Info("event store started",
 		zap.String("store", cfg.StoreDir),
@@ -168,7 +179,7 @@ func (e *engine) serverOptions(cfg engineConfig) (*server.Options, error) {
 		ServerName:         cfg.ServerName,
 		JetStream:          true,
 		StoreDir:           cfg.StoreDir,
-		SyncAlways:         cfg.SyncAlways,
+		SyncAlways:         cfg.SyncAlways && cfg.PerEventSync, // else group commit syncs
 		SyncInterval:       cfg.SyncInterval,
 		JetStreamMaxStore:  cfg.MaxStore,
 		JetStreamMaxMemory: 64 << 20,
@@ -240,6 +251,9 @@ func (e *engine) shutdown() error {
 	close(e.stopping)
 	e.healthMu.Unlock()
 	e.recovery.Wait()
+	if e.commit != nil {
+		_ = e.commit.close() // only releases the directory's handle
+	}
 	if e.nc != nil {
 		e.nc.Close()
 	}

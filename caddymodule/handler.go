@@ -125,8 +125,8 @@ func (h *Handler) provision() error {
 		return err
 	}
 	h.status = orDefault(h.Status, defaultStatus)
-	if h.status < 200 || h.status > 299 {
-		return fmt.Errorf("status %d: want a 2xx code (providers treat anything else as failure)", h.status)
+	if err := checkStatus(h.status); err != nil {
+		return err
 	}
 	h.publishTimeout = time.Duration(orDefault(h.PublishTimeout, caddy.Duration(defaultPublishTimeout)))
 	h.retryAfter = strconv.Itoa(int((time.Duration(orDefault(h.RetryAfter, caddy.Duration(defaultRetryAfter))) + time.Second - 1) / time.Second))
@@ -150,6 +150,12 @@ func (h *Handler) provisionSources(deprecated map[string]*deprecation) error {
 	h.sources = make(map[string]*source, len(h.Sources))
 	repl := caddy.NewReplacer()
 	for _, s := range h.Sources {
+		if err := checkSourceName(s.Name); err != nil {
+			return err
+		}
+		if err := checkVerify(s.Name, s.Verify); err != nil {
+			return err
+		}
 		if _, dup := h.sources[s.Name]; dup {
 			return fmt.Errorf("source %q is defined twice", s.Name)
 		}
@@ -282,8 +288,8 @@ func (h *Handler) admit(q *request) (*problem, error) {
 	if src.allow != nil && !allowed(src.allow, client) {
 		return problemForbidden, errNotAllowed
 	}
-	if r.Method != http.MethodPost {
-		hdr.Set("Allow", http.MethodPost)
+	if r.Method != http.MethodPost && (r.Method != http.MethodGet || !src.getHandshake) {
+		hdr.Set("Allow", src.allowMethods())
 		return problemMethod, nil
 	}
 	if src.bucket != nil {
@@ -308,9 +314,14 @@ func (h *Handler) admit(q *request) (*problem, error) {
 }
 
 // read reads the body (at most max_body), decompresses a gzip body within
-// its caps and verifies the signature over the result.
+// its caps and verifies the signature over the result. A GET handshake has
+// no body to read.
 func (h *Handler) read(q *request) (*problem, error) {
 	src := q.src
+	if q.r.Method == http.MethodGet {
+		// A GET handshake: the verifier reads the query, not a body.
+		return h.verify(q)
+	}
 	buf := bodyPool.Get().(*bytes.Buffer)
 	q.bufs[0] = buf
 	if err := readBody(buf, q.w, q.r, src.maxBody); err != nil {
@@ -337,6 +348,13 @@ func (h *Handler) read(q *request) (*problem, error) {
 		}
 		q.body = out.Bytes()
 	}
+	return h.verify(q)
+}
+
+// verify checks the signature of the request as read. A GET passes only
+// as a handshake.
+func (h *Handler) verify(q *request) (*problem, error) {
+	src := q.src
 	res, err := src.verifier.Verify(&verify.Request{
 		Method: q.r.Method,
 		URL:    src.requestURL(q.r),
@@ -347,6 +365,10 @@ func (h *Handler) read(q *request) (*problem, error) {
 	if err != nil {
 		return problemSignature, err
 	}
+	if q.r.Method == http.MethodGet && res.Handshake == nil {
+		q.w.Header().Set("Allow", src.allowMethods())
+		return problemMethod, errGetNoHandshake
+	}
 	q.res = res
 	return nil, nil
 }
@@ -355,21 +377,9 @@ func (h *Handler) read(q *request) (*problem, error) {
 // once the store has acknowledged it (503 + Retry-After when it did not).
 func (h *Handler) store(q *request) error {
 	src := q.src
-	if src.scheme == "slack" && q.res.Type == "url_verification" {
-		// Slack checks a Request URL by sending a signed challenge that
-		// must be echoed; it is a handshake, not an event to store.
-		if challenge, ok := verify.SlackChallenge(q.body); ok {
-			return h.answerChallenge(q, challenge)
-		}
+	if q.res.Handshake != nil {
+		return h.answerHandshake(q, q.res.Handshake)
 	}
-	if src.scheme == "discord" && q.res.Type == "PING" {
-		// Discord checks a Webhook Events URL with a signed PING and wants
-		// 204 No Content; like Slack's challenge it is not an event.
-		h.logHandshake(q)
-		q.w.WriteHeader(http.StatusNoContent)
-		return nil
-	}
-
 	msg, id := h.message(q.r, q.version, src, q.res, q.body, q.now, q.gz)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(q.r.Context()), h.publishTimeout)
 	start := time.Now()

@@ -3,9 +3,6 @@ package forwarder
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
 	"errors"
 	"io"
 	"net"
@@ -17,6 +14,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/hookgate/hookgate/event"
+	"github.com/hookgate/hookgate/verify"
 )
 
 // outcome is how one attempt went, by the classification table:
@@ -191,8 +189,9 @@ type headerSetter interface {
 }
 
 // setHeaders fills an outgoing request's headers: the provider's kept
-// headers, the original Content-Type, then Hookgate's Webhook-* headers,
-// which win over any provider header of the same name.
+// headers, the original Content-Type, the destination's configured
+// headers, then Hookgate's Webhook-* headers, which win over any provider
+// header of the same name.
 func (f *Forwarder) setHeaders(h headerSetter, d *delivery) {
 	for k, vs := range d.ev.Header {
 		if dropHeader(k) {
@@ -205,6 +204,15 @@ func (f *Forwarder) setHeaders(h headerSetter, d *delivery) {
 	if d.ev.ContentType != "" {
 		h.Set("Content-Type", d.ev.ContentType)
 	}
+	for k, vs := range f.cfg.Headers {
+		for i, v := range vs {
+			if i == 0 {
+				h.Set(k, v) // replaces a provider header of the name
+			} else {
+				h.Add(k, v)
+			}
+		}
+	}
 	h.Set(event.HeaderWebhookID, d.ev.ID)
 	h.Set(event.HeaderIdempotencyKey, d.ev.ID)
 	h.Set(event.HeaderWebhookAttempt, strconv.Itoa(d.attempt))
@@ -212,10 +220,10 @@ func (f *Forwarder) setHeaders(h headerSetter, d *delivery) {
 		h.Set(event.HeaderWebhookSource, d.ev.Source)
 	}
 	h.Set("User-Agent", "Hookgate")
-	if f.signKey != nil {
-		ts := strconv.FormatInt(time.Now().Unix(), 10)
+	if f.signer != nil {
+		ts, sig := f.sign(d.ev.ID, d.ev.Body, time.Time{})
 		h.Set(event.HeaderWebhookTimestamp, ts)
-		h.Set(event.HeaderWebhookSignature, signStandard(f.signKey, d.ev.ID, ts, d.ev.Body))
+		h.Set(event.HeaderWebhookSignature, sig)
 	}
 }
 
@@ -224,21 +232,19 @@ func (f *Forwarder) setHeaders(h headerSetter, d *delivery) {
 // ours. Names are canonical.
 func dropHeader(k string) bool {
 	switch k {
-	case "Host", "Content-Length", "Transfer-Encoding", "Connection", "Keep-Alive",
-		"Proxy-Connection", "Te", "Trailer", "Upgrade", "Expect", "Accept-Encoding", "Content-Type":
+	case "Host", "Accept-Encoding", "Content-Type":
 		return true
 	}
-	return false
+	return event.IsHopByHop(k)
 }
 
-// signStandard returns the Standard Webhooks v1 signature of a delivery:
-// "v1," and the base64 HMAC-SHA256 of "<id>.<timestamp>.<body>".
-func signStandard(key []byte, id, ts string, body []byte) string {
-	mac := hmac.New(sha256.New, key)
-	mac.Write([]byte(id))
-	mac.Write([]byte{'.'})
-	mac.Write([]byte(ts))
-	mac.Write([]byte{'.'})
-	mac.Write(body)
-	return "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil))
+// sign returns the Standard Webhooks timestamp and signature of a
+// delivery, signed at now (time.Now() when zero) by verify's
+// standard-webhooks signer, the same code that checks such signatures at
+// ingest.
+func (f *Forwarder) sign(id string, body []byte, now time.Time) (ts, sig string) {
+	r := verify.Request{Header: http.Header{event.HeaderWebhookID: {id}}, Body: body, Now: now}
+	// Sign fails only for a public key, which New refused.
+	_ = f.signer.Sign(&r)
+	return r.Header.Get(event.HeaderWebhookTimestamp), r.Header.Get(event.HeaderWebhookSignature)
 }
