@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -31,7 +32,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 		}
 	}
 	if err := app.UnmarshalCaddyfile(d); err != nil {
-		return nil, err
+		return nil, appError(err)
 	}
 	return httpcaddyfile.App{Name: "webhooks", Value: caddyconfig.JSON(app, nil)}, nil
 }
@@ -73,15 +74,23 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 			}
 		case "retention":
-			a.Retention, err = durationArg(d)
+			if a.Retention, err = durationArg(d); err == nil && a.DedupWindow != 0 {
+				err = wrapRule(d, checkDedupWindow(time.Duration(a.DedupWindow), time.Duration(a.Retention)))
+			}
 		case "dedup_window":
-			a.DedupWindow, err = durationArg(d)
+			if a.DedupWindow, err = durationArg(d); err == nil && a.Retention != 0 {
+				err = wrapRule(d, checkDedupWindow(time.Duration(a.DedupWindow), time.Duration(a.Retention)))
+			}
 		case "max_store":
 			a.MaxStore, err = sizeArg(d)
 		case "max_event_size":
-			a.MaxEventSize, err = sizeArg(d)
+			if a.MaxEventSize, err = sizeArg(d); err == nil {
+				err = wrapRule(d, checkMaxEventSize(a.MaxEventSize))
+			}
 		case "listen":
-			a.Listen, err = oneArg(d)
+			if a.Listen, err = oneArg(d); err == nil {
+				err = wrapRule(d, checkListen(a.Listen))
+			}
 		case "server_name":
 			a.ServerName, err = oneArg(d)
 		case "user":
@@ -99,6 +108,11 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if len(args) == 0 {
 				return d.ArgErr()
 			}
+			for _, k := range args {
+				if err := checkNKey(k); err != nil {
+					return wrapRule(d, err)
+				}
+			}
 			a.NKeys = append(a.NKeys, args...)
 		case "destination":
 			dc, derr := parseDestination(d)
@@ -114,6 +128,15 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 	}
 	return nil
+}
+
+// wrapRule attributes a broken rule to the file and line being parsed;
+// nil stays nil. parseGlobalOption names the webhooks global option.
+func wrapRule(d *caddyfile.Dispenser, err error) error {
+	if err == nil {
+		return nil
+	}
+	return d.WrapErr(err)
 }
 
 func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
