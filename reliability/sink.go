@@ -37,10 +37,10 @@ type sink struct {
 	mu        sync.Mutex
 	delivered map[string]int       // Idempotency-Key → 2xx answers
 	firstAt   map[string]time.Time // Idempotency-Key → first 2xx answer
-	attempts  []time.Time    // every request, in arrival order
-	firstOK   []time.Time    // time of each delivery
-	modeSince time.Time      // when the mode last changed
-	changed   chan struct{}  // closed on each mode change
+	attempts  []time.Time          // every request, in arrival order
+	firstOK   []time.Time          // time of each delivery
+	modeSince time.Time            // when the mode last changed
+	changed   chan struct{}        // closed on each mode change
 }
 
 // newSink starts a sink on a free loopback port.
