@@ -73,7 +73,8 @@ func (r report) violations() []string {
 }
 
 // check compares the recorder with the stream and, when s is not nil, the
-// sink, waiting up to deliverWait for deliveries to finish.
+// sink, waiting for deliveries to finish while they progress (giving up
+// after deliverWait without progress).
 func check(rec *recorder, stored map[string]int, s *sink, deliverWait time.Duration) report {
 	ok, failed, unknown := rec.ids(outcomeOK), rec.ids(outcomeFailed), rec.ids(outcomeUnknown)
 	r := report{OK: len(ok), Failed: len(failed), Unknown: len(unknown), NonOK: rec.statusCounts()}

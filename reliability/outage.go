@@ -90,7 +90,7 @@ func runOutage(bin, dir string, o outageOpts, logf func(string, ...any)) (*outag
 	if err != nil {
 		return nil, err
 	}
-	res.report = check(rec, stored, snk, 3*time.Minute)
+	res.report = check(rec, stored, snk, 2*time.Minute)
 	if t := snk.firstDeliveryAfter(t2); !t.IsZero() {
 		res.ResumeAfter = t.Sub(t2)
 	}

@@ -187,14 +187,18 @@ func (s *sink) firstDeliveryAfter(t time.Time) time.Time {
 	return time.Time{}
 }
 
-// waitDelivered waits up to d for every id to be delivered and returns how
-// many are still missing.
+// waitDelivered waits for every id to be delivered, giving up once d
+// passes without progress, and returns how many are still missing. A
+// large backlog may take long; a stuck one fails after d.
 func (s *sink) waitDelivered(ids []string, d time.Duration) int {
-	deadline := time.Now().Add(d)
+	last, deadline := -1, time.Now().Add(d)
 	for {
 		missing := s.has(ids)
 		if missing == 0 || time.Now().After(deadline) {
 			return missing
+		}
+		if missing != last {
+			last, deadline = missing, time.Now().Add(d)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
