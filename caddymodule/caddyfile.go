@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"encoding/json"
+	"fmt"
 	"strconv"
 
 	"github.com/caddyserver/caddy/v2"
@@ -153,7 +154,8 @@ func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //
 // Every source needs a verify line; "verify none" accepts unsigned requests.
 //
-// A rate is <events>/<window>: 100/s, 6000/m, 1/2s. The burst (default: the
+// A rate is <events>/<window>: 100/s, 6000/m, 1/2s, read by parseRateArgs for
+// sources and destinations alike. The burst (default: the
 // events of one window) is how many requests may come at once. Limits are
 // token buckets checked before the body is read; past them the answer is
 // 429 with a Retry-After in whole seconds. rate_per_ip counts every request
@@ -182,9 +184,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "status":
 			var s string
 			if s, err = oneArg(d); err == nil {
-				h.Status, err = strconv.Atoi(s)
-				if err != nil || h.Status < 200 || h.Status > 299 {
+				if h.Status, err = strconv.Atoi(s); err != nil {
 					err = d.Errf("status %q: want a 2xx code", s)
+				} else {
+					err = wrapErr(d, checkStatus(h.Status))
 				}
 			}
 		case "publish_timeout":
@@ -225,8 +228,8 @@ func parseSource(d *caddyfile.Dispenser) (*Source, error) {
 	if s.Name, err = oneArg(d); err != nil {
 		return nil, err
 	}
-	if !validSegment(s.Name) {
-		return nil, d.Errf("source name %q: want 1-%d characters of [a-z0-9_-]", s.Name, maxSegment)
+	if err := checkSourceName(s.Name); err != nil {
+		return nil, d.WrapErr(err)
 	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		switch d.Val() {
@@ -261,9 +264,8 @@ func parseSource(d *caddyfile.Dispenser) (*Source, error) {
 		case "type_header":
 			s.TypeHeader, err = oneArg(d)
 		case "dedup":
-			s.Dedup, err = oneArg(d)
-			if err == nil && s.Dedup != "body" {
-				err = d.Errf("dedup %q: the only mode is 'body'", s.Dedup)
+			if s.Dedup, err = oneArg(d); err == nil {
+				err = wrapErr(d, checkDedup(s.Dedup))
 			}
 		case "versions":
 			var args []string
@@ -280,13 +282,13 @@ func parseSource(d *caddyfile.Dispenser) (*Source, error) {
 				return nil, d.Errf("allow_ips: give at least one address or CIDR prefix, e.g. 192.30.252.0/22")
 			}
 			if _, perr := parseAllowIPs(args); perr != nil {
-				return nil, d.Errf("%v", perr)
+				return nil, d.WrapErr(perr)
 			}
 			s.AllowIPs = append(s.AllowIPs, args...)
 		case "accept_encoding":
 			var enc string
-			if enc, err = oneArg(d); err == nil && enc != "gzip" {
-				err = d.Errf("accept_encoding %q: the only encoding is gzip", enc)
+			if enc, err = oneArg(d); err == nil {
+				err = wrapErr(d, checkEncoding(enc))
 			}
 			s.AcceptEncoding = []string{enc}
 		case "max_ratio":
@@ -303,8 +305,8 @@ func parseSource(d *caddyfile.Dispenser) (*Source, error) {
 			return nil, err
 		}
 	}
-	if s.Verify == nil {
-		return nil, d.Errf("source %q has no verify line: add 'verify <scheme> <secret>...', or 'verify none' to accept unsigned requests", s.Name)
+	if err := checkVerify(s.Name, s.Verify); err != nil {
+		return nil, d.WrapErr(err)
 	}
 	return s, nil
 }
@@ -317,39 +319,19 @@ func segmentArgs(d *caddyfile.Dispenser) ([]string, error) {
 		return nil, d.Errf("%s: give at least one version, e.g. v1", name)
 	}
 	for _, v := range args {
-		if !validSegment(v) {
-			return nil, d.Errf("version %q: want 1-%d characters of [a-z0-9_-]", v, maxSegment)
+		if err := checkVersion("version", v); err != nil {
+			return nil, d.WrapErr(err)
 		}
 	}
 	return args, nil
 }
 
-// parseRateLimit reads "<n>/<window> [burst <n>] [max_clients <n>]";
-// max_clients only where perIP.
+// parseRateLimit reads a rate line ("rate", "rate_per_ip"): see
+// parseRateArgs; max_clients only where perIP.
 func parseRateLimit(d *caddyfile.Dispenser, perIP bool) (*RateLimit, error) {
-	name := d.Val()
-	args := d.RemainingArgs()
-	if len(args) == 0 || len(args)%2 != 1 {
-		return nil, d.Errf("%s: want <events>/<window> [burst <n>], e.g. %s 100/s burst 200", name, name)
-	}
-	events, window, err := parseRate(args[0])
+	rl, err := parseRateArgs(d.Val(), d.RemainingArgs(), perIP)
 	if err != nil {
-		return nil, d.Errf("%s: %v", name, err)
-	}
-	rl := &RateLimit{Events: events, Window: caddy.Duration(window)}
-	for i := 1; i < len(args); i += 2 {
-		n, err := strconv.Atoi(args[i+1])
-		if err != nil || n < 1 {
-			return nil, d.Errf("%s: %s %q: want a whole number above 0", name, args[i], args[i+1])
-		}
-		switch {
-		case args[i] == "burst":
-			rl.Burst = n
-		case args[i] == "max_clients" && perIP:
-			rl.MaxClients = n
-		default:
-			return nil, d.Errf("%s: unknown setting %q", name, args[i])
-		}
+		return nil, d.WrapErr(err)
 	}
 	return rl, nil
 }
@@ -377,10 +359,18 @@ func parseDeprecate(d *caddyfile.Dispenser) (*Deprecation, error) {
 			continue
 		}
 		if _, err := parseDate(date); err != nil {
-			return nil, d.Errf("deprecate %s: %v", dep.Version, err)
+			return nil, d.WrapErr(fmt.Errorf("deprecate %s: %w", dep.Version, err))
 		}
 	}
 	return dep, nil
+}
+
+// wrapErr adds the Caddyfile file and line to err, if there is one.
+func wrapErr(d *caddyfile.Dispenser, err error) error {
+	if err == nil {
+		return nil
+	}
+	return d.WrapErr(err)
 }
 
 // oneArg reads exactly one argument of the current line.

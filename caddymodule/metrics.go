@@ -117,6 +117,9 @@ func (o *destinationObserver) DeadLettered(reason string) {
 	}
 }
 
+// Interface guard: the app hands a destinationObserver to each forwarder.
+var _ forwarder.Observer = (*destinationObserver)(nil)
+
 // Outcomes of requests that were not rejected.
 const (
 	outcomeAccepted  = "accepted"
@@ -175,7 +178,7 @@ func (c *appCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descPending, prometheus.GaugeValue, float64(st.Pending), st.Name)
 		ch <- prometheus.MustNewConstMetric(descAckPending, prometheus.GaugeValue, float64(st.AckPending), st.Name)
 		paused := 0.0
-		if st.Circuit != "closed" || st.PausedUntil != nil {
+		if st.Paused {
 			paused = 1
 		}
 		ch <- prometheus.MustNewConstMetric(descPaused, prometheus.GaugeValue, paused, st.Name)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 )
 
 func TestParseRate(t *testing.T) {
@@ -263,5 +264,44 @@ func TestRateLimitJSONErrors(t *testing.T) {
 				t.Fatalf("error %v, want one containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestRateOneDefault: sources and destinations read a rate the same way,
+// and a rate without a burst has one window's worth for both.
+func TestRateOneDefault(t *testing.T) {
+	src, err := parseRateArgs("rate", []string{"50/s"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, srcBurst, err := src.limit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		line  string
+		rate  float64
+		burst int
+	}{
+		{"rate 50/s", 50, 50},
+		{"rate 600/m burst 20", 10, 20},
+		{"rate 1/h", 1.0 / 3600, 1},
+	} {
+		d := caddyfile.NewTestDispenser(tc.line)
+		d.Next()
+		dc := &DestinationConfig{Name: "d", URL: "http://127.0.0.1:1"}
+		if err := dc.parseRate(d); err != nil {
+			t.Fatalf("%s: %v", tc.line, err)
+		}
+		fc, err := dc.forwarderConfig(caddy.NewReplacer())
+		if err != nil {
+			t.Fatalf("%s: %v", tc.line, err)
+		}
+		if fc.Burst != tc.burst || fc.Rate < tc.rate*0.999 || fc.Rate > tc.rate*1.001 {
+			t.Errorf("%s: rate %g burst %d, want %g and %d", tc.line, fc.Rate, fc.Burst, tc.rate, tc.burst)
+		}
+	}
+	if srcBurst != 50 {
+		t.Errorf("source rate 50/s: burst %d, want 50 like a destination's", srcBurst)
 	}
 }

@@ -3,9 +3,6 @@ package forwarder
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
 	"errors"
 	"io"
 	"net"
@@ -17,6 +14,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/hookgate/hookgate/event"
+	"github.com/hookgate/hookgate/verify"
 )
 
 // outcome is how one attempt went, by the classification table:
@@ -79,16 +77,16 @@ const drainLimit = 64 << 10
 const largeBody = 64 << 10
 
 // attemptOnce POSTs the event to the destination once.
-func (f *Forwarder) attemptOnce(d *delivery) result {
-	if f.hardCtx.Err() != nil {
+func (r *run) attemptOnce(d *delivery) result {
+	if r.hardCtx.Err() != nil {
 		return result{outcome: retryable, err: errAborted.Error()}
 	}
-	if f.slowAfter > 0 {
+	if r.slowAfter > 0 {
 		// A slow attempt becomes visible as "delivering"; a fast one costs
 		// no extra state write.
 		done := make(chan struct{})
-		t := time.AfterFunc(f.slowAfter, func() {
-			f.writeState(d, StatusDelivering, result{}, time.Time{})
+		t := time.AfterFunc(r.slowAfter, func() {
+			r.writeState(d, StatusDelivering, result{}, time.Time{})
 			close(done)
 		})
 		defer func() {
@@ -98,54 +96,54 @@ func (f *Forwarder) attemptOnce(d *delivery) result {
 		}()
 	}
 	if len(d.ev.Body) > largeBody {
-		return f.postLarge(d)
+		return r.postLarge(d)
 	}
-	return f.post(d)
+	return r.post(d)
 }
 
 // post makes the attempt with fasthttp.
-func (f *Forwarder) post(d *delivery) result {
+func (r *run) post(d *delivery) result {
 	req := fasthttp.AcquireRequest()
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
-	req.SetURI(f.uri)
+	req.SetURI(r.uri)
 	req.Header.SetMethod(http.MethodPost)
 	req.SetBodyRaw(d.ev.Body)
 	if d.ev.ContentType == "" {
 		req.Header.SetNoDefaultContentType(true)
 	}
-	f.setHeaders(&req.Header, d)
+	r.setHeaders(&req.Header, d)
 
 	start := time.Now()
-	err := f.client.DoTimeout(req, resp, f.cfg.Timeout)
+	err := r.client.DoTimeout(req, resp, r.cfg.Timeout)
 	latency := time.Since(start)
 	// A body over drainLimit fails only once the status and headers are
 	// read: the answer counts, and the connection is closed, not drained.
 	if err != nil && !errors.Is(err, fasthttp.ErrBodyTooLarge) {
-		return result{outcome: retryable, latency: latency, err: f.describeErr(err)}
+		return result{outcome: retryable, latency: latency, err: r.describeErr(err)}
 	}
-	return f.answered(resp.StatusCode(), string(resp.Header.Peek("Retry-After")), latency)
+	return r.answered(resp.StatusCode(), string(resp.Header.Peek("Retry-After")), latency)
 }
 
 // postLarge makes the attempt with net/http (see largeBody).
-func (f *Forwarder) postLarge(d *delivery) result {
-	ctx, cancel := context.WithTimeout(f.hardCtx, f.cfg.Timeout)
+func (r *run) postLarge(d *delivery) result {
+	ctx, cancel := context.WithTimeout(r.hardCtx, r.cfg.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.cfg.URL, bytes.NewReader(d.ev.Body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.cfg.URL, bytes.NewReader(d.ev.Body))
 	if err != nil {
 		// The URL was validated; this is out of our hands.
 		return result{outcome: retryable, err: err.Error()}
 	}
-	f.setHeaders(req.Header, d)
+	r.setHeaders(req.Header, d)
 	start := time.Now()
-	resp, err := f.largeClient.Do(req)
+	resp, err := r.largeClient.Do(req)
 	if err != nil {
-		return result{outcome: retryable, latency: time.Since(start), err: f.describeErr(err)}
+		return result{outcome: retryable, latency: time.Since(start), err: r.describeErr(err)}
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, drainLimit))
 	resp.Body.Close()
-	return f.answered(resp.StatusCode, resp.Header.Get("Retry-After"), time.Since(start))
+	return r.answered(resp.StatusCode, resp.Header.Get("Retry-After"), time.Since(start))
 }
 
 // answered classifies the destination's answer.
@@ -159,8 +157,8 @@ func (f *Forwarder) answered(status int, retryAfter string, latency time.Duratio
 }
 
 // describeErr words a failed attempt for the delivery state and the log.
-func (f *Forwarder) describeErr(err error) string {
-	if f.hardCtx.Err() != nil || errors.Is(err, context.Canceled) {
+func (r *run) describeErr(err error) string {
+	if r.hardCtx.Err() != nil || errors.Is(err, context.Canceled) {
 		return errAborted.Error()
 	}
 	// net/http's errors quote the method and URL; the state names the
@@ -178,7 +176,7 @@ func (f *Forwarder) describeErr(err error) string {
 	var ne net.Error
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, fasthttp.ErrTimeout) ||
 		errors.Is(err, fasthttp.ErrDialTimeout) || (errors.As(err, &ne) && ne.Timeout()) {
-		return "timeout after " + f.cfg.Timeout.String()
+		return "timeout after " + r.cfg.Timeout.String()
 	}
 	return err.Error()
 }
@@ -191,8 +189,9 @@ type headerSetter interface {
 }
 
 // setHeaders fills an outgoing request's headers: the provider's kept
-// headers, the original Content-Type, then Hookgate's Webhook-* headers,
-// which win over any provider header of the same name.
+// headers, the original Content-Type, the destination's configured
+// headers, then Hookgate's Webhook-* headers, which win over any provider
+// header of the same name.
 func (f *Forwarder) setHeaders(h headerSetter, d *delivery) {
 	for k, vs := range d.ev.Header {
 		if dropHeader(k) {
@@ -205,6 +204,15 @@ func (f *Forwarder) setHeaders(h headerSetter, d *delivery) {
 	if d.ev.ContentType != "" {
 		h.Set("Content-Type", d.ev.ContentType)
 	}
+	for k, vs := range f.cfg.Headers {
+		for i, v := range vs {
+			if i == 0 {
+				h.Set(k, v) // replaces a provider header of the name
+			} else {
+				h.Add(k, v)
+			}
+		}
+	}
 	h.Set(event.HeaderWebhookID, d.ev.ID)
 	h.Set(event.HeaderIdempotencyKey, d.ev.ID)
 	h.Set(event.HeaderWebhookAttempt, strconv.Itoa(d.attempt))
@@ -212,10 +220,10 @@ func (f *Forwarder) setHeaders(h headerSetter, d *delivery) {
 		h.Set(event.HeaderWebhookSource, d.ev.Source)
 	}
 	h.Set("User-Agent", "Hookgate")
-	if f.signKey != nil {
-		ts := strconv.FormatInt(time.Now().Unix(), 10)
+	if f.signer != nil {
+		ts, sig := f.sign(d.ev.ID, d.ev.Body, time.Time{})
 		h.Set(event.HeaderWebhookTimestamp, ts)
-		h.Set(event.HeaderWebhookSignature, signStandard(f.signKey, d.ev.ID, ts, d.ev.Body))
+		h.Set(event.HeaderWebhookSignature, sig)
 	}
 }
 
@@ -224,21 +232,19 @@ func (f *Forwarder) setHeaders(h headerSetter, d *delivery) {
 // ours. Names are canonical.
 func dropHeader(k string) bool {
 	switch k {
-	case "Host", "Content-Length", "Transfer-Encoding", "Connection", "Keep-Alive",
-		"Proxy-Connection", "Te", "Trailer", "Upgrade", "Expect", "Accept-Encoding", "Content-Type":
+	case "Host", "Accept-Encoding", "Content-Type":
 		return true
 	}
-	return false
+	return event.IsHopByHop(k)
 }
 
-// signStandard returns the Standard Webhooks v1 signature of a delivery:
-// "v1," and the base64 HMAC-SHA256 of "<id>.<timestamp>.<body>".
-func signStandard(key []byte, id, ts string, body []byte) string {
-	mac := hmac.New(sha256.New, key)
-	mac.Write([]byte(id))
-	mac.Write([]byte{'.'})
-	mac.Write([]byte(ts))
-	mac.Write([]byte{'.'})
-	mac.Write(body)
-	return "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil))
+// sign returns the Standard Webhooks timestamp and signature of a
+// delivery, signed at now (time.Now() when zero) by verify's
+// standard-webhooks signer, the same code that checks such signatures at
+// ingest.
+func (f *Forwarder) sign(id string, body []byte, now time.Time) (ts, sig string) {
+	r := verify.Request{Header: http.Header{event.HeaderWebhookID: {id}}, Body: body, Now: now}
+	// Sign fails only for a public key, which New refused.
+	_ = f.signer.Sign(&r)
+	return r.Header.Get(event.HeaderWebhookTimestamp), r.Header.Get(event.HeaderWebhookSignature)
 }
