@@ -41,7 +41,8 @@ type result struct {
 	err        string
 	latency    time.Duration
 	retryAfter time.Duration
-	reason     string // why a dead letter died
+	reason     string  // why a dead letter died
+	answer     *answer // the destination's headers and body start (attempts.go)
 }
 
 // classify maps an HTTP status to an outcome.
@@ -125,7 +126,9 @@ func (f *Forwarder) post(d *delivery) result {
 	if err != nil && !errors.Is(err, fasthttp.ErrBodyTooLarge) {
 		return result{outcome: retryable, latency: latency, err: f.describeErr(err)}
 	}
-	return f.answered(resp.StatusCode(), string(resp.Header.Peek("Retry-After")), latency)
+	res := f.answered(resp.StatusCode(), string(resp.Header.Peek("Retry-After")), latency)
+	res.answer = fastAnswer(resp)
+	return res
 }
 
 // postLarge makes the attempt with net/http (see largeBody).
@@ -143,9 +146,12 @@ func (f *Forwarder) postLarge(d *delivery) result {
 	if err != nil {
 		return result{outcome: retryable, latency: time.Since(start), err: f.describeErr(err)}
 	}
+	ans := httpAnswer(resp)
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, drainLimit))
 	resp.Body.Close()
-	return f.answered(resp.StatusCode, resp.Header.Get("Retry-After"), time.Since(start))
+	res := f.answered(resp.StatusCode, resp.Header.Get("Retry-After"), time.Since(start))
+	res.answer = ans
+	return res
 }
 
 // answered classifies the destination's answer.

@@ -63,6 +63,7 @@ func (f *Forwarder) handle(m jetstream.Msg) {
 			return
 		}
 		res := f.attemptOnce(d)
+		f.recordAttempt(d, res)
 		f.obs.Attempted(res.outcome.String(), res.latency)
 		f.recordBreaker(probe, res)
 		switch res.outcome {
