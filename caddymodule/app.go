@@ -227,6 +227,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("destination %q: %w", d.Name, err)
 		}
 		a.fwdConfigs = append(a.fwdConfigs, fc)
+		a.ecfg.GatewayConsumers = strings.TrimSpace(a.ecfg.GatewayConsumers + " " + forwarder.ConsumerName(fc.Name))
 	}
 	return nil
 }

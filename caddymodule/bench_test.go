@@ -52,6 +52,7 @@ func newTestHandler(tb testing.TB, h *Handler, app *App) *Handler {
 		app = &App{ready: make(chan struct{})}
 	}
 	h.app = app
+	h.events = app
 	h.logger = zapNop()
 	if c, ok := any(h).(caddy.CleanerUpper); ok {
 		tb.Cleanup(func() { _ = c.Cleanup() })

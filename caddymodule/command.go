@@ -38,7 +38,7 @@ webhook_ingest handler.
 The body comes from --body-file, or from standard input, byte for byte.
 Schemes: ` + strings.Join(verify.Schemes(), ", ") + `.`,
 		CobraFunc: func(cmd *cobra.Command) {
-			cmd.AddCommand(verifyCommand(), signCommand(), sendCommand(), destinationsCommand(), resumeCommand(), deliveriesCommand())
+			cmd.AddCommand(verifyCommand(), signCommand(), sendCommand(), destinationsCommand(), resumeCommand(), deliveriesCommand(), backupCommand(), restoreCommand())
 			cmd.AddCommand(eventLogCommands()...) // command_events.go
 		},
 	})
@@ -99,7 +99,7 @@ to test a running gateway. Prints the response status, headers and body; exits
 func deliveryCommand(c *cobra.Command, run caddycmd.CommandFunc) *cobra.Command {
 	c.Args = cobra.NoArgs
 	addDeliveryFlags(c.Flags())
-	c.RunE = caddycmd.WrapCommandFuncForCobra(run)
+	c.RunE = runCommand(run)
 	c.SetFlagErrorFunc(usageError)
 	return c
 }
@@ -115,11 +115,56 @@ func addDeliveryFlags(fs *pflag.FlagSet) {
 	fs.String("body-file", "", "the body, byte for byte (default: standard input)")
 }
 
-// usageError makes a flag error exit with status 2.
+// usageError makes a flag or argument error exit with status 2, printed
+// as plain text like every other error of these commands.
 func usageError(c *cobra.Command, err error) error {
-	return caddycmd.WrapCommandFuncForCobra(func(caddycmd.Flags) (int, error) {
-		return exitUsage, fmt.Errorf("%w (see 'caddy webhooks %s --help')", err, c.Name())
-	})(c, nil)
+	return exit(c, exitUsage, fmt.Errorf("%w (see 'caddy webhooks %s --help')", err, c.Name()))
+}
+
+// args makes an argument check of cobra's a usage error (status 2).
+func args(check cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(c *cobra.Command, a []string) error {
+		if err := check(c, a); err != nil {
+			return usageError(c, err)
+		}
+		return nil
+	}
+}
+
+// runCommand adapts a command function to cobra. Unlike
+// caddycmd.WrapCommandFuncForCobra, which hands the error to Caddy's
+// logger (a JSON log line when stderr is not a terminal, with any JSON in
+// the message escaped), the error is printed as one plain line on stderr:
+//
+//	caddy webhooks resume: no destination "x" in the running config (HTTP 404)
+//
+// and status is the exit code.
+func runCommand(f caddycmd.CommandFunc) func(*cobra.Command, []string) error {
+	return func(c *cobra.Command, _ []string) error {
+		status, err := f(caddycmd.Flags{FlagSet: c.Flags()})
+		return exit(c, status, err)
+	}
+}
+
+// exit prints err (if any) as "<command path>: <err>" on c's stderr and
+// returns what makes caddycmd.Main exit with status.
+func exit(c *cobra.Command, status int, err error) error {
+	if err != nil {
+		fmt.Fprintf(c.ErrOrStderr(), "%s: %v\n", c.CommandPath(), err)
+	}
+	if status == exitOK {
+		return nil
+	}
+	// Printed above: cobra must not print it again.
+	c.SilenceErrors = true
+	if status == 1 {
+		// Main exits 1 on any error it does not know.
+		return errors.New(c.CommandPath() + " failed")
+	}
+	// Main exits with a status above 1 only for caddycmd's own
+	// (unexported) exit error, which this returns without logging
+	// anything since the function it wraps returns no error.
+	return caddycmd.WrapCommandFuncForCobra(func(caddycmd.Flags) (int, error) { return status, nil })(c, nil)
 }
 
 // delivery is what the flags describe: a config and a request.
@@ -249,7 +294,7 @@ func cmdSend(fl caddycmd.Flags) (int, error) {
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return exitInvalid, fmt.Errorf("send: %w", err)
+		return exitInvalid, fmt.Errorf("no answer: %w", err)
 	}
 	defer resp.Body.Close()
 	fmt.Println(resp.Proto, resp.Status)

@@ -1,11 +1,14 @@
 package caddymodule
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
+	"regexp"
+	"strings"
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
@@ -61,15 +64,14 @@ event id is the one the gateway answered the provider with, <source>:<id>.`,
 // route returns and prints the answer: exit 0 on success, 1 when the
 // gateway refused or could not be reached, 2 on a usage error.
 func adminCommand(c *cobra.Command, route func(caddycmd.Flags) (method, path string)) *cobra.Command {
-	c.Flags().String("address", "", "the admin API's address (default localhost:2019)")
+	addAddressFlag(c)
 	c.SetFlagErrorFunc(usageError)
-	c.RunE = caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
-		addr, err := caddycmd.DetermineAdminAPIAddress(fl.String("address"), nil, "", "")
-		if err != nil {
-			return exitUsage, err
-		}
+	if c.Args != nil {
+		c.Args = args(c.Args)
+	}
+	c.RunE = runCommand(func(fl caddycmd.Flags) (int, error) {
 		method, path := route(fl)
-		resp, err := caddycmd.AdminAPIRequest(addr, method, path, nil, nil)
+		resp, err := adminRequest(fl, method, path, nil)
 		if err != nil {
 			return exitInvalid, err
 		}
@@ -80,4 +82,53 @@ func adminCommand(c *cobra.Command, route func(caddycmd.Flags) (method, path str
 		return exitOK, nil
 	})
 	return c
+}
+
+// addAddressFlag gives c the --address flag that adminRequest reads.
+func addAddressFlag(c *cobra.Command) {
+	c.Flags().String("address", "", "the admin API's address (default localhost:2019)")
+}
+
+// adminRequest makes one request to the admin API at --address (Caddy's
+// default when empty) and returns the answer when its status is below 400.
+// Its errors read as plain sentences: the admin API's own message with
+// the status, or that the gateway could not be reached and what to do.
+func adminRequest(fl caddycmd.Flags, method, path string, body io.Reader) (*http.Response, error) {
+	addr, err := caddycmd.DetermineAdminAPIAddress(fl.String("address"), nil, "", "")
+	if err != nil {
+		return nil, err
+	}
+	resp, err := caddycmd.AdminAPIRequest(addr, method, path, nil, body)
+	if err != nil {
+		return nil, plainAdminError(addr, err)
+	}
+	return resp, nil
+}
+
+// caddyAPIError matches the error caddycmd.AdminAPIRequest returns for a
+// status of 400 or more (caddy v2.11.9, cmd/commandfuncs.go); the body is
+// the admin API's JSON error, {"error": "..."}.
+var caddyAPIError = regexp.MustCompile(`(?s)^caddy responded with error: HTTP (\d+): (.*)$`)
+
+// plainAdminError rewrites an error of caddycmd.AdminAPIRequest, which
+// quotes the admin API's JSON answer or the HTTP client's error, as a
+// sentence: `no destination "x" in the running config (HTTP 404)`.
+func plainAdminError(addr string, err error) error {
+	m := caddyAPIError.FindStringSubmatch(err.Error())
+	if m == nil {
+		// Not an answer: the request did not get through.
+		cause := err.Error()
+		if i := strings.LastIndex(cause, ": "); i >= 0 {
+			cause = cause[i+2:]
+		}
+		return fmt.Errorf("cannot reach the admin API at %s (%s): is the gateway running? Give its admin address with --address", addr, cause)
+	}
+	var answer struct {
+		Error string `json:"error"`
+	}
+	msg := strings.TrimSpace(m[2])
+	if json.Unmarshal([]byte(msg), &answer) == nil && answer.Error != "" {
+		msg = answer.Error
+	}
+	return fmt.Errorf("%s (HTTP %s)", msg, m[1])
 }

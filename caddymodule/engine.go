@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -9,8 +8,8 @@ import (
 	"net"
 	"os"
 	"strconv"
-	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -18,8 +17,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
-
-	"github.com/hookgate/hookgate/event"
 )
 
 // engines holds the embedded NATS servers of this process, keyed by their
@@ -48,6 +45,10 @@ type engineConfig struct {
 	NKeys string
 	// TLSCert and TLSKey, when set, make the client listener TLS-only.
 	TLSCert, TLSKey string
+	// GatewayConsumers are the names of the gateway's own consumers on
+	// the event streams (fwd-<destination>), space-separated; subscribers
+	// may not use them.
+	GatewayConsumers string
 }
 
 // engine is one embedded nats-server with JetStream and the gateway's own
@@ -59,18 +60,32 @@ type engine struct {
 	js   jetstream.JetStream
 	lock *os.File
 	log  *zap.Logger
-	// internalPassword authenticates the in-process connection when client
-	// authentication is configured; it never leaves the process.
+	// internalPassword authenticates the gateway's in-process connection
+	// as internalUser; it never leaves the process.
 	internalPassword string
+	// subscriberKey is the public nkey of the generated subscriber
+	// credential, "" when the operator configured the subscribers or the
+	// listener is off.
+	subscriberKey string
 
 	// mu is read-locked by every publish and write-locked by Destruct, so
 	// the server is not shut down under a publish whose PubAck a provider
 	// is waiting for.
 	mu     sync.RWMutex
 	closed bool
-}
 
-const internalUser = "hookgate-internal"
+	// health is the store's current write health (see health.go);
+	// healthMu orders its changes.
+	health   atomic.Pointer[storeHealth]
+	healthMu sync.Mutex
+	// optsMu orders the changes of the server's options (reload, the
+	// restart after a full disk).
+	optsMu sync.Mutex
+	// stopping is closed by shutdown; recovery waits for the recovery
+	// goroutine.
+	stopping chan struct{}
+	recovery sync.WaitGroup
+}
 
 // errEngineClosed means the store was shut down under a request.
 var errEngineClosed = errors.New("event store is shut down")
@@ -83,41 +98,26 @@ func newEngine(cfg engineConfig, log *zap.Logger) (*engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &engine{cfg: cfg, lock: lock, log: log, internalPassword: randomToken()}
+	e := &engine{cfg: cfg, lock: lock, log: log, internalPassword: randomToken(), stopping: make(chan struct{})}
+	e.health.Store(newStoreHealth())
 	ok := false
 	defer func() {
 		if !ok {
 			e.shutdown()
 		}
 	}()
-
-	opts, err := e.serverOptions(cfg)
-	if err != nil {
+	if err := e.ensureSubscriberKey(cfg); err != nil {
 		return nil, err
 	}
-	srv, err := server.NewServer(opts)
-	if err != nil {
-		return nil, fmt.Errorf("embedded NATS: %w", err)
+	if err := e.startServer(cfg); err != nil {
+		return nil, err
 	}
-	e.srv = srv
-	nl := &natsLogger{log: log.Named("nats")}
-	srv.SetLoggerV2(nl, false, false, false)
-	srv.Start()
-	if !srv.ReadyForConnections(30 * time.Second) {
-		return nil, fmt.Errorf("embedded NATS on store %s did not become ready in 30s: %s", cfg.StoreDir, nl.lastFatal())
-	}
-	if !srv.JetStreamEnabled() {
-		return nil, fmt.Errorf("embedded NATS on store %s: JetStream did not start: %s", cfg.StoreDir, nl.lastFatal())
-	}
-	connOpts := []nats.Option{
-		nats.InProcessServer(srv),
+	nc, err := nats.Connect("",
+		nats.InProcessServer(e.srv),
+		nats.UserInfo(internalUser, e.internalPassword),
+		nats.CustomInboxPrefix(gatewayInboxPrefix),
 		nats.Name("hookgate"),
-		nats.MaxReconnects(-1),
-	}
-	if e.authConfigured() {
-		connOpts = append(connOpts, nats.UserInfo(internalUser, e.internalPassword))
-	}
-	nc, err := nats.Connect("", connOpts...)
+		nats.MaxReconnects(-1))
 	if err != nil {
 		return nil, fmt.Errorf("embedded NATS: in-process connection: %w", err)
 	}
@@ -132,11 +132,33 @@ func newEngine(cfg engineConfig, log *zap.Logger) (*engine, error) {
 		zap.String("store", cfg.StoreDir),
 		zap.Bool("sync_always", cfg.SyncAlways),
 		zap.String("listen", orOff(cfg.Listen)))
+	e.logSubscriberCredential()
 	return e, nil
 }
 
-func (e *engine) authConfigured() bool {
-	return e.cfg.User != "" || e.cfg.NKeys != ""
+// startServer starts the embedded server and waits until it takes
+// connections with JetStream on. It fails at once when the server reports
+// a fatal error (a taken listen port, a store it cannot open), and when
+// the process is told to stop meanwhile.
+func (e *engine) startServer(cfg engineConfig) error {
+	opts, err := e.serverOptions(cfg)
+	if err != nil {
+		return err
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return fmt.Errorf("embedded NATS: %w", err)
+	}
+	e.srv = srv
+	nl := &natsLogger{log: e.log.Named("nats"), onNoSpace: e.markFull}
+	srv.SetLoggerV2(nl, false, false, false)
+	if err := runServer(srv, nl, caddy.Exiting, startTimeout); err != nil {
+		return fmt.Errorf("embedded NATS on store %s: %w", cfg.StoreDir, listenAdvice(err, cfg.Listen))
+	}
+	if !srv.JetStreamEnabled() {
+		return fmt.Errorf("embedded NATS on store %s: JetStream did not start: %s", cfg.StoreDir, nl.lastFatal())
+	}
+	return nil
 }
 
 func (e *engine) serverOptions(cfg engineConfig) (*server.Options, error) {
@@ -172,15 +194,7 @@ func (e *engine) serverOptions(cfg engineConfig) (*server.Options, error) {
 		}
 		opts.TLSConfig, opts.TLS, opts.TLSTimeout = tc, true, 2
 	}
-	if e.authConfigured() {
-		opts.Users = []*server.User{{Username: internalUser, Password: e.internalPassword}}
-		if cfg.User != "" {
-			opts.Users = append(opts.Users, &server.User{Username: cfg.User, Password: cfg.Password})
-		}
-		for _, nk := range strings.Fields(cfg.NKeys) {
-			opts.Nkeys = append(opts.Nkeys, &server.NkeyUser{Nkey: nk})
-		}
-	}
+	e.authOptions(opts, cfg)
 	return opts, nil
 }
 
@@ -188,11 +202,16 @@ func (e *engine) serverOptions(cfg engineConfig) (*server.Options, error) {
 // nats-server cannot change at runtime (the listener's port, the store) it
 // refuses, and the error says to restart.
 func (e *engine) reload(cfg engineConfig) error {
+	e.optsMu.Lock()
+	defer e.optsMu.Unlock()
 	if cfg == e.cfg {
 		return nil
 	}
 	if cfg.StoreDir != e.cfg.StoreDir {
 		return fmt.Errorf("store %s: internal error: reload across stores", cfg.StoreDir)
+	}
+	if err := e.ensureSubscriberKey(cfg); err != nil {
+		return err
 	}
 	opts, err := e.serverOptions(cfg)
 	if err != nil {
@@ -205,16 +224,6 @@ func (e *engine) reload(cfg engineConfig) error {
 	return nil
 }
 
-// publish stores msg in the WEBHOOKS stream and returns the PubAck.
-func (e *engine) publish(ctx context.Context, msg *nats.Msg) (*jetstream.PubAck, error) {
-	e.mu.RLock()
-	defer e.mu.RUnlock()
-	if e.closed {
-		return nil, errEngineClosed
-	}
-	return e.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(event.StreamName))
-}
-
 // Destruct is called by the pool when the last App let go of the engine.
 func (e *engine) Destruct() error {
 	e.log.Info("event store stopping", zap.String("store", e.cfg.StoreDir))
@@ -225,6 +234,10 @@ func (e *engine) shutdown() error {
 	e.mu.Lock()
 	e.closed = true
 	e.mu.Unlock()
+	e.healthMu.Lock()
+	close(e.stopping)
+	e.healthMu.Unlock()
+	e.recovery.Wait()
 	if e.nc != nil {
 		e.nc.Close()
 	}

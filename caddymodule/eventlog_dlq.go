@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -156,6 +157,8 @@ func (a *App) listDLQ(ctx context.Context, f EventFilter) (*DLQPage, error) {
 
 // listFailed answers status=failed from the dead letters: every failed
 // delivery left one, so failures are found without scanning the events.
+// Pages follow the order of failure, newest first; within a page events
+// are sorted newest first.
 // Each event is listed once per page, at its newest dead letter, while its
 // delivery state still says failed (a replay may have delivered it since).
 func (a *App) listFailed(ctx context.Context, e *engine, f EventFilter) (*EventPage, error) {
@@ -200,6 +203,8 @@ func (a *App) listFailed(ctx context.Context, e *engine, f EventFilter) (*EventP
 	if next != "" && len(page.Events) >= f.Limit {
 		page.NextCursor = "dlq:" + next
 	}
+	// Within a page, newest event first, like the other lists.
+	slices.SortFunc(page.Events, func(x, y EventSummary) int { return cmpUint(y.StreamSeq, x.StreamSeq) })
 	return page, nil
 }
 

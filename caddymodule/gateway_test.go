@@ -483,6 +483,7 @@ func TestNotReady(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.app = &App{ready: make(chan struct{})} // provisioned, never started
+	h.events = h.app
 	h.logger = zapNop()
 	rec := httptest.NewRecorder()
 	req := httptest.NewRequest("POST", "/webhooks/v1/demo", strings.NewReader("{}"))

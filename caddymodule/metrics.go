@@ -117,6 +117,9 @@ func (o *destinationObserver) DeadLettered(reason string) {
 	}
 }
 
+// Interface guard: the app hands a destinationObserver to each forwarder.
+var _ forwarder.Observer = (*destinationObserver)(nil)
+
 // Outcomes of requests that were not rejected.
 const (
 	outcomeAccepted  = "accepted"

@@ -188,39 +188,39 @@ func (b *breaker) broadcastLocked() {
 // recordBreaker feeds an attempt's result to the breaker and pauses or
 // notes the consumer accordingly. A response that is not a failure of the
 // destination (a 2xx, a rejecting 4xx) counts as success.
-func (f *Forwarder) recordBreaker(probe bool, res result) {
+func (r *run) recordBreaker(probe bool, res result) {
 	if res.outcome == gone {
-		f.breaker.abandon(probe)
+		r.breaker.abandon(probe)
 		return
 	}
-	until, closed := f.breaker.done(probe, res.outcome == retryable)
+	until, closed := r.breaker.done(probe, res.outcome == retryable)
 	switch {
 	case !until.IsZero():
-		f.log.Warn("circuit open: destination paused",
+		r.log.Warn("circuit open: destination paused",
 			zap.Time("until", until), zap.Int("last_status", res.status), zap.String("last_error", res.err))
-		f.pauseConsumer(until)
+		r.pauseConsumer(until)
 	case closed:
-		f.log.Info("circuit closed: destination healthy again")
+		r.log.Info("circuit closed: destination healthy again")
 	}
 }
 
 // pauseGone pauses the destination after a 410 Gone until an operator
 // resumes it (Resume) or a reload changes its URL.
-func (f *Forwarder) pauseGone(res result) {
-	until := f.breaker.openFor(forever)
-	f.log.Error("destination answered 410 Gone: paused until resumed; fix its url and reload, or resume it",
-		zap.String("url", redactURL(f.cfg.URL)), zap.String("consumer", f.consumer), zap.String("last_error", res.err))
-	f.pauseConsumer(until)
+func (r *run) pauseGone(res result) {
+	until := r.breaker.openFor(forever)
+	r.log.Error("destination answered 410 Gone: paused until resumed; fix its url and reload, or resume it",
+		zap.String("url", redactURL(r.cfg.URL)), zap.String("consumer", r.consumer), zap.String("last_error", res.err))
+	r.pauseConsumer(until)
 }
 
 // pauseConsumer pauses the durable consumer, so that no Forwarder of this
 // destination, in this process or another, is handed events until then.
-func (f *Forwarder) pauseConsumer(until time.Time) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(f.hardCtx), 5*time.Second)
+func (r *run) pauseConsumer(until time.Time) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.hardCtx), 5*time.Second)
 	defer cancel()
-	if _, err := f.js.PauseConsumer(ctx, event.StreamName, f.consumer, until); err != nil {
+	if _, err := r.js.PauseConsumer(ctx, event.StreamName, r.consumer, until); err != nil {
 		// The in-process gate still holds every attempt of this Forwarder.
-		f.log.Warn("pause consumer", zap.String("consumer", f.consumer), zap.Error(err))
+		r.log.Warn("pause consumer", zap.String("consumer", r.consumer), zap.Error(err))
 	}
 }
 

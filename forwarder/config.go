@@ -75,8 +75,10 @@ type Config struct {
 	Rate float64
 	// Burst is the bucket size of Rate. Default 1.
 	Burst int
-	// Concurrency caps the requests in flight to the destination; it is
-	// also the consumer's MaxAckPending. Default 8.
+	// Concurrency caps the requests in flight to the destination (the
+	// worker pool). The consumer's MaxAckPending is Concurrency plus
+	// max(16, Concurrency), room for events waiting out a retry delay.
+	// Default 8.
 	Concurrency int
 	// OrderedBy, when set, delivers events that share a key one at a time
 	// in stream order. A value starting with "$." is a JSON path into the

@@ -80,16 +80,16 @@ const drainLimit = 64 << 10
 const largeBody = 64 << 10
 
 // attemptOnce POSTs the event to the destination once.
-func (f *Forwarder) attemptOnce(d *delivery) result {
-	if f.hardCtx.Err() != nil {
+func (r *run) attemptOnce(d *delivery) result {
+	if r.hardCtx.Err() != nil {
 		return result{outcome: retryable, err: errAborted.Error()}
 	}
-	if f.slowAfter > 0 {
+	if r.slowAfter > 0 {
 		// A slow attempt becomes visible as "delivering"; a fast one costs
 		// no extra state write.
 		done := make(chan struct{})
-		t := time.AfterFunc(f.slowAfter, func() {
-			f.writeState(d, StatusDelivering, result{}, time.Time{})
+		t := time.AfterFunc(r.slowAfter, func() {
+			r.writeState(d, StatusDelivering, result{}, time.Time{})
 			close(done)
 		})
 		defer func() {
@@ -99,57 +99,57 @@ func (f *Forwarder) attemptOnce(d *delivery) result {
 		}()
 	}
 	if len(d.ev.Body) > largeBody {
-		return f.postLarge(d)
+		return r.postLarge(d)
 	}
-	return f.post(d)
+	return r.post(d)
 }
 
 // post makes the attempt with fasthttp.
-func (f *Forwarder) post(d *delivery) result {
+func (r *run) post(d *delivery) result {
 	req := fasthttp.AcquireRequest()
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
-	req.SetURI(f.uri)
+	req.SetURI(r.uri)
 	req.Header.SetMethod(http.MethodPost)
 	req.SetBodyRaw(d.ev.Body)
 	if d.ev.ContentType == "" {
 		req.Header.SetNoDefaultContentType(true)
 	}
-	f.setHeaders(&req.Header, d)
+	r.setHeaders(&req.Header, d)
 
 	start := time.Now()
-	err := f.client.DoTimeout(req, resp, f.cfg.Timeout)
+	err := r.client.DoTimeout(req, resp, r.cfg.Timeout)
 	latency := time.Since(start)
 	// A body over drainLimit fails only once the status and headers are
 	// read: the answer counts, and the connection is closed, not drained.
 	if err != nil && !errors.Is(err, fasthttp.ErrBodyTooLarge) {
-		return result{outcome: retryable, latency: latency, err: f.describeErr(err)}
+		return result{outcome: retryable, latency: latency, err: r.describeErr(err)}
 	}
-	res := f.answered(resp.StatusCode(), string(resp.Header.Peek("Retry-After")), latency)
+	res := r.answered(resp.StatusCode(), string(resp.Header.Peek("Retry-After")), latency)
 	res.answer = fastAnswer(resp)
 	return res
 }
 
 // postLarge makes the attempt with net/http (see largeBody).
-func (f *Forwarder) postLarge(d *delivery) result {
-	ctx, cancel := context.WithTimeout(f.hardCtx, f.cfg.Timeout)
+func (r *run) postLarge(d *delivery) result {
+	ctx, cancel := context.WithTimeout(r.hardCtx, r.cfg.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.cfg.URL, bytes.NewReader(d.ev.Body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.cfg.URL, bytes.NewReader(d.ev.Body))
 	if err != nil {
 		// The URL was validated; this is out of our hands.
 		return result{outcome: retryable, err: err.Error()}
 	}
-	f.setHeaders(req.Header, d)
+	r.setHeaders(req.Header, d)
 	start := time.Now()
-	resp, err := f.largeClient.Do(req)
+	resp, err := r.largeClient.Do(req)
 	if err != nil {
-		return result{outcome: retryable, latency: time.Since(start), err: f.describeErr(err)}
+		return result{outcome: retryable, latency: time.Since(start), err: r.describeErr(err)}
 	}
 	ans := httpAnswer(resp)
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, drainLimit))
 	resp.Body.Close()
-	res := f.answered(resp.StatusCode, resp.Header.Get("Retry-After"), time.Since(start))
+	res := r.answered(resp.StatusCode, resp.Header.Get("Retry-After"), time.Since(start))
 	res.answer = ans
 	return res
 }
@@ -165,8 +165,8 @@ func (f *Forwarder) answered(status int, retryAfter string, latency time.Duratio
 }
 
 // describeErr words a failed attempt for the delivery state and the log.
-func (f *Forwarder) describeErr(err error) string {
-	if f.hardCtx.Err() != nil || errors.Is(err, context.Canceled) {
+func (r *run) describeErr(err error) string {
+	if r.hardCtx.Err() != nil || errors.Is(err, context.Canceled) {
 		return errAborted.Error()
 	}
 	// net/http's errors quote the method and URL; the state names the
@@ -184,7 +184,7 @@ func (f *Forwarder) describeErr(err error) string {
 	var ne net.Error
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, fasthttp.ErrTimeout) ||
 		errors.Is(err, fasthttp.ErrDialTimeout) || (errors.As(err, &ne) && ne.Timeout()) {
-		return "timeout after " + f.cfg.Timeout.String()
+		return "timeout after " + r.cfg.Timeout.String()
 	}
 	return err.Error()
 }

@@ -48,21 +48,21 @@ const dlqRetry = 30 * time.Second
 // deadLetter copies the event to WEBHOOKS_DLQ with why it died, then
 // terminates it. When the copy fails the event is handed back, never
 // dropped.
-func (f *Forwarder) deadLetter(d *delivery, reason string, res result) {
+func (r *run) deadLetter(d *delivery, reason string, res result) {
 	res.reason = reason
-	err := f.copyToDLQ(d.msg.Subject(), d.msg.Headers(), d.msg.Data(), d.md.Sequence.Stream, d.attempt, res)
+	err := r.copyToDLQ(d.msg.Subject(), d.msg.Headers(), d.msg.Data(), d.md.Sequence.Stream, d.attempt, res)
 	if err != nil {
-		f.log.Error("dead letter failed; will retry", zap.String("event_id", d.ev.ID), zap.String("reason", reason), zap.Error(err))
-		f.nak(d.msg, dlqRetry)
+		r.log.Error("dead letter failed; will retry", zap.String("event_id", d.ev.ID), zap.String("reason", reason), zap.Error(err))
+		r.nak(d.msg, dlqRetry)
 		return
 	}
 	if err := d.msg.TermWithReason(reason); err != nil && !errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
-		f.log.Warn("term failed", zap.String("event_id", d.ev.ID), zap.Error(err))
+		r.log.Warn("term failed", zap.String("event_id", d.ev.ID), zap.Error(err))
 	}
-	f.forget(d)
-	f.writeState(d, StatusFailed, res, time.Time{})
-	f.obs.DeadLettered(reason)
-	f.log.Warn("event dead-lettered",
+	r.attempts.forget(d.md.Sequence.Stream)
+	r.writeState(d, StatusFailed, res, time.Time{})
+	r.obs.DeadLettered(reason)
+	r.log.Warn("event dead-lettered",
 		zap.String("event_id", d.ev.ID),
 		zap.String("reason", reason),
 		zap.Int("attempts", d.attempt),
@@ -71,8 +71,8 @@ func (f *Forwarder) deadLetter(d *delivery, reason string, res result) {
 }
 
 // copyToDLQ publishes the dead letter and waits for its PubAck.
-func (f *Forwarder) copyToDLQ(subject string, h nats.Header, data []byte, seq uint64, attempts int, res result) error {
-	out := nats.NewMsg(event.DLQSubject(f.cfg.Name, subject))
+func (r *run) copyToDLQ(subject string, h nats.Header, data []byte, seq uint64, attempts int, res result) error {
+	out := nats.NewMsg(event.DLQSubject(r.cfg.Name, subject))
 	for k, v := range h {
 		// JetStream's own headers (the original Nats-Msg-Id above all)
 		// would make the dead letter a duplicate of something else.
@@ -82,7 +82,7 @@ func (f *Forwarder) copyToDLQ(subject string, h nats.Header, data []byte, seq ui
 		out.Header[k] = v
 	}
 	out.Data = data
-	out.Header.Set(event.HeaderDLQDestination, f.cfg.Name)
+	out.Header.Set(event.HeaderDLQDestination, r.cfg.Name)
 	out.Header.Set(event.HeaderDLQReason, res.reason)
 	out.Header.Set(event.HeaderDLQAttempts, strconv.Itoa(attempts))
 	out.Header.Set(event.HeaderDLQLastStatus, strconv.Itoa(res.status))
@@ -91,9 +91,9 @@ func (f *Forwarder) copyToDLQ(subject string, h nats.Header, data []byte, seq ui
 	}
 	out.Header.Set(event.HeaderDLQFailedAt, time.Now().UTC().Format(time.RFC3339Nano))
 	out.Header.Set(event.HeaderDLQStreamSeq, strconv.FormatUint(seq, 10))
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(f.hardCtx), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.hardCtx), 10*time.Second)
 	defer cancel()
-	_, err := f.js.PublishMsg(ctx, out, jetstream.WithMsgID(dlqMsgID(f.cfg.Name, seq)), jetstream.WithExpectStream(event.DLQStreamName))
+	_, err := r.js.PublishMsg(ctx, out, jetstream.WithMsgID(dlqMsgID(r.cfg.Name, seq)), jetstream.WithExpectStream(event.DLQStreamName))
 	if err != nil {
 		return fmt.Errorf("publish to %s subject %q: %w", event.DLQStreamName, out.Subject, err)
 	}
@@ -112,13 +112,13 @@ func oneLine(s string) string {
 
 // startAdvisories makes sure the advisory stream exists and consumes this
 // destination's max-deliveries advisories from it.
-func (f *Forwarder) startAdvisories(ctx context.Context) error {
-	events, err := f.js.Stream(ctx, event.StreamName)
+func (r *run) startAdvisories(ctx context.Context) error {
+	events, err := r.js.Stream(ctx, event.StreamName)
 	if err != nil {
-		return fmt.Errorf("destination %q: stream %s: %w", f.cfg.Name, event.StreamName, err)
+		return fmt.Errorf("destination %q: stream %s: %w", r.cfg.Name, event.StreamName, err)
 	}
 	replicas := max(1, events.CachedInfo().Config.Replicas)
-	_, err = f.js.CreateStream(ctx, jetstream.StreamConfig{
+	_, err = r.js.CreateStream(ctx, jetstream.StreamConfig{
 		Name:        AdvisoryStream,
 		Description: "JetStream max-deliveries advisories of Hookgate's forwarders",
 		Subjects:    []string{advisoryPrefix + "*"},
@@ -130,25 +130,25 @@ func (f *Forwarder) startAdvisories(ctx context.Context) error {
 		Discard:     jetstream.DiscardOld,
 	})
 	if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-		return fmt.Errorf("destination %q: create stream %s: %w", f.cfg.Name, AdvisoryStream, err)
+		return fmt.Errorf("destination %q: create stream %s: %w", r.cfg.Name, AdvisoryStream, err)
 	}
-	cons, err := f.js.CreateOrUpdateConsumer(ctx, AdvisoryStream, jetstream.ConsumerConfig{
-		Durable:       "adv-" + f.consumer,
-		FilterSubject: advisoryPrefix + f.consumer,
+	cons, err := r.js.CreateOrUpdateConsumer(ctx, AdvisoryStream, jetstream.ConsumerConfig{
+		Durable:       "adv-" + r.consumer,
+		FilterSubject: advisoryPrefix + r.consumer,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       time.Minute,
 		MaxAckPending: 1,
 	})
 	if err != nil {
-		return fmt.Errorf("destination %q: create advisory consumer: %w", f.cfg.Name, err)
+		return fmt.Errorf("destination %q: create advisory consumer: %w", r.cfg.Name, err)
 	}
-	f.advCC, err = cons.Consume(func(m jetstream.Msg) { f.onAdvisory(events, m) },
+	r.advCC, err = cons.Consume(func(m jetstream.Msg) { r.onAdvisory(events, m) },
 		jetstream.PullMaxMessages(1),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			f.log.Debug("consume advisories", zap.Error(err))
+			r.log.Debug("consume advisories", zap.Error(err))
 		}))
 	if err != nil {
-		return fmt.Errorf("destination %q: consume advisories: %w", f.cfg.Name, err)
+		return fmt.Errorf("destination %q: consume advisories: %w", r.cfg.Name, err)
 	}
 	return nil
 }
@@ -163,24 +163,24 @@ type maxDeliveriesAdvisory struct {
 }
 
 // onAdvisory dead-letters the event JetStream gave up on.
-func (f *Forwarder) onAdvisory(events jetstream.Stream, m jetstream.Msg) {
+func (r *run) onAdvisory(events jetstream.Stream, m jetstream.Msg) {
 	var a maxDeliveriesAdvisory
 	if err := json.Unmarshal(m.Data(), &a); err != nil || a.StreamSeq == 0 {
-		f.log.Error("unreadable max-deliveries advisory", zap.Error(err))
+		r.log.Error("unreadable max-deliveries advisory", zap.Error(err))
 		_ = m.Term()
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(f.hardCtx), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.hardCtx), 10*time.Second)
 	defer cancel()
 	raw, err := events.GetMsg(ctx, a.StreamSeq)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		f.log.Warn("event gone before it could be dead-lettered", zap.Uint64("stream_seq", a.StreamSeq))
+		r.log.Warn("event gone before it could be dead-lettered", zap.Uint64("stream_seq", a.StreamSeq))
 		_ = m.Ack()
 		return
 	}
 	if err != nil {
-		f.log.Warn("read event for dead letter", zap.Uint64("stream_seq", a.StreamSeq), zap.Error(err))
-		f.nak(m, 5*time.Second)
+		r.log.Warn("read event for dead letter", zap.Uint64("stream_seq", a.StreamSeq), zap.Error(err))
+		r.nak(m, 5*time.Second)
 		return
 	}
 	ev, err := event.Decode(&nats.Msg{Subject: raw.Subject, Header: raw.Header, Data: raw.Data})
@@ -189,7 +189,7 @@ func (f *Forwarder) onAdvisory(events jetstream.Stream, m jetstream.Msg) {
 	}
 	d := &delivery{ev: ev, md: &jetstream.MsgMetadata{Sequence: jetstream.SequencePair{Stream: a.StreamSeq}}, attempt: int(a.Deliveries)}
 	res := result{reason: reasonMaxDeliveries, err: fmt.Sprintf("JetStream stopped after %d deliveries: no forwarder finished the event", a.Deliveries)}
-	if st, err := f.readState(ctx, ev.ID); err == nil && st.Sequence == a.StreamSeq {
+	if st, err := r.readState(ctx, ev.ID); err == nil && st.Sequence == a.StreamSeq {
 		if st.Status == StatusFailed || st.Status == StatusDelivered {
 			_ = m.Ack() // already settled; the advisory is late news
 			return
@@ -199,14 +199,14 @@ func (f *Forwarder) onAdvisory(events jetstream.Stream, m jetstream.Msg) {
 			res.err = st.LastError + "; " + res.err
 		}
 	}
-	if err := f.copyToDLQ(raw.Subject, raw.Header, raw.Data, a.StreamSeq, d.attempt, res); err != nil {
-		f.log.Error("dead letter from advisory failed; will retry", zap.String("event_id", ev.ID), zap.Error(err))
-		f.nak(m, 5*time.Second)
+	if err := r.copyToDLQ(raw.Subject, raw.Header, raw.Data, a.StreamSeq, d.attempt, res); err != nil {
+		r.log.Error("dead letter from advisory failed; will retry", zap.String("event_id", ev.ID), zap.Error(err))
+		r.nak(m, 5*time.Second)
 		return
 	}
-	f.writeState(d, StatusFailed, res, time.Time{})
-	f.obs.DeadLettered(res.reason)
-	f.log.Warn("event dead-lettered after JetStream's last delivery",
+	r.writeState(d, StatusFailed, res, time.Time{})
+	r.obs.DeadLettered(res.reason)
+	r.log.Warn("event dead-lettered after JetStream's last delivery",
 		zap.String("event_id", ev.ID), zap.Uint64("deliveries", a.Deliveries))
 	_ = m.Ack()
 }

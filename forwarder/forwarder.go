@@ -12,10 +12,11 @@
 // the event is copied to WEBHOOKS_DLQ with why it died and terminated.
 //
 // Throughput per destination is capped by Rate (a token bucket) and
-// Concurrency (the worker pool and the consumer's MaxAckPending, which
-// agree). A circuit breaker pauses the consumer while the destination
-// fails. Every (event, destination) pair has a delivery state in the KV
-// bucket WEBHOOKS_DELIVERIES, read with ReadDelivery and ReadDeliveries.
+// Concurrency (the worker pool; the consumer's MaxAckPending is larger, to
+// leave room for events waiting out a retry delay). A circuit breaker
+// pauses the consumer while the destination fails. Every (event,
+// destination) pair has a delivery state in the KV bucket
+// WEBHOOKS_DELIVERIES, read with ReadDelivery and ReadDeliveries.
 //
 // Lifecycle: New checks the config, Start creates or updates the durable
 // consumer and starts delivering, Stop stops pulling and lets in-flight
@@ -52,12 +53,17 @@ var ackMargin = 30 * time.Second // a variable so that tests can shorten it
 // caused by a 410 should be lifted.
 const metaURL = "hookgate_url_sha256"
 
-// Forwarder delivers the events of one destination.
+// Forwarder delivers the events of one destination. It is the long-lived
+// part, made by New: the configuration and what is derived from it once
+// (HTTP clients, rate limiter, breaker, ordering key). What lives only while
+// it runs (the consume contexts, workers, the events in hand) is a run,
+// made by Start and consumed by Stop, so a Forwarder can be started again
+// after it stopped.
 //
-// Concurrency workers make the HTTP requests; the consumer's MaxAckPending
+// Concurrency workers make the HTTP requests. The consumer's MaxAckPending
 // is Concurrency plus room for events waiting out a retry delay (which
-// JetStream counts as pending), and every event handed out waits in a
-// queue in hand until a worker is free.
+// JetStream counts as pending), so it is larger than Concurrency; every
+// event handed out waits in a queue in hand until a worker is free.
 type Forwarder struct {
 	js     jetstream.JetStream
 	cfg    Config
@@ -81,37 +87,9 @@ type Forwarder struct {
 	// "delivering": fast attempts write one state, not two.
 	slowAfter time.Duration
 
-	mu      sync.Mutex
-	started bool
-	cc      jetstream.ConsumeContext
-	advCC   jetstream.ConsumeContext
-	kv      jetstream.KeyValue
-	work    chan task
-	workers sync.WaitGroup
-	loops   sync.WaitGroup
-	// stopCtx is cancelled when Stop begins: waiting events give up.
-	stopCtx context.Context
-	stopNow context.CancelFunc
-	// hardCtx aborts attempts in flight when Stop runs out of time.
-	hardCtx    context.Context
-	hardCancel context.CancelFunc
-	// held are messages in hand but not in an HTTP attempt (waiting for the
-	// breaker, the rate limiter, a retry delay or their turn in a key's
-	// queue); they get InProgress so JetStream keeps them ours.
-	held map[jetstream.Msg]struct{}
-	// queues holds, per ordering key, the events waiting behind the one
-	// being delivered.
-	queues map[string][]jetstream.Msg
-	// attempts remembers the attempts made per stream sequence while an
-	// event is being retried, so a redelivery needs no state read.
-	attempts map[uint64]int
-}
-
-// task is one message handed to a worker, with its ordering key ("" when
-// unordered).
-type task struct {
-	msg jetstream.Msg
-	key string
+	// mu guards run: set by Start, taken by Stop.
+	mu  sync.Mutex
+	run *run
 }
 
 // New checks cfg and returns a Forwarder that is not yet running.
@@ -172,7 +150,7 @@ func (f *Forwarder) Config() Config { return f.cfg }
 func (f *Forwarder) Start(ctx context.Context) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.started {
+	if f.run != nil {
 		return fmt.Errorf("destination %q: already started", f.cfg.Name)
 	}
 	kv, err := EnsureStateBucket(ctx, f.js)
@@ -187,46 +165,11 @@ func (f *Forwarder) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("destination %q: create consumer %q on stream %s: %w", f.cfg.Name, f.consumer, event.StreamName, err)
 	}
-	f.kv = kv
-	f.stopCtx, f.stopNow = context.WithCancel(context.Background())
-	f.hardCtx, f.hardCancel = context.WithCancel(context.Background())
-	// Aborting an attempt means closing its connection.
-	f.conns.reset()
-	context.AfterFunc(f.hardCtx, f.conns.abort)
-	f.held = make(map[jetstream.Msg]struct{})
-	f.queues = make(map[string][]jetstream.Msg)
-	f.attempts = make(map[uint64]int)
-	// Room for every event JetStream may hand out, so dispatch never
-	// blocks and no event waits where keepAlive cannot see it.
-	f.work = make(chan task, f.maxAckPending)
-	for range f.cfg.Concurrency {
-		f.workers.Go(f.worker)
-	}
-	f.loops.Go(f.keepAlive)
-	if err := f.startAdvisories(ctx); err != nil {
-		f.abortStart()
+	r := newRun(f, kv)
+	if err := r.start(ctx, cons); err != nil {
 		return err
 	}
-	f.cc, err = cons.Consume(f.dispatch,
-		jetstream.PullMaxMessages(f.maxAckPending),
-		// Short pull requests: under load the server sometimes drops a
-		// waiting pull request while the client still counts on it
-		// (observed with nats-server 2.15.2 in BenchmarkDeliver); delivery
-		// then stalls until the request expires and the client re-pulls.
-		jetstream.PullExpiry(time.Second),
-		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			if errors.Is(err, jetstream.ErrNoHeartbeat) {
-				// The client re-pulls on its own; see PullExpiry above.
-				f.debug("consume: pull request lost, re-pulling", zap.Error(err))
-				return
-			}
-			f.log.Warn("consume", zap.Error(err))
-		}))
-	if err != nil {
-		f.abortStart()
-		return fmt.Errorf("destination %q: consume %q: %w", f.cfg.Name, f.consumer, err)
-	}
-	f.started = true
+	f.run = r
 	f.log.Info("forwarder started",
 		zap.String("consumer", f.consumer),
 		zap.Strings("subjects", f.cfg.Subjects),
@@ -234,18 +177,6 @@ func (f *Forwarder) Start(ctx context.Context) error {
 		zap.Duration("ack_wait", f.ackWait),
 		zap.Int("max_attempts", f.cfg.MaxAttempts))
 	return nil
-}
-
-// abortStart undoes a half-done Start; f.mu is held.
-func (f *Forwarder) abortStart() {
-	if f.advCC != nil {
-		f.advCC.Stop()
-	}
-	f.stopNow()
-	close(f.work)
-	f.workers.Wait()
-	f.loops.Wait()
-	f.hardCancel()
 }
 
 func (f *Forwarder) consumerConfig() jetstream.ConsumerConfig {
@@ -298,35 +229,13 @@ func (f *Forwarder) keepPause(ctx context.Context, cfg *jetstream.ConsumerConfig
 // and Nak'd.
 func (f *Forwarder) Stop(ctx context.Context) error {
 	f.mu.Lock()
-	if !f.started {
-		f.mu.Unlock()
+	r := f.run
+	f.run = nil
+	f.mu.Unlock()
+	if r == nil {
 		return nil
 	}
-	f.started = false
-	f.mu.Unlock()
-
-	if dl, ok := ctx.Deadline(); ok {
-		// Leave a moment before the deadline to Nak what was aborted.
-		grace := time.Until(dl)
-		t := time.AfterFunc(grace-min(grace/10, time.Second), f.hardCancel)
-		defer t.Stop()
-	}
-	f.stopNow()
-	f.cc.Drain()
-	f.advCC.Drain()
-	var err error
-	select {
-	case <-f.cc.Closed():
-	case <-ctx.Done():
-		err = ctx.Err()
-	}
-	if err == nil {
-		close(f.work)
-		if err = waitCtx(ctx, &f.workers); err == nil {
-			err = waitCtx(ctx, &f.loops)
-		}
-	}
-	f.hardCancel()
+	err := r.stop(ctx)
 	// Acks and Naks are fire-and-forget; make sure they left before the
 	// caller closes the connection.
 	flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
@@ -351,121 +260,6 @@ func waitCtx(ctx context.Context, wg *sync.WaitGroup) error {
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
-	}
-}
-
-func (f *Forwarder) isStopping() bool { return f.stopCtx.Err() != nil }
-
-// dispatch is the Consume callback. JetStream calls it serially, so it only
-// routes: each message joins the work queue, or, when ordered and its key
-// is busy, the back of that key's queue. Queued messages are held (kept
-// alive with InProgress) until a worker takes them.
-func (f *Forwarder) dispatch(m jetstream.Msg) {
-	if f.isStopping() {
-		f.nak(m, 0)
-		return
-	}
-	t := task{msg: m}
-	f.mu.Lock()
-	f.held[m] = struct{}{}
-	if f.keyOf != nil {
-		t.key = f.keyOf(m)
-		if t.key != "" {
-			q, busy := f.queues[t.key]
-			if busy {
-				f.queues[t.key] = append(q, m)
-				f.mu.Unlock()
-				return
-			}
-			f.queues[t.key] = nil
-		}
-	}
-	f.mu.Unlock()
-	// The queue has room for MaxAckPending events, all JetStream hands out.
-	f.work <- t
-}
-
-func (f *Forwarder) worker() {
-	for t := range f.work {
-		f.release(t.msg)
-		f.handle(t.msg)
-		for t.key != "" {
-			next := f.nextInKey(t.key)
-			if next == nil {
-				break
-			}
-			if f.isStopping() {
-				f.nak(next, 0)
-				continue
-			}
-			f.handle(next)
-		}
-	}
-}
-
-// nextInKey pops the next event queued behind key, or retires the key.
-func (f *Forwarder) nextInKey(key string) jetstream.Msg {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	q := f.queues[key]
-	if len(q) == 0 {
-		delete(f.queues, key)
-		return nil
-	}
-	m := q[0]
-	f.queues[key] = q[1:]
-	delete(f.held, m)
-	return m
-}
-
-// hold marks m as waiting in hand; release undoes it.
-func (f *Forwarder) hold(m jetstream.Msg) {
-	f.mu.Lock()
-	f.held[m] = struct{}{}
-	f.mu.Unlock()
-}
-
-func (f *Forwarder) release(m jetstream.Msg) {
-	f.mu.Lock()
-	delete(f.held, m)
-	f.mu.Unlock()
-}
-
-// keepAlive tells JetStream that held messages are still being worked on,
-// so their AckWait does not expire while they wait.
-func (f *Forwarder) keepAlive() {
-	t := time.NewTicker(f.ackWait / 3)
-	defer t.Stop()
-	for {
-		select {
-		case <-f.stopCtx.Done():
-			return
-		case <-t.C:
-		}
-		f.mu.Lock()
-		msgs := make([]jetstream.Msg, 0, len(f.held))
-		for m := range f.held {
-			msgs = append(msgs, m)
-		}
-		f.mu.Unlock()
-		for _, m := range msgs {
-			_ = m.InProgress() // fails only once acked: nothing to keep then
-		}
-	}
-}
-
-// wait blocks for d while m is held, and reports false when the forwarder
-// is stopping.
-func (f *Forwarder) wait(m jetstream.Msg, d time.Duration) bool {
-	f.hold(m)
-	defer f.release(m)
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-f.stopCtx.Done():
-		return false
 	}
 }
 

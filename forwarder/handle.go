@@ -25,125 +25,144 @@ type delivery struct {
 }
 
 // handle takes one event from its first look to its fate for this
-// delivery: acked, dead-lettered, or handed back with a delay.
-func (f *Forwarder) handle(m jetstream.Msg) {
-	if f.isStopping() {
-		f.nak(m, 0)
+// delivery: acked, dead-lettered, or handed back with a delay. decide
+// chooses the fate; handle carries it out.
+func (r *run) handle(m jetstream.Msg) {
+	if r.isStopping() {
+		r.nak(m, 0)
 		return
 	}
-	md, err := m.Metadata()
-	if err != nil {
-		// Only a message that did not come from a consumer lacks metadata.
-		f.log.Error("message without JetStream metadata", zap.String("subject", m.Subject()), zap.Error(err))
-		f.nak(m, 0)
+	d, ok := r.open(m)
+	if !ok {
 		return
 	}
-	// event.Decode on a message with no reply subject skips the metadata
-	// DecodeJetStream would parse a second time.
-	ev, err := event.Decode(&nats.Msg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data()})
-	if err != nil {
-		d := &delivery{msg: m, md: md, ev: &event.Event{ID: fmt.Sprintf("seq:%d", md.Sequence.Stream), Subject: m.Subject()}}
-		f.deadLetter(d, reasonUndecodable, result{err: err.Error()})
-		return
-	}
-	ev.Sequence = md.Sequence.Stream
-	d := &delivery{msg: m, ev: ev, md: md, received: ev.ReceivedAt}
-	if d.received.IsZero() {
-		d.received = md.Timestamp
-	}
-	d.attempt = f.nextAttempt(d)
 	for {
-		if f.cfg.MaxAge > 0 && time.Since(d.received) > f.cfg.MaxAge {
-			f.deadLetter(d, reasonMaxAge, result{err: fmt.Sprintf("older than max_age %v", f.cfg.MaxAge)})
+		if r.cfg.MaxAge > 0 && time.Since(d.received) > r.cfg.MaxAge {
+			r.deadLetter(d, reasonMaxAge, result{err: fmt.Sprintf("older than max_age %v", r.cfg.MaxAge)})
 			return
 		}
-		probe, ok := f.admit(d)
+		probe, ok := r.admit(d)
 		if !ok {
-			f.nak(m, 0)
+			r.nak(m, 0)
 			return
 		}
-		res := f.attemptOnce(d)
-		f.recordAttempt(d, res)
-		f.obs.Attempted(res.outcome.String(), res.latency)
-		f.recordBreaker(probe, res)
-		switch res.outcome {
-		case delivered:
-			f.ack(m)
-			f.forget(d)
-			f.writeState(d, StatusDelivered, res, time.Time{})
-			// Checked here, not in f.debug: its variadic fields would be
-			// allocated for every delivery even with debug logging off.
-			if ce := f.log.Check(zapcore.DebugLevel, "delivered"); ce != nil {
-				ce.Write(zap.String("event_id", ev.ID), zap.Int("attempt", d.attempt), zap.Int("status", res.status), zap.Duration("latency", res.latency))
-			}
-			return
-		case rejected:
-			f.deadLetter(d, reasonRejected, res)
-			return
-		case gone:
-			f.pauseGone(res)
-			f.remember(d)
-			f.writeState(d, StatusRetrying, res, time.Time{})
-			if f.keyOf != nil {
-				// Keep the key's turn: the breaker gate holds the next
-				// attempt until the destination is resumed.
-				d.attempt++
-				continue
-			}
-			f.nak(m, 0) // delivered again once the consumer is resumed
-			return
-		}
-		// retryable
-		if d.attempt >= f.cfg.MaxAttempts {
-			f.deadLetter(d, reasonMaxAttempts, res)
-			return
-		}
-		delay := f.cfg.retryDelay(d.attempt, res.retryAfter)
-		next := time.Now().Add(delay)
-		if f.cfg.MaxAge > 0 && next.After(d.received.Add(f.cfg.MaxAge)) {
-			f.deadLetter(d, reasonMaxAge, res)
-			return
-		}
-		if f.keyOf == nil && int(d.md.NumDelivered) >= f.maxDeliver {
-			// JetStream will not deliver it again.
-			f.deadLetter(d, reasonMaxDeliveries, res)
-			return
-		}
-		f.remember(d)
-		f.writeState(d, StatusRetrying, res, next)
-		if ce := f.log.Check(zapcore.DebugLevel, "retrying"); ce != nil {
-			ce.Write(zap.String("event_id", ev.ID), zap.Int("attempt", d.attempt), zap.Int("status", res.status), zap.String("error", res.err), zap.Duration("delay", delay))
-		}
-		if f.keyOf == nil {
-			f.nak(m, delay)
-			return
-		}
-		// Ordered: the event keeps its key's turn and waits in hand, so
-		// no later event of the key overtakes it.
-		if !f.wait(m, delay) {
-			f.nak(m, 0)
+		res := r.attemptOnce(d)
+		r.recordAttempt(d, res)
+		r.obs.Attempted(res.outcome.String(), res.latency)
+		r.recordBreaker(probe, res)
+		if !r.settle(d, res) {
 			return
 		}
 		d.attempt++
 	}
 }
 
+// open decodes a message into a delivery, numbering its attempt. A message
+// that cannot be decoded is dead-lettered (or handed back) here, and ok is
+// false.
+func (r *run) open(m jetstream.Msg) (d *delivery, ok bool) {
+	md, err := m.Metadata()
+	if err != nil {
+		// Only a message that did not come from a consumer lacks metadata.
+		r.log.Error("message without JetStream metadata", zap.String("subject", m.Subject()), zap.Error(err))
+		r.nak(m, 0)
+		return nil, false
+	}
+	// event.Decode on a message with no reply subject skips the metadata
+	// DecodeJetStream would parse a second time.
+	ev, err := event.Decode(&nats.Msg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data()})
+	if err != nil {
+		d := &delivery{msg: m, md: md, ev: &event.Event{ID: fmt.Sprintf("seq:%d", md.Sequence.Stream), Subject: m.Subject()}}
+		r.deadLetter(d, reasonUndecodable, result{err: err.Error()})
+		return nil, false
+	}
+	ev.Sequence = md.Sequence.Stream
+	d = &delivery{msg: m, ev: ev, md: md, received: ev.ReceivedAt}
+	if d.received.IsZero() {
+		d.received = md.Timestamp
+	}
+	d.attempt = r.nextAttempt(d)
+	return d, true
+}
+
+// settle carries out decide's verdict on an attempt's result. It reports
+// true when the event stays in hand for another attempt (ordered events,
+// which keep their key's turn).
+func (r *run) settle(d *delivery, res result) (again bool) {
+	in := decisionInput{
+		outcome:     res.outcome,
+		ordered:     r.keyOf != nil,
+		attempt:     d.attempt,
+		maxAttempts: r.cfg.MaxAttempts,
+		now:         time.Now(),
+		received:    d.received,
+		maxAge:      r.cfg.MaxAge,
+		delivered:   int(d.md.NumDelivered),
+		maxDeliver:  r.maxDeliver,
+	}
+	if res.outcome == retryable {
+		in.delay = r.cfg.retryDelay(d.attempt, res.retryAfter)
+	}
+	dec := decide(in)
+	switch dec.verdict {
+	case ack:
+		r.ack(d.msg)
+		r.attempts.forget(d.md.Sequence.Stream)
+		r.writeState(d, StatusDelivered, res, time.Time{})
+		// Checked here, not in r.debug: its variadic fields would be
+		// allocated for every delivery even with debug logging off.
+		if ce := r.log.Check(zapcore.DebugLevel, "delivered"); ce != nil {
+			ce.Write(zap.String("event_id", d.ev.ID), zap.Int("attempt", d.attempt), zap.Int("status", res.status), zap.Duration("latency", res.latency))
+		}
+		return false
+	case deadLetter:
+		r.deadLetter(d, dec.reason, res)
+		return false
+	case pauseAndNak, pauseInTurn:
+		r.pauseGone(res)
+		r.attempts.set(d.md.Sequence.Stream, d.attempt)
+		r.writeState(d, StatusRetrying, res, time.Time{})
+		if dec.verdict == pauseAndNak {
+			r.nak(d.msg, 0) // delivered again once the consumer is resumed
+			return false
+		}
+		// The breaker gate holds the next attempt until resumed.
+		return true
+	}
+	r.attempts.set(d.md.Sequence.Stream, d.attempt)
+	r.writeState(d, StatusRetrying, res, dec.next)
+	if ce := r.log.Check(zapcore.DebugLevel, "retrying"); ce != nil {
+		ce.Write(zap.String("event_id", d.ev.ID), zap.Int("attempt", d.attempt), zap.Int("status", res.status), zap.String("error", res.err), zap.Duration("delay", in.delay))
+	}
+	if dec.verdict == retryLater {
+		r.nak(d.msg, in.delay)
+		return false
+	}
+	// Ordered: the event keeps its key's turn and waits in hand, so no
+	// later event of the key overtakes it.
+	if !r.wait(d.msg, in.delay) {
+		r.nak(d.msg, 0)
+		return false
+	}
+	return true
+}
+
 // admit waits until the breaker and the rate limiter let an attempt go. It
 // reports whether this attempt is the breaker's half-open probe, and false
 // for ok when the forwarder is stopping.
-func (f *Forwarder) admit(d *delivery) (probe, ok bool) {
-	if f.breaker.closed() && (f.limiter == nil || f.limiter.Allow()) {
+func (r *run) admit(d *delivery) (probe, ok bool) {
+	if r.breaker.closed() && (r.limiter == nil || r.limiter.Allow()) {
 		return false, true
 	}
-	f.hold(d.msg)
-	defer f.release(d.msg)
-	probe, err := f.breaker.enter(f.stopCtx)
+	r.held.add(d.msg)
+	defer r.held.remove(d.msg)
+	probe, err := r.breaker.enter(r.stopCtx)
 	if err != nil {
 		return false, false
 	}
-	if f.limiter != nil {
-		if err := f.limiter.Wait(f.stopCtx); err != nil {
-			f.breaker.abandon(probe)
+	if r.limiter != nil {
+		if err := r.limiter.Wait(r.stopCtx); err != nil {
+			r.breaker.abandon(probe)
 			return false, false
 		}
 	}
@@ -154,36 +173,21 @@ func (f *Forwarder) admit(d *delivery) (probe, ok bool) {
 // make. JetStream's delivery count also counts deliveries that made no
 // attempt (handed back on shutdown), so a redelivery asks this process's
 // memory, then the delivery state.
-func (f *Forwarder) nextAttempt(d *delivery) int {
+func (r *run) nextAttempt(d *delivery) int {
 	if d.md.NumDelivered <= 1 {
 		return 1
 	}
-	f.mu.Lock()
-	n, ok := f.attempts[d.md.Sequence.Stream]
-	f.mu.Unlock()
-	if ok {
+	if n, ok := r.attempts.get(d.md.Sequence.Stream); ok {
 		return n + 1
 	}
-	ctx, cancel := context.WithTimeout(f.hardCtx, 5*time.Second)
+	ctx, cancel := context.WithTimeout(r.hardCtx, 5*time.Second)
 	defer cancel()
-	st, err := f.readState(ctx, d.ev.ID)
+	st, err := r.readState(ctx, d.ev.ID)
 	if err == nil && st.Sequence == d.md.Sequence.Stream {
 		return st.Attempts + 1
 	}
 	if err != nil && !errors.Is(err, ErrNoDelivery) {
-		f.log.Warn("read delivery state", zap.String("event_id", d.ev.ID), zap.Error(err))
+		r.log.Warn("read delivery state", zap.String("event_id", d.ev.ID), zap.Error(err))
 	}
 	return int(d.md.NumDelivered)
-}
-
-func (f *Forwarder) remember(d *delivery) {
-	f.mu.Lock()
-	f.attempts[d.md.Sequence.Stream] = d.attempt
-	f.mu.Unlock()
-}
-
-func (f *Forwarder) forget(d *delivery) {
-	f.mu.Lock()
-	delete(f.attempts, d.md.Sequence.Stream)
-	f.mu.Unlock()
 }

@@ -45,3 +45,6 @@ type nopObserver struct{}
 
 func (nopObserver) Attempted(string, time.Duration) {}
 func (nopObserver) DeadLettered(string)             {}
+
+// Interface guard.
+var _ Observer = nopObserver{}

@@ -53,10 +53,13 @@ type ReplayResult struct {
 // stored twice and fresh events keep their own workers; callers run
 // replays one at a time per destination.
 func (f *Forwarder) Replay(ctx context.Context, seq uint64, replayAttempts int) (*ReplayResult, error) {
-	if !f.running() {
+	f.mu.Lock()
+	r := f.run
+	f.mu.Unlock()
+	if r == nil || r.isStopping() {
 		return nil, ErrNotRunning
 	}
-	d, err := f.loadForReplay(ctx, seq)
+	d, err := r.loadForReplay(ctx, seq)
 	if err != nil {
 		return nil, err
 	}
@@ -70,10 +73,10 @@ func (f *Forwarder) Replay(ctx context.Context, seq uint64, replayAttempts int) 
 			return nil, fmt.Errorf("destination %q: wait for the rate limit: %w", f.cfg.Name, err)
 		}
 	}
-	res := f.attemptOnce(d)
+	res := r.attemptOnce(d)
 	f.recordAttempt(d, res)
 	f.obs.Attempted(res.outcome.String(), res.latency)
-	f.recordBreaker(false, res)
+	r.recordBreaker(false, res)
 	out.StatusCode, out.Error = res.status, res.err
 	switch {
 	case res.outcome == delivered:
@@ -85,7 +88,7 @@ func (f *Forwarder) Replay(ctx context.Context, seq uint64, replayAttempts int) 
 			reason = reasonMaxAttempts
 		}
 		res.reason = reason
-		if err := f.copyToDLQ(d.ev.Subject, d.msg.Headers(), d.ev.Body, seq, d.attempt, res); err != nil {
+		if err := r.copyToDLQ(d.ev.Subject, d.msg.Headers(), d.ev.Body, seq, d.attempt, res); err != nil {
 			return nil, fmt.Errorf("destination %q: dead-letter replayed event %q: %w", f.cfg.Name, d.ev.ID, err)
 		}
 		out.Status = StatusFailed
@@ -93,7 +96,7 @@ func (f *Forwarder) Replay(ctx context.Context, seq uint64, replayAttempts int) 
 		f.obs.DeadLettered(reason)
 	default:
 		if res.outcome == gone {
-			f.pauseGone(res)
+			r.pauseGone(res)
 		}
 		out.Status = StatusRetrying
 		out.RetryIn = f.cfg.retryDelay(replayAttempts+1, res.retryAfter)
@@ -104,26 +107,20 @@ func (f *Forwarder) Replay(ctx context.Context, seq uint64, replayAttempts int) 
 	return out, nil
 }
 
-func (f *Forwarder) running() bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.started
-}
-
 // loadForReplay reads the stored event and numbers the attempt.
-func (f *Forwarder) loadForReplay(ctx context.Context, seq uint64) (*delivery, error) {
-	msgs, err := DirectBatch(ctx, f.js.Conn(), event.StreamName, DirectRequest{Seq: seq})
+func (r *run) loadForReplay(ctx context.Context, seq uint64) (*delivery, error) {
+	msgs, err := DirectBatch(ctx, r.js.Conn(), event.StreamName, DirectRequest{Seq: seq})
 	if err != nil {
-		return nil, fmt.Errorf("destination %q: read event %d: %w", f.cfg.Name, seq, err)
+		return nil, fmt.Errorf("destination %q: read event %d: %w", r.cfg.Name, seq, err)
 	}
 	if len(msgs) == 0 || msgs[0].Header.Get(jetstream.SequenceHeader) != fmt.Sprint(seq) {
-		return nil, fmt.Errorf("destination %q: event %d: %w", f.cfg.Name, seq, ErrEventGone)
+		return nil, fmt.Errorf("destination %q: event %d: %w", r.cfg.Name, seq, ErrEventGone)
 	}
 	raw := msgs[0]
 	subject := raw.Header.Get(jetstream.SubjectHeader)
 	ev, err := event.Decode(&nats.Msg{Subject: subject, Header: raw.Header, Data: raw.Data})
 	if err != nil {
-		return nil, fmt.Errorf("destination %q: event %d: %w", f.cfg.Name, seq, err)
+		return nil, fmt.Errorf("destination %q: event %d: %w", r.cfg.Name, seq, err)
 	}
 	ev.Sequence = seq
 	ev.Header = ev.Header.Clone()
@@ -135,12 +132,12 @@ func (f *Forwarder) loadForReplay(ctx context.Context, seq uint64) (*delivery, e
 		attempt:  1,
 		received: ev.ReceivedAt,
 	}
-	st, err := f.readState(ctx, ev.ID)
+	st, err := r.readState(ctx, ev.ID)
 	switch {
 	case err == nil && st.Sequence == seq:
 		d.attempt = st.Attempts + 1
 	case err != nil && !errors.Is(err, ErrNoDelivery):
-		return nil, fmt.Errorf("destination %q: %w", f.cfg.Name, err)
+		return nil, fmt.Errorf("destination %q: %w", r.cfg.Name, err)
 	}
 	return d, nil
 }

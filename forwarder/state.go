@@ -323,8 +323,8 @@ func appendJSONTime(b []byte, t time.Time) ([]byte, error) {
 }
 
 // readState reads this destination's state of an event.
-func (f *Forwarder) readState(ctx context.Context, eventID string) (*Delivery, error) {
-	return getDelivery(ctx, f.kv, eventID, f.cfg.Name)
+func (r *run) readState(ctx context.Context, eventID string) (*Delivery, error) {
+	return getDelivery(ctx, r.kv, eventID, r.cfg.Name)
 }
 
 // ReadDelivery returns the delivery state of an event at one destination,

@@ -180,54 +180,6 @@ func decodeB64(enc *base64.Encoding) func(string) ([]byte, error) {
 	}
 }
 
-// maxTimestampDigits admits millisecond Unix times (13 digits) with room,
-// and keeps the value far from int64 overflow.
-const maxTimestampDigits = 15
-
-// parseUnix reads a decimal Unix timestamp: digits only, no sign, space or
-// leading zero, so the text signed is the text parsed.
-func parseUnix(s string) (int64, bool) {
-	if s == "" || len(s) > maxTimestampDigits || (s[0] == '0' && len(s) > 1) {
-		return 0, false
-	}
-	var n int64
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int64(c-'0')
-	}
-	return n, true
-}
-
-// checkTimestamp parses a timestamp header in unit (time.Second or
-// time.Millisecond) and checks it is within tol of now.
-func checkTimestamp(scheme, name, value string, unit time.Duration, now time.Time, tol time.Duration) error {
-	if value == "" {
-		return fail(scheme, ErrMissing, "no %s timestamp", name)
-	}
-	n, ok := parseUnix(value)
-	if !ok {
-		return fail(scheme, ErrMalformed, "%s timestamp %s is not a Unix time", name, quote(value))
-	}
-	var t time.Time
-	if unit == time.Millisecond {
-		t = time.UnixMilli(n)
-	} else {
-		t = time.Unix(n, 0)
-	}
-	// Sub saturates, so an absurd timestamp reads as far away, not as a
-	// wrapped small number.
-	switch d := now.Sub(t); {
-	case d > tol:
-		return fail(scheme, ErrExpired, "timestamp %s is %s in the past, outside the %s tolerance", value, d.Round(time.Second), tol)
-	case -d > tol:
-		return fail(scheme, ErrExpired, "timestamp %s is %s in the future, outside the %s tolerance", value, (-d).Round(time.Second), tol)
-	}
-	return nil
-}
-
 // eachItem calls fn for each sep-separated item of a header value, trimmed
 // of spaces, skipping empty items. It stops early when fn returns false.
 func eachItem(s string, sep byte, fn func(item string) bool) {

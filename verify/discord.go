@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"encoding/hex"
 	"fmt"
+	"net/http"
 	"time"
 )
 
@@ -81,7 +82,7 @@ func (d *discord) Verify(r *Request) (Result, error) {
 	msg := joinParts([][]byte{[]byte(ts), r.Body})
 	for _, pub := range d.pubs {
 		if ed25519.Verify(pub, msg, sig) {
-			return discordResult(r.Body), nil
+			return discordHandshake(discordResult(r.Body)), nil
 		}
 	}
 	return Result{}, fail("discord", ErrMismatch, "X-Signature-Ed25519 matches none of %d public key(s)", len(d.pubs))
@@ -95,6 +96,8 @@ func discordResult(body []byte) Result {
 	switch typ, event := text(f[1]), text(fields(f[3], "type")[0]); {
 	case event != "":
 		res.Type = event
+	case f[2] != nil && typ == "1":
+		res.Type = "PING_INTERACTION" // discordHandshake answers it and names it PING
 	case f[2] != nil:
 		res.Type = discordTypes[typ]
 	case typ == "0":
@@ -102,6 +105,27 @@ func discordResult(body []byte) Result {
 	}
 	return res
 }
+
+// discordHandshake answers Discord's endpoint checks: a webhook events
+// PING gets 204 No Content; an interaction PING gets the PONG
+// {"type":1} (discord.com/developers/docs/interactions/receiving-and-responding,
+// "Receiving an Interaction"; .../events/webhook-events, "Responding to a
+// Ping").
+func discordHandshake(res Result) Result {
+	switch res.Type {
+	case "PING":
+		res.Handshake = &Handshake{Status: http.StatusNoContent, Header: http.Header{}}
+	case "PING_INTERACTION":
+		res.Type = "PING"
+		res.Handshake = jsonHandshake(http.StatusOK, map[string]int{"type": 1})
+	}
+	return res
+}
+
+var (
+	_ Verifier = (*discord)(nil)
+	_ Signer   = (*discord)(nil)
+)
 
 func (d *discord) signable() error {
 	if d.priv == nil {

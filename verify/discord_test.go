@@ -2,6 +2,7 @@ package verify
 
 import (
 	"encoding/hex"
+	"net/http"
 	"testing"
 )
 
@@ -22,7 +23,7 @@ func discordRequest(body, sig string, now int64) *Request {
 
 func TestDiscordKnownAnswer(t *testing.T) {
 	v := Must(Discord(discordPublic))
-	accept(t, v, discordRequest(discordBody, discordSig, discordTS), Result{ID: "1118461231548551229", Type: "PING"})
+	accept(t, v, discordRequest(discordBody, discordSig, discordTS), Result{ID: "1118461231548551229", Type: "PING", Handshake: pong})
 	reject(t, v, discordRequest(discordBody+" ", discordSig, discordTS), ErrMismatch)
 	reject(t, Must(Discord("3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c")), discordRequest(discordBody, discordSig, discordTS), ErrMismatch)
 	reject(t, v, discordRequest(discordBody, discordSig, discordTS+301), ErrExpired)
@@ -52,6 +53,36 @@ func TestDiscordKnownAnswer(t *testing.T) {
 	}
 	if _, err := Discord(hex.EncodeToString(make([]byte, 32)) + "zz"); err == nil {
 		t.Fatal("non-hex key accepted")
+	}
+}
+
+// pong is the answer to an interaction PING, and noContent to a webhook
+// events PING (discord.com/developers/docs/interactions/receiving-and-responding
+// and .../events/webhook-events).
+var (
+	pong      = &Handshake{Status: 200, Header: http.Header{"Content-Type": {"application/json"}}, Body: []byte(`{"type":1}`)}
+	noContent = &Handshake{Status: 204, Header: http.Header{}}
+)
+
+// TestDiscordHandshakes: both kinds of PING are answered as Discord
+// expects, and nothing else gets a handshake.
+func TestDiscordHandshakes(t *testing.T) {
+	s := Must(Discord(discordSeed + discordPublic)).(Signer)
+	v := Must(Discord(discordPublic))
+	for _, c := range []struct {
+		body string
+		want Result
+	}{
+		{`{"version":1,"application_id":"11","type":0}`, Result{Type: "PING", Handshake: noContent}},
+		{`{"id":"7","type":1,"token":"t","version":1}`, Result{ID: "7", Type: "PING", Handshake: pong}},
+		{`{"id":"8","type":2,"token":"t"}`, Result{ID: "8", Type: "APPLICATION_COMMAND"}},
+		{`{"version":1,"application_id":"11","type":1,"event":{"type":"ENTITLEMENT_CREATE"}}`, Result{Type: "ENTITLEMENT_CREATE"}},
+	} {
+		r := request(c.body, unix(discordTS))
+		if err := s.Sign(r); err != nil {
+			t.Fatal(err)
+		}
+		accept(t, v, r, c.want)
 	}
 }
 

@@ -74,3 +74,8 @@ func (g *github) Sign(r *Request) error {
 	}
 	return nil
 }
+
+var (
+	_ Verifier = (*github)(nil)
+	_ Signer   = (*github)(nil)
+)

@@ -61,3 +61,8 @@ func (g *gitlab) Sign(r *Request) error {
 	h.Set("X-Gitlab-Token", g.first)
 	return nil
 }
+
+var (
+	_ Verifier = (*gitlab)(nil)
+	_ Signer   = (*gitlab)(nil)
+)

@@ -297,3 +297,8 @@ func (g *generic) Sign(r *Request) error {
 	h.Set(g.header, g.prefix+g.encode(g.ring.sign(parts...)))
 	return nil
 }
+
+var (
+	_ Verifier = (*generic)(nil)
+	_ Signer   = (*generic)(nil)
+)

@@ -174,3 +174,8 @@ func (h *hubspot) Sign(r *Request) error {
 	hd.Set("X-HubSpot-Signature", hex.EncodeToString(h.digest(h.secrets[0], r, uri)))
 	return nil
 }
+
+var (
+	_ Verifier = (*hubspot)(nil)
+	_ Signer   = (*hubspot)(nil)
+)

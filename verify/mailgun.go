@@ -188,3 +188,8 @@ func (m *mailgun) Sign(r *Request) error {
 	}
 	return nil
 }
+
+var (
+	_ Verifier = (*mailgun)(nil)
+	_ Signer   = (*mailgun)(nil)
+)

@@ -25,3 +25,8 @@ func newNone(c Config) (Verifier, error) {
 	}
 	return None(), nil
 }
+
+var (
+	_ Verifier = none{}
+	_ Signer   = none{}
+)

@@ -62,3 +62,8 @@ func (p *paddle) Sign(r *Request) error {
 	headers(r).Set("Paddle-Signature", "ts="+ts+";h1="+hex.EncodeToString(p.ring.sign([]byte(ts), colon, r.Body)))
 	return nil
 }
+
+var (
+	_ Verifier = (*paddle)(nil)
+	_ Signer   = (*paddle)(nil)
+)

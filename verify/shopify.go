@@ -45,3 +45,8 @@ func (s *shopify) Sign(r *Request) error {
 	h.Set("X-Shopify-Hmac-Sha256", base64.StdEncoding.EncodeToString(s.ring.sign(r.Body)))
 	return nil
 }
+
+var (
+	_ Verifier = (*shopify)(nil)
+	_ Signer   = (*shopify)(nil)
+)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"net/http"
 	"net/url"
 	"time"
 )
@@ -20,6 +21,10 @@ func init() { Register("slack", newSlack) }
 // event callbacks, else the top-level "type" ("url_verification",
 // "block_actions"...; for interactivity the type of the form's payload),
 // or "slash_command" for a slash command. No options.
+//
+// A signed url_verification request is Slack's check of a Request URL: its
+// Result carries the Handshake {"challenge": "<challenge>"} (200,
+// application/json), which the gateway answers instead of storing it.
 func Slack(secrets ...string) (Verifier, error) {
 	return newSlack(Config{Scheme: "slack", Secrets: secrets})
 }
@@ -55,7 +60,11 @@ func (s *slack) Verify(r *Request) (Result, error) {
 	if !s.ring.match([][]byte{sig}, slackVersion, []byte(ts), colon, r.Body) {
 		return Result{}, s.ring.mismatch("slack", 1)
 	}
-	return slackResult(r.Body), nil
+	res := slackResult(r.Body)
+	if challenge, ok := SlackChallenge(r.Body); ok && res.Type == "url_verification" {
+		res.Handshake = jsonHandshake(http.StatusOK, map[string]string{"challenge": challenge})
+	}
+	return res, nil
 }
 
 // slackResult reads the delivery id and type from an Events API body, an
@@ -88,6 +97,11 @@ func SlackChallenge(body []byte) (challenge string, ok bool) {
 	challenge = text(f[1])
 	return challenge, text(f[0]) == "url_verification" && challenge != ""
 }
+
+var (
+	_ Verifier = (*slack)(nil)
+	_ Signer   = (*slack)(nil)
+)
 
 // Sign implements Signer.
 func (s *slack) Sign(r *Request) error {

@@ -1,6 +1,9 @@
 package verify
 
-import "testing"
+import (
+	"net/http"
+	"testing"
+)
 
 // Slack's worked example from "Verifying requests from Slack"
 // (api.slack.com/authentication/verifying-requests-from-slack): a slash
@@ -39,7 +42,8 @@ func TestSlackResult(t *testing.T) {
 		want Result
 	}{
 		{`{"token":"x","team_id":"T1","event":{"type":"app_mention","user":"U1"},"type":"event_callback","event_id":"Ev08MFMKH6","event_time":1234567890}`, Result{ID: "Ev08MFMKH6", Type: "app_mention"}},
-		{`{"token":"x","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}`, Result{Type: "url_verification"}},
+		{`{"token":"x","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}`, Result{Type: "url_verification", Handshake: &Handshake{Status: 200, Header: http.Header{"Content-Type": {"application/json"}}, Body: []byte(`{"challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"}`)}}},
+		{`{"type":"url_verification"}`, Result{Type: "url_verification"}},
 		{`payload=%7B%22type%22%3A%22block_actions%22%7D`, Result{Type: "block_actions"}},
 		{`not a form; or json`, Result{}},
 	} {

@@ -52,3 +52,8 @@ func (s *square) Sign(r *Request) error {
 	headers(r).Set("X-Square-Hmacsha256-Signature", base64.StdEncoding.EncodeToString(s.ring.sign([]byte(r.URL.String()), r.Body)))
 	return nil
 }
+
+var (
+	_ Verifier = (*square)(nil)
+	_ Signer   = (*square)(nil)
+)

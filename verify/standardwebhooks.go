@@ -225,3 +225,8 @@ func (w *stdWebhooks) Sign(r *Request) error {
 	}
 	return nil
 }
+
+var (
+	_ Verifier = (*stdWebhooks)(nil)
+	_ Signer   = (*stdWebhooks)(nil)
+)

@@ -67,3 +67,8 @@ func (s *stripe) Sign(r *Request) error {
 	headers(r).Set("Stripe-Signature", "t="+ts+",v1="+hex.EncodeToString(sig))
 	return nil
 }
+
+var (
+	_ Verifier = (*stripe)(nil)
+	_ Signer   = (*stripe)(nil)
+)

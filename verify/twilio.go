@@ -151,3 +151,8 @@ func isForm(contentType string, body []byte) bool {
 	_, err := url.ParseQuery(string(body))
 	return err == nil && !strings.HasPrefix(strings.TrimSpace(string(body)), "{")
 }
+
+var (
+	_ Verifier = (*twilio)(nil)
+	_ Signer   = (*twilio)(nil)
+)

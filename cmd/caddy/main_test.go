@@ -2,6 +2,7 @@ package main
 
 import (
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -123,5 +124,48 @@ func TestSendCommand(t *testing.T) {
 	}
 	if !strings.Contains(out, "202 Accepted") || !strings.Contains(out, `{"ok":true}`) {
 		t.Fatalf("send printed %q", out)
+	}
+}
+
+// TestErrorsArePlainText: every error of the webhooks commands is one
+// readable line on stderr, "caddy webhooks <cmd>: <what went wrong>", not
+// a JSON log line, and the exit codes stay 1 (failed) and 2 (usage).
+func TestErrorsArePlainText(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := l.Addr().String() // nothing listens there once closed
+	l.Close()
+	tests := []struct {
+		name     string
+		args     []string
+		stdin    string
+		wantCode int
+		wantErr  string // the start of stderr
+	}{
+		{"invalid signature", []string{"verify", "--scheme", "github", "--secret", ghSecret, "--header", "X-Hub-Signature-256: sha256=00"}, ghBody, 1,
+			"caddy webhooks verify: invalid: github: "},
+		{"missing scheme", []string{"verify", "--secret", ghSecret}, ghBody, 2, "caddy webhooks verify: --scheme is required\n"},
+		{"unknown flag", []string{"sign", "--frobnicate"}, "", 2, "caddy webhooks sign: unknown flag: --frobnicate (see 'caddy webhooks sign --help')\n"},
+		{"missing argument", []string{"resume"}, "", 2, "caddy webhooks resume: accepts 1 arg(s), received 0 (see 'caddy webhooks resume --help')\n"},
+		{"gateway not running", []string{"resume", "orders", "--address", closed}, "", 1,
+			"caddy webhooks resume: cannot reach the admin API at " + closed + " (connection refused): is the gateway running? Give its admin address with --address\n"},
+		{"send refused", []string{"send", "--scheme", "github", "--secret", ghSecret, "--url", "http://" + closed + "/webhooks/v1/github"}, ghBody, 1,
+			"caddy webhooks send: no answer: Post \"http://" + closed + "/webhooks/v1/github\": dial tcp " + closed + ": connect: connection refused\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out, errOut := caddy(t, tt.stdin, append([]string{"webhooks"}, tt.args...)...)
+			if code != tt.wantCode {
+				t.Errorf("exit %d, want %d", code, tt.wantCode)
+			}
+			if !strings.HasPrefix(errOut, tt.wantErr) || strings.Count(errOut, "\n") != 1 {
+				t.Errorf("stderr %q\nwant one line starting %q\n(stdout %q)", errOut, tt.wantErr, out)
+			}
+			if strings.Contains(errOut, `"level"`) || strings.Contains(errOut, `\"`) {
+				t.Errorf("stderr is a log line or holds escaped JSON: %q", errOut)
+			}
+		})
 	}
 }

@@ -1,0 +1,88 @@
+package caddymodule
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// TestRoute: only <prefix>/<version>/<source> with a known version the
+// source takes routes; a retired version routes (for its 410).
+func TestRoute(t *testing.T) {
+	h := &Handler{
+		Prefix:   "/hooks",
+		Versions: []string{"v1", "v2"},
+		Retired:  []string{"v0"},
+		Sources: []*Source{
+			{Name: "demo", Verify: &VerifyConfig{Scheme: "none"}},
+			{Name: "old", Verify: &VerifyConfig{Scheme: "none"}, Versions: []string{"v1"}},
+		},
+	}
+	if err := h.provision(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		path, version, source string
+	}{
+		{"/hooks/v1/demo", "v1", "demo"},
+		{"/hooks/v2/demo", "v2", "demo"},
+		{"/hooks/v0/demo", "v0", "demo"},
+		{"/hooks/v1/old", "v1", "old"},
+		{"/hooks/v2/old", "", ""},
+		{"/hooks/v3/demo", "", ""},
+		{"/hooks/v1/nosuch", "", ""},
+		{"/hooks/v1/demo/extra", "", ""},
+		{"/hooks/v1", "", ""},
+		{"/hooks", "", ""},
+		{"/webhooks/v1/demo", "", ""},
+		{"/hooksv1/demo", "", ""},
+		{"/hooks/v1%2Fdemo", "", ""},
+	} {
+		version, src := h.route(tc.path)
+		if version != tc.version || src.nameOrEmpty() != tc.source {
+			t.Errorf("route(%q) = %q, %q; want %q, %q", tc.path, version, src.nameOrEmpty(), tc.version, tc.source)
+		}
+	}
+}
+
+// faultyStore is a publisher whose disk fails mid-write: JetStream answers
+// with a storage error, which no test can make a real disk do on demand.
+type faultyStore struct{ calls atomic.Int32 }
+
+func (f *faultyStore) publish(context.Context, *nats.Msg) (*jetstream.PubAck, error) {
+	f.calls.Add(1)
+	return nil, &jetstream.APIError{Code: http.StatusServiceUnavailable, ErrorCode: 10077, Description: "write error: input/output error"}
+}
+
+// TestStoreFaultIs503: whatever store is plugged in, a failed write is a
+// 503 with Retry-After and a store-unavailable problem, never a 2xx.
+func TestStoreFaultIs503(t *testing.T) {
+	store := new(faultyStore)
+	h := newTestHandler(t, &Handler{
+		RetryAfter: caddy.Duration(9 * time.Second),
+		Sources:    []*Source{{Name: "demo", Verify: &VerifyConfig{Scheme: "none"}}},
+	}, nil)
+	h.events = store
+	w := httptest.NewRecorder()
+	r := httptest.NewRequest(http.MethodPost, "/webhooks/v1/demo", strings.NewReader(`{"a":1}`))
+	if err := h.ServeHTTP(w, r, nil); err != nil {
+		t.Fatal(err)
+	}
+	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") != "9" {
+		t.Fatalf("status %d Retry-After %q, want 503 and 9", w.Code, w.Header().Get("Retry-After"))
+	}
+	if p := problemOf(t, w.Header(), w.Body.Bytes()); p["type"] != "urn:hookgate:problem:store-unavailable" {
+		t.Fatalf("problem %v", p)
+	}
+	if n := store.calls.Load(); n != 1 {
+		t.Fatalf("%d writes, want 1", n)
+	}
+}

@@ -1,0 +1,276 @@
+package caddymodule
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
+
+	"github.com/hookgate/hookgate/verify"
+)
+
+// Defaults and bounds of a source.
+const (
+	defaultMaxBody = 1 << 20
+	// defaultMaxRatio bounds gzip expansion: JSON compresses 5-20 times,
+	// a bomb a thousand times and more.
+	defaultMaxRatio = 100
+	// maxSegment bounds a version or source name in a path.
+	maxSegment = 64
+)
+
+// Source configures one provider endpoint.
+type Source struct {
+	// Name is the path segment, [a-z0-9_-]{1,64}.
+	Name string `json:"name"`
+
+	// Verify names the signature scheme and its secrets. Required: a
+	// source that accepts unsigned requests says so with scheme "none".
+	Verify *VerifyConfig `json:"verify,omitempty"`
+
+	// Tolerance bounds the age of signed timestamps. Default: 5m.
+	Tolerance caddy.Duration `json:"tolerance,omitempty"`
+
+	// PublicURL is the URL the provider posts to, for schemes that sign
+	// the URL (twilio, square, hubspot) when Caddy sits behind a proxy
+	// and does not see it. Default: rebuilt from the request.
+	PublicURL string `json:"public_url,omitempty"`
+
+	// MaxBody is the largest accepted body in bytes. Default: 1 MiB.
+	MaxBody int64 `json:"max_body,omitempty"`
+
+	// IDHeader names a request header carrying the sender's delivery id,
+	// for sources whose scheme does not name one.
+	IDHeader string `json:"id_header,omitempty"`
+
+	// TypeHeader names a request header carrying the event type, for
+	// sources whose scheme does not name one.
+	TypeHeader string `json:"type_header,omitempty"`
+
+	// Dedup "body" makes identical bodies duplicates of each other when
+	// the sender gives no delivery id. Off by default: two equal bodies
+	// may well be two events.
+	Dedup string `json:"dedup,omitempty"`
+
+	// Versions restricts the source to some of the handler's versions; a
+	// POST to another gets 404. Default: all of them.
+	Versions []string `json:"versions,omitempty"`
+
+	// Rate is the source's budget, shared by all its senders, checked
+	// before the body is read (429 + Retry-After past it). Default: none.
+	Rate *RateLimit `json:"rate,omitempty"`
+
+	// RatePerIP replaces the handler's rate_per_ip for this source, e.g.
+	// a larger budget for a provider that sends from a few addresses.
+	RatePerIP *RateLimit `json:"rate_per_ip,omitempty"`
+
+	// AllowIPs, when set, admits only clients in these ranges (addresses,
+	// CIDR prefixes, or "private_ranges"); others get 403 before the body
+	// is read. Use it with the ranges a provider publishes (GitHub's
+	// "hooks" in its /meta API), as a defence in depth beside signatures.
+	AllowIPs []string `json:"allow_ips,omitempty"`
+
+	// AcceptEncoding lists the Content-Encodings accepted besides
+	// identity; the only one is "gzip". Others get 415. A gzip body is
+	// decompressed (at most max_body bytes out, at most MaxRatio times
+	// its compressed size) before it is verified and stored: the
+	// signature must cover the decompressed bytes, and the stored event
+	// is the decompressed body without its Content-Encoding.
+	AcceptEncoding []string `json:"accept_encoding,omitempty"`
+
+	// MaxRatio bounds how many times larger than its compressed size a
+	// gzip body may decompress; past it, 413. Default: 100.
+	MaxRatio int `json:"max_ratio,omitempty"`
+}
+
+// VerifyConfig selects a verify scheme. Secrets may be placeholders such as
+// {env.STRIPE_SECRET} or {file./run/secrets/stripe}, resolved at load time so
+// they never appear in Caddy's saved config.
+type VerifyConfig struct {
+	// Scheme is a scheme name known to package verify ("github", "stripe",
+	// "standard-webhooks", ..., "none").
+	Scheme string `json:"scheme"`
+	// Secrets are the active secrets, newest first.
+	Secrets []string `json:"secrets,omitempty"`
+	// Options are scheme-specific settings.
+	Options map[string]string `json:"options,omitempty"`
+}
+
+// source is a Source ready to serve.
+type source struct {
+	name string
+	// storeSeconds is the source's series of the store latency metric.
+	storeSeconds prometheus.Observer
+	verifier     verify.Verifier
+	scheme       string
+	publicURL    *url.URL
+	maxBody      int64
+	idHeader     string
+	typeHeader   string
+	dedupBody    bool
+	// versions is nil when the source takes all the handler's versions.
+	versions map[string]bool
+	// deprecated holds the headers announcing each deprecated version.
+	deprecated map[string]http.Header
+	// gone answers a retired version; goneLink points to the successor.
+	gone     *problem
+	goneLink []string
+	bucket   *rate.Limiter
+	perIP    *ipTable
+	allow    []netip.Prefix
+	gzip     bool
+	maxRatio int64
+	// acceptEncoding is the Accept-Encoding sent with a 415.
+	acceptEncoding string
+}
+
+// nameOrEmpty is the source's name, or "" for no source (an unknown path).
+func (s *source) nameOrEmpty() string {
+	if s == nil {
+		return ""
+	}
+	return s.name
+}
+
+func (s *Source) provision(repl *caddy.Replacer) (*source, error) {
+	if !validSegment(s.Name) {
+		return nil, fmt.Errorf("name: want 1-%d characters of [a-z0-9_-]", maxSegment)
+	}
+	v, err := s.verifier(repl)
+	if err != nil {
+		return nil, err
+	}
+	rs := &source{
+		name:       s.Name,
+		verifier:   v,
+		scheme:     s.Verify.Scheme,
+		maxBody:    orDefault(s.MaxBody, defaultMaxBody),
+		idHeader:   s.IDHeader,
+		typeHeader: s.TypeHeader,
+
+		storeSeconds: metrics.storeSeconds.WithLabelValues(s.Name),
+	}
+	if rs.maxBody < 0 {
+		return nil, fmt.Errorf("max_body %d: must be positive", s.MaxBody)
+	}
+	rs.acceptEncoding = "identity"
+	for _, e := range s.AcceptEncoding {
+		if e != "gzip" {
+			return nil, fmt.Errorf("accept_encoding %q: the only encoding is gzip", e)
+		}
+		rs.gzip = true
+		rs.acceptEncoding = "gzip, identity"
+	}
+	rs.maxRatio = int64(orDefault(s.MaxRatio, defaultMaxRatio))
+	switch {
+	case s.MaxRatio < 0:
+		return nil, fmt.Errorf("max_ratio %d: must be positive", s.MaxRatio)
+	case s.MaxRatio != 0 && !rs.gzip:
+		return nil, fmt.Errorf("max_ratio %d: applies to gzip bodies only; add 'accept_encoding gzip'", s.MaxRatio)
+	}
+	switch s.Dedup {
+	case "":
+	case "body":
+		rs.dedupBody = true
+	default:
+		return nil, fmt.Errorf("dedup %q: the only mode is 'body'", s.Dedup)
+	}
+	if s.PublicURL != "" {
+		u, err := url.Parse(s.PublicURL)
+		if err != nil || u.Scheme == "" || u.Host == "" {
+			return nil, fmt.Errorf("public_url %q: want an absolute URL such as https://hooks.example.com/webhooks/v1/%s", s.PublicURL, s.Name)
+		}
+		rs.publicURL = u
+	}
+	return rs, nil
+}
+
+// verifier resolves the secrets' placeholders and builds the verifier.
+func (s *Source) verifier(repl *caddy.Replacer) (verify.Verifier, error) {
+	if s.Verify == nil || s.Verify.Scheme == "" {
+		return nil, errors.New("no verify: add 'verify <scheme> <secret>...', or 'verify none' to accept unsigned requests")
+	}
+	secrets := make([]string, 0, len(s.Verify.Secrets))
+	for i, sec := range s.Verify.Secrets {
+		v, err := repl.ReplaceOrErr(sec, true, true)
+		if err != nil {
+			return nil, fmt.Errorf("verify: secret %d: %w", i+1, err)
+		}
+		if v == "" {
+			return nil, fmt.Errorf("verify: secret %d is empty (is its environment variable or file set?)", i+1)
+		}
+		secrets = append(secrets, v)
+	}
+	v, err := verify.New(verify.Config{
+		Scheme:    s.Verify.Scheme,
+		Secrets:   secrets,
+		Tolerance: time.Duration(s.Tolerance),
+		Options:   s.Verify.Options,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
+	return v, nil
+}
+
+// sourceLimits sets up a source's rate limits and its allowlist.
+func (h *Handler) sourceLimits(s *Source, rs *source) error {
+	scope := h.prefix + "/" + s.Name
+	var err error
+	if s.Rate != nil {
+		if rs.bucket, err = h.limiters.bucketFor(scope, s.Rate); err != nil {
+			return fmt.Errorf("rate: %w", err)
+		}
+	}
+	rs.perIP = h.perIP
+	if s.RatePerIP != nil {
+		if rs.perIP, err = h.limiters.ipTableFor(scope, s.RatePerIP); err != nil {
+			return fmt.Errorf("rate_per_ip: %w", err)
+		}
+	}
+	if len(s.AllowIPs) > 0 {
+		if rs.allow, err = parseAllowIPs(s.AllowIPs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// requestURL is the URL the provider signed, for the schemes that sign it.
+func (s *source) requestURL(r *http.Request) *url.URL {
+	if s.publicURL != nil {
+		u := *s.publicURL
+		if u.RawQuery == "" {
+			u.RawQuery = r.URL.RawQuery
+		}
+		return &u
+	}
+	u := *r.URL
+	u.Host = r.Host
+	u.Scheme = "http"
+	if r.TLS != nil {
+		u.Scheme = "https"
+	}
+	return &u
+}
+
+// validSegment reports whether s is a safe path segment: [a-z0-9_-]{1,64}.
+// Only such segments become subject tokens, metric labels or log fields.
+func validSegment(s string) bool {
+	if len(s) == 0 || len(s) > maxSegment {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}

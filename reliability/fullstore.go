@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// fullResult is the outcome of filling the store.
+type fullResult struct {
+	report
+	// AckedBeforeFull counts 2xx answers before the first 503.
+	AckedBeforeFull int `json:"acked_before_full"`
+	// RefusedAfterFull counts requests after the first 503; OKAfterFull
+	// those of them answered 2xx (a false 2xx: must be 0).
+	RefusedAfterFull int `json:"refused_after_full"`
+	OKAfterFull      int `json:"ok_after_full"`
+	// MissingRetryAfter counts 503s without Retry-After: must be 0.
+	MissingRetryAfter int `json:"missing_retry_after"`
+	// Slowest503 is the longest a 503 took: far below publish_timeout
+	// means the gateway knew at once.
+	Slowest503 time.Duration `json:"slowest_503"`
+	// PublishTimeout is the handler's publish_timeout in this run.
+	PublishTimeout time.Duration `json:"publish_timeout"`
+}
+
+// fullStorePublishTimeout is long, so a 503 that waited for it stands out.
+const fullStorePublishTimeout = 20 * time.Second
+
+// runFullStore posts into a gateway whose max_store is tiny until it says
+// 503, goes on posting, and checks: no 2xx once full, Retry-After on every
+// 503, every acknowledged event stored.
+func runFullStore(bin, dir string, after int, logf func(string, ...any)) (*fullResult, error) {
+	cfg := newGWConfig(filepath.Join(dir, "fullstore"))
+	cfg.MaxStore = "256KiB"
+	cfg.Ingest = fmt.Sprintf("\t\tpublish_timeout %s\n\t\tretry_after 7s", fullStorePublishTimeout)
+	g, err := startGateway(bin, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer g.stop()
+	rec := newRecorder()
+	if _, err := g.waitReady(60*time.Second, rec); err != nil {
+		return nil, err
+	}
+	res := &fullResult{PublishTimeout: fullStorePublishTimeout}
+	c := newLoadClient(1)
+	full := false
+	// One client, one request at a time: once full, a later 2xx can only
+	// be a false one.
+	for i := 0; i < 100000 && res.RefusedAfterFull < after; i++ {
+		o, hdr, d := postTimed(rec, c, g.url("/webhooks/v1/demo"), rec.nextID("full"))
+		switch {
+		case o == outcomeOK && !full:
+			res.AckedBeforeFull++
+		case o == outcomeOK:
+			res.OKAfterFull++
+			res.RefusedAfterFull++
+		default:
+			full = true
+			res.RefusedAfterFull++
+			res.Slowest503 = max(res.Slowest503, d)
+			if hdr.Get("Retry-After") == "" {
+				res.MissingRetryAfter++
+			}
+		}
+	}
+	logf("store full after %d events; %d more requests, %d of them 2xx", res.AckedBeforeFull, res.RefusedAfterFull, res.OKAfterFull)
+	if !full {
+		return nil, fmt.Errorf("the store never filled: %d events acknowledged", res.AckedBeforeFull)
+	}
+	stored, err := storedIDs(cfg.NATS, cfg.Store, "WEBHOOKS")
+	if err != nil {
+		return nil, err
+	}
+	res.report = check(rec, stored, nil, 0)
+	return res, nil
+}
+
+// postTimed posts one event and returns its outcome, the answer's headers
+// (nil on a transport error) and how long it took.
+func postTimed(rec *recorder, c *http.Client, url, id string) (outcome, http.Header, time.Duration) {
+	var hdr http.Header
+	tc := *c
+	tr := c.Transport
+	tc.Transport = roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		resp, err := tr.RoundTrip(r)
+		if err == nil {
+			hdr = resp.Header
+		}
+		return resp, err
+	})
+	start := time.Now()
+	o := rec.post(context.Background(), &tc, url, id, nil)
+	return o, hdr, time.Since(start)
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// explainNonOK says why a gateway answered a non-2xx during a scenario, or
+// "" when nothing explains it.
+func explainNonOK(key string) string {
+	switch {
+	case key == "connection reset":
+		return "a keep-alive request raced the old server's shutdown on reload: no answer, the provider retries (unknown outcome, nothing lost)"
+	case strings.HasPrefix(key, "503 not-ready"):
+		return "the new config's handler answered before its app had the store (503 + Retry-After: the provider retries)"
+	case strings.HasPrefix(key, "503 store-unavailable") && !strings.Contains(key, "no Retry-After"):
+		return "the store did not acknowledge in time (503 + Retry-After: the provider retries)"
+	case key == "connection refused":
+		return "the gateway was down (killed): the request never reached it"
+	}
+	return ""
+}
+
+// fullViolations lists what broke the promise.
+func (r *fullResult) fullViolations() []string {
+	v := r.violations()
+	if r.OKAfterFull > 0 {
+		v = append(v, fmt.Sprintf("%d false 2xx after the store was full", r.OKAfterFull))
+	}
+	if r.MissingRetryAfter > 0 {
+		v = append(v, fmt.Sprintf("%d 503s without Retry-After", r.MissingRetryAfter))
+	}
+	if r.Slowest503 >= r.PublishTimeout {
+		v = append(v, fmt.Sprintf("a 503 took %s: the gateway waited for publish_timeout instead of knowing the store was full", r.Slowest503))
+	}
+	if r.FailedStored > 0 {
+		v = append(v, fmt.Sprintf("%d refused events were stored", r.FailedStored))
+	}
+	return v
+}

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"path/filepath"
+	"time"
+)
+
+// outageOpts shapes the downstream outage.
+type outageOpts struct {
+	Mode    sinkMode      // how the destination fails
+	Before  time.Duration // healthy load before the outage
+	Outage  time.Duration // how long the destination fails
+	After   time.Duration // load after recovery
+	Workers int
+	Pause   time.Duration // between one worker's requests
+}
+
+// outageResult is the outage's outcome.
+type outageResult struct {
+	report
+	Mode string `json:"mode"`
+	// AckedDuringOutage counts events acknowledged while the destination
+	// failed.
+	AckedDuringOutage int `json:"acked_during_outage"`
+	// PeakAttemptsPerSecond and AttemptsDuringOutage are what the sink saw
+	// while failing: a retry storm shows as attempts far above events.
+	PeakAttemptsPerSecond int `json:"peak_attempts_per_second"`
+	AttemptsDuringOutage  int `json:"attempts_during_outage"`
+	// Ingest latency of 2xx answers before and during the outage.
+	P50Before, P99Before time.Duration
+	P50During, P99During time.Duration
+	// ResumeAfter is from recovery to the first delivery; DrainAfter from
+	// recovery to the last acknowledged event delivered.
+	ResumeAfter time.Duration `json:"resume_after"`
+	DrainAfter  time.Duration `json:"drain_after"`
+}
+
+// runOutage makes the destination fail for a while under load, then
+// recover, and checks that every event is delivered without a retry storm.
+// The destination keeps its default breaker, the gateway's answer to a
+// failing destination.
+func runOutage(bin, dir string, o outageOpts, logf func(string, ...any)) (*outageResult, error) {
+	snk, err := newSink()
+	if err != nil {
+		return nil, err
+	}
+	defer snk.close()
+	cfg := newGWConfig(filepath.Join(dir, "outage-"+o.Mode.String()))
+	cfg.Destinations = []destConfig{{Name: "sink", URL: snk.url(), Extra: "\t\t\ttimeout 2s\n\t\t\tmax_attempts 1000\n\t\t\tbackoff 200ms 5s"}}
+	g, err := startGateway(bin, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer g.stop()
+	rec := newRecorder()
+	if _, err := g.waitReady(60*time.Second, rec); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ld := &load{rec: rec, url: func() string { return g.url("/webhooks/v1/demo") }, workers: o.Workers, pause: o.Pause, prefix: "outage"}
+	t0 := time.Now()
+	ld.start(ctx)
+	time.Sleep(o.Before)
+	t1 := time.Now()
+	snk.setMode(o.Mode)
+	okBefore := rec.count(outcomeOK)
+	logf("destination now answers %s", o.Mode)
+	time.Sleep(o.Outage)
+	t2 := time.Now()
+	okDuring := rec.count(outcomeOK) - okBefore
+	snk.setMode(sinkOK)
+	logf("destination recovered; %d events acknowledged during the outage", okDuring)
+	time.Sleep(o.After)
+	cancel()
+	ld.wait()
+	res := &outageResult{Mode: o.Mode.String(), AckedDuringOutage: okDuring}
+	res.PeakAttemptsPerSecond, res.AttemptsDuringOutage = snk.attemptRate(t1, t2)
+	res.P50Before, res.P99Before, _ = rec.latency(t0, t1)
+	res.P50During, res.P99During, _ = rec.latency(t1, t2)
+	stored, err := storedIDs(cfg.NATS, cfg.Store, "WEBHOOKS")
+	if err != nil {
+		return nil, err
+	}
+	res.report = check(rec, stored, snk, 3*time.Minute)
+	if t := snk.firstDeliveryAfter(t2); !t.IsZero() {
+		res.ResumeAfter = t.Sub(t2)
+	}
+	res.DrainAfter = lastDelivery(snk).Sub(t2)
+	return res, nil
+}
+
+// lastDelivery returns the time of the sink's last delivery.
+func lastDelivery(s *sink) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.firstOK) == 0 {
+		return time.Time{}
+	}
+	return s.firstOK[len(s.firstOK)-1]
+}
