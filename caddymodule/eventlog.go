@@ -258,7 +258,7 @@ func (a *App) hasMore(ctx context.Context, e *engine, f EventFilter, lo uint64, 
 	if c <= lo {
 		return false
 	}
-	msgs, err := readForward(ctx, e.nc, event.StreamName, f.subjectFilter(), seqRange{lo, c}, 1)
+	msgs, err := readForward(ctx, e.nc, event.StreamName, f.subjectFilter(), seqRange{lo, c}, 1, 1)
 	return err != nil || len(msgs) > 0
 }
 
