@@ -369,4 +369,3 @@ func freeAddr() string {
 	defer l.Close()
 	return l.Addr().String()
 }
-
