@@ -169,6 +169,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
+	var sources []parsedSource // with their places, for checkHandler
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		var err error
 		switch d.Val() {
@@ -204,9 +205,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.Retired = append(h.Retired, args...)
 			}
 		case "source":
+			at := posOf(d)
 			var s *Source
 			if s, err = parseSource(d); err == nil {
 				h.Sources = append(h.Sources, s)
+				sources = append(sources, parsedSource{s, at})
 			}
 		default:
 			return d.Errf("unrecognized webhook_ingest subdirective %q", d.Val())
@@ -215,12 +218,13 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return err
 		}
 	}
-	return nil
+	return checkHandler(d, h, sources)
 }
 
 // parseSource reads "source <name> { ... }"; the dispenser is on "source".
 func parseSource(d *caddyfile.Dispenser) (*Source, error) {
 	s := new(Source)
+	at, verifyAt := posOf(d), posOf(d)
 	var err error
 	if s.Name, err = oneArg(d); err != nil {
 		return nil, err
@@ -239,6 +243,7 @@ func parseSource(d *caddyfile.Dispenser) (*Source, error) {
 				return nil, d.Errf("source %q: verify needs a scheme, e.g. 'verify github {env.GITHUB_WEBHOOK_SECRET}' or 'verify none'", s.Name)
 			}
 			s.Verify = &VerifyConfig{Scheme: args[0], Secrets: args[1:]}
+			verifyAt = posOf(d)
 			for vn := d.Nesting(); d.NextBlock(vn); {
 				opt := d.Val()
 				val, err := oneArg(d)
@@ -306,7 +311,7 @@ func parseSource(d *caddyfile.Dispenser) (*Source, error) {
 	if s.Verify == nil {
 		return nil, d.Errf("source %q has no verify line: add 'verify <scheme> <secret>...', or 'verify none' to accept unsigned requests", s.Name)
 	}
-	return s, nil
+	return s, checkSource(s, at, verifyAt)
 }
 
 // segmentArgs reads a line of versions: one or more path segments.
