@@ -46,6 +46,9 @@ const adminPrefix = "/webhooks/"
 const adminTimeout = 10 * time.Second
 
 func (a adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
+	if handled, err := a.serveEventLog(w, r); handled { // admin_events.go
+		return err
+	}
 	if id, ok := strings.CutPrefix(r.URL.Path, adminPrefix+"deliveries/"); ok {
 		return a.deliveries(w, r, id)
 	}
