@@ -115,6 +115,14 @@ func TestDashboardAPI(t *testing.T) {
 	if ok.replays() != 1 {
 		t.Errorf("the refused POSTs replayed: %d replays", ok.replays())
 	}
+	if code, body := post(t, client, base+"api/dlq/1/redrive", "http://evil.example", token, `{}`); code != http.StatusForbidden {
+		t.Errorf("cross-origin redrive: %d %s", code, body)
+	}
+	calls := bad.calls.Load()
+	if code, body := post(t, client, base+"api/dlq/1/redrive", "", token, `{}`); code != http.StatusAccepted || !strings.Contains(body, `"status":"queued"`) {
+		t.Errorf("redrive: %d %s", code, body)
+	}
+	waitFor(t, 10*time.Second, "the redrive at audit", func() bool { return bad.calls.Load() > calls })
 	if code, body := post(t, client, base+"api/nope", "", token, `{}`); code != http.StatusNotFound {
 		t.Errorf("unknown endpoint: %d %s", code, body)
 	}
@@ -287,6 +295,17 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Errorf("replayed %s: %s", hdrs[last].Get("Webhook-Id"), bodies[last])
 	}
 
+	// The dead letters, by keyboard; Redrive sends one to audit again.
+	if err := chromedp.Do(ctx, chromedp.KeyEvent(kb.Escape), chromedp.KeyEvent("2"),
+		chromedp.WaitVisible(chromedp.CSS(`#listpane tr[data-dlq]`))); err != nil {
+		t.Fatalf("dead letters: %v", err)
+	}
+	before := bad.calls.Load()
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#listpane tr[data-dlq] button`))); err != nil {
+		t.Fatalf("redrive: %v", err)
+	}
+	waitFor(t, 15*time.Second, "the redriven dead letter at audit", func() bool { return bad.calls.Load() > before })
+
 	// A page on another origin posts to the replay endpoint with the
 	// browser's cookies: refused.
 	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
@@ -316,5 +335,17 @@ fetch(%q, {method: "POST", credentials: "include", mode: "no-cors", headers: {"C
 	time.Sleep(500 * time.Millisecond)
 	if n := ok.replays(); n != 2 {
 		t.Errorf("%d replays at the sink, want 2: the other origin's POST was accepted", n)
+	}
+}
+
+// TestDashboardCaddyfile: the directive takes no options, and says so
+// with the line.
+func TestDashboardCaddyfile(t *testing.T) {
+	cfg := "{\n\twebhooks {\n\t\tstore " + t.TempDir() + "\n\t\tlisten off\n\t}\n}\n:8081 {\n\twebhook_dashboard {\n\t\tpublic yes\n\t}\n}\n"
+	if _, err := loadErr(cfg); err == nil || !strings.Contains(err.Error(), "webhook_dashboard takes no options") || !strings.Contains(err.Error(), "Caddyfile:9") {
+		t.Errorf("options: %v", err)
+	}
+	if _, err := loadErr(strings.Replace(cfg, " {\n\t\tpublic yes\n\t}", "", 1)); err != nil {
+		t.Errorf("a bare webhook_dashboard: %v", err)
 	}
 }
