@@ -59,9 +59,6 @@ var hmacPresets = map[string]map[string]string{
 	// woocommerce.github.io/woocommerce-rest-api-docs, "Webhooks":
 	// X-WC-Webhook-Signature is the base64 HMAC-SHA256 of the body.
 	"woocommerce": {"header": "X-WC-Webhook-Signature", "encoding": "base64", "id_header": "X-WC-Webhook-Delivery-ID", "type_header": "X-WC-Webhook-Topic"},
-	// docs.mux.com/core/verify-webhook-signatures and
-	// developer.calendly.com "Webhook signatures" sign like Stripe; see
-	// tv1Presets.
 }
 
 // presetConstructor makes the constructor of an hmac preset.
