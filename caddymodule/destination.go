@@ -57,7 +57,8 @@ type DestinationConfig struct {
 	RateEvents int `json:"rate_events,omitempty"`
 	// RateWindow is the window of RateEvents. Default 1s.
 	RateWindow caddy.Duration `json:"rate_window,omitempty"`
-	// Burst is the token bucket's size. Default 1.
+	// Burst is the token bucket's size. Default: RateEvents, as for a
+	// source's rate (RateLimit.Burst); burst 1 paces attempts evenly.
 	Burst int `json:"burst,omitempty"`
 	// Concurrency caps the requests in flight to the destination. Default 8.
 	Concurrency int `json:"concurrency,omitempty"`
@@ -292,25 +293,23 @@ func (dc *DestinationConfig) tls() *DestinationTLS {
 	return dc.TLS
 }
 
-// parseRate reads "rate <n>/<window> [burst <n>]".
+// parseRate reads "rate <n>/<window> [burst <n>]", the rate syntax of
+// sources (parseRateArgs).
 func (dc *DestinationConfig) parseRate(d *caddyfile.Dispenser) error {
-	args := d.RemainingArgs()
-	if len(args) != 1 && (len(args) != 3 || args[1] != "burst") {
-		return d.Errf("rate: want '<n>/<window> [burst <n>]', e.g. 'rate 50/s burst 10'")
-	}
-	events, window, err := parseRate(args[0])
+	rl, err := parseRateLimit(d, false)
 	if err != nil {
-		return d.Errf("%v", err)
+		return err
 	}
-	dc.RateEvents, dc.RateWindow = events, caddy.Duration(window)
-	if len(args) == 3 {
-		b, err := strconv.Atoi(args[2])
-		if err != nil || b < 1 {
-			return d.Errf("rate: burst %q must be a whole number above 0", args[2])
-		}
-		dc.Burst = b
-	}
+	dc.RateEvents, dc.RateWindow, dc.Burst = rl.Events, rl.Window, rl.Burst
 	return nil
+}
+
+// rateLimit is the destination's rate in the one shape of a rate, or nil.
+func (dc *DestinationConfig) rateLimit() *RateLimit {
+	if dc.RateEvents <= 0 {
+		return nil
+	}
+	return &RateLimit{Events: dc.RateEvents, Window: dc.RateWindow, Burst: dc.Burst}
 }
 
 // parseBreaker reads "breaker off" or
@@ -432,12 +431,12 @@ func (dc *DestinationConfig) forwarderConfig(repl *caddy.Replacer) (forwarder.Co
 	if fc.Headers, err = dc.headers(repl); err != nil {
 		return forwarder.Config{}, err
 	}
-	if dc.RateEvents > 0 {
-		window := time.Duration(dc.RateWindow)
-		if window <= 0 {
-			window = time.Second
+	if rl := dc.rateLimit(); rl != nil {
+		limit, burst, err := rl.limit()
+		if err != nil {
+			return forwarder.Config{}, err
 		}
-		fc.Rate = float64(dc.RateEvents) / window.Seconds()
+		fc.Rate, fc.Burst = float64(limit), burst
 	}
 	if dc.Sign != nil {
 		if dc.Sign.Scheme != "standard-webhooks" {
