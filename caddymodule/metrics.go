@@ -45,7 +45,7 @@ var metrics = struct {
 	}, []string{"destination"}),
 	deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "webhooks", Name: "dead_letters_total",
-		Help: "Events copied to WEBHOOKS_DLQ, by destination and reason (rejected, max_attempts, max_age, max_deliveries, undecodable).",
+		Help: "Events copied to WEBHOOKS_DLQ, by destination and reason (rejected, max_attempts, max_age, max_deliveries, undecodable, transform_failed).",
 	}, []string{"destination", "reason"}),
 }
 
