@@ -164,12 +164,12 @@ func (e *engine) publish(ctx context.Context, msg *nats.Msg) (*jetstream.PubAck,
 	if h.isFull() {
 		return nil, errStoreFull
 	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	stop := context.AfterFunc(h.ctx, func() { cancel(errStoreFull) })
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(h.ctx, cancel)
 	defer stop()
 	ack, err := e.commit.publish(ctx, msg)
-	if err != nil && errors.Is(context.Cause(ctx), errStoreFull) {
+	if err != nil && h.isFull() {
 		return nil, fmt.Errorf("%w (%v)", errStoreFull, err)
 	}
 	return ack, err
