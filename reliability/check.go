@@ -128,12 +128,24 @@ func connectNATS(addr, store string) (*nats.Conn, error) {
 	opts := []nats.Option{nats.Name("reliability-checker"), nats.Timeout(5 * time.Second)}
 	if creds, _ := filepath.Glob(filepath.Join(store, "*.creds")); len(creds) > 0 {
 		opts = append(opts, nats.UserCredentials(creds[0]))
+	} else if seed := filepath.Join(store, "subscriber.nk"); fileExists(seed) {
+		// The subscriber credential the gateway generates (an nkey seed).
+		auth, err := nats.NkeyOptionFromSeed(seed)
+		if err != nil {
+			return nil, fmt.Errorf("subscriber credential %s: %w", seed, err)
+		}
+		opts = append(opts, auth)
 	}
 	nc, err := nats.Connect("nats://"+addr, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to the gateway's NATS listener %s: %w", addr, err)
 	}
 	return nc, nil
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 // storedIDs reads every event of the stream through the gateway's NATS
