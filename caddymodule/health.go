@@ -58,9 +58,9 @@ func newStoreHealth() *storeHealth {
 
 func (h *storeHealth) isFull() bool { return h.ctx.Err() != nil }
 
-// writable reports whether the store takes new events now. It is cheap (an
-// atomic load and a channel poll): any publisher may call it per request to
-// fail fast with errStoreFull.
+// writable reports whether the store takes new events now. It is cheap
+// (an atomic load and a context's Err, no I/O): any publisher may call it
+// per request to fail fast with errStoreFull, and the readiness check does.
 func (e *engine) writable() bool {
 	return !e.health.Load().isFull()
 }
