@@ -115,6 +115,11 @@ func TestDashboardAPI(t *testing.T) {
 	if ok.replays() != 1 {
 		t.Errorf("the refused POSTs replayed: %d replays", ok.replays())
 	}
+	code, body = post(t, client, base+"api/replay", "", token, `{"source":"demo","destination":"orders"}`)
+	if code != http.StatusAccepted || !strings.Contains(body, `"matched":2`) {
+		t.Errorf("bulk replay: %d %s", code, body)
+	}
+	waitFor(t, 10*time.Second, "the bulk replay at the sink", func() bool { return ok.replays() == 3 })
 	if code, body := post(t, client, base+"api/dlq/1/redrive", "http://evil.example", token, `{}`); code != http.StatusForbidden {
 		t.Errorf("cross-origin redrive: %d %s", code, body)
 	}
@@ -300,6 +305,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`#listpane tr[data-dlq]`))); err != nil {
 		t.Fatalf("dead letters: %v", err)
 	}
+	screenshot(t, ctx, "dashboard-dlq")
 	before := bad.calls.Load()
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#listpane tr[data-dlq] button`))); err != nil {
 		t.Fatalf("redrive: %v", err)
