@@ -3,7 +3,26 @@ package caddymodule
 // The event log: what the admin API (admin_events.go), the CLI
 // (command_events.go) and the dashboard read and do. Every function here
 // takes the running App and returns the JSON shapes of the admin API, so
-// that each front end is a thin layer over the same code.
+// that each front end is a thin layer over the same code. Errors are
+// caddy.APIError values whose HTTPStatus and message a front end can show
+// as they are (404 unknown id or destination, 400 bad filter, 409 a replay
+// that cannot be, 503 store not running).
+//
+//	(a *App) listEvents(ctx, EventFilter) (*EventPage, error)         GET  /webhooks/events
+//	(a *App) getEvent(ctx, id, withBody) (*EventDetail, error)        GET  /webhooks/events/{id}
+//	(a *App) replayEvent(ctx, id, destination) (*ReplayQueued, error) POST /webhooks/events/{id}/replay
+//	(a *App) startReplay(ctx, EventFilter) (*ReplayJob, error)        POST /webhooks/replay
+//	(a *App) replayJob(jobID) (*ReplayJob, error)                     GET  /webhooks/replay/{job}
+//	(a *App) listDLQ(ctx, EventFilter) (*DLQPage, error)              GET  /webhooks/dlq
+//	(a *App) getDLQ(ctx, id, withBody) (*DeadLetterDetail, error)     GET  /webhooks/dlq/{id}
+//	(a *App) redrive(ctx, id) (*Redrive, error)                       POST /webhooks/dlq/{id}/redrive
+//	(a *App) redriveAll(ctx, EventFilter) (*ReplayJob, error)         POST /webhooks/dlq/redrive
+//	(a *App) deleteDLQ(ctx, id) error                                 DELETE /webhooks/dlq/{id}
+//	(a *App) status(ctx) (*GatewayStatus, error)                      GET  /webhooks/status
+//
+// filterFromQuery(url.Values) and filterFromBody(*http.Request) turn the
+// API's parameters (since/until as RFC 3339 or "1h") into an EventFilter;
+// runningApp() finds the App of the running config.
 //
 // Storage (see eventlog_store.go): events are read from the WEBHOOKS
 // stream itself, newest first, by walking sequences backwards with direct
@@ -258,7 +277,7 @@ func (a *App) hasMore(ctx context.Context, e *engine, f EventFilter, lo uint64, 
 	if c <= lo {
 		return false
 	}
-	msgs, err := readForward(ctx, e.nc, event.StreamName, f.subjectFilter(), seqRange{lo, c}, 1)
+	msgs, err := readForward(ctx, e.nc, event.StreamName, f.subjectFilter(), seqRange{lo, c}, 1, 1)
 	return err != nil || len(msgs) > 0
 }
 

@@ -85,13 +85,17 @@ func seqAtTime(ctx context.Context, nc *nats.Conn, stream string, t time.Time) (
 }
 
 // readForward returns the messages of stream in [r.lo, r.hi) matching
-// filter ("" for all), oldest first, in batches of up to batch messages.
-func readForward(ctx context.Context, nc *nats.Conn, stream, filter string, r seqRange, batch int) ([]*nats.Msg, error) {
+// filter ("" for all), oldest first, asking for up to batch messages per
+// request, and stops after limit messages (0: no limit).
+func readForward(ctx context.Context, nc *nats.Conn, stream, filter string, r seqRange, batch, limit int) ([]*nats.Msg, error) {
 	var out []*nats.Msg
 	for next := r.lo; next < r.hi; {
 		n := batch
+		if limit > 0 {
+			n = min(n, limit-len(out))
+		}
 		if filter == "" {
-			n = int(min(uint64(batch), r.hi-next))
+			n = int(min(uint64(n), r.hi-next))
 		}
 		msgs, err := forwarder.DirectBatch(ctx, nc, stream, forwarder.DirectRequest{Seq: next, NextBySubject: filter, Batch: n})
 		if err != nil {
@@ -103,7 +107,7 @@ func readForward(ctx context.Context, nc *nats.Conn, stream, filter string, r se
 			}
 			out = append(out, m)
 		}
-		if len(msgs) < n {
+		if len(msgs) < n || (limit > 0 && len(out) >= limit) {
 			break
 		}
 		next = seqOf(msgs[len(msgs)-1]) + 1
@@ -125,7 +129,7 @@ func walkBack(ctx context.Context, nc *nats.Conn, stream, filter string, r seqRa
 		if hi-r.lo > window {
 			lo = hi - window
 		}
-		msgs, err := readForward(ctx, nc, stream, filter, seqRange{lo, hi}, max(want+1, 64))
+		msgs, err := readForward(ctx, nc, stream, filter, seqRange{lo, hi}, max(want+1, 64), 0)
 		if err != nil {
 			return err
 		}
