@@ -48,7 +48,7 @@ type parsedSource struct {
 // (at verifyAt: scheme, options and literal secrets, as verify.New takes
 // them) and the settings that depend on one another.
 func checkSource(s *Source, at, verifyAt caddyfilePos) error {
-	if err := checkVerify(s); err != nil {
+	if err := checkVerifier(s); err != nil {
 		return verifyAt.errf("source %q: verify: %v", s.Name, err)
 	}
 	if s.MaxRatio != 0 && !slices.Contains(s.AcceptEncoding, "gzip") {
@@ -57,10 +57,10 @@ func checkSource(s *Source, at, verifyAt caddyfilePos) error {
 	return nil
 }
 
-// checkVerify builds the source's verifier when its secrets are literal;
+// checkVerifier builds the source's verifier when its secrets are literal;
 // with placeholder secrets it checks the scheme name only, since the
 // secrets' shape is known once the placeholders are resolved.
-func checkVerify(s *Source) error {
+func checkVerifier(s *Source) error {
 	if !slices.Contains(verify.Schemes(), s.Verify.Scheme) {
 		return fmt.Errorf("unknown scheme %q (known: %s)", s.Verify.Scheme, strings.Join(verify.Schemes(), ", "))
 	}

@@ -297,7 +297,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	bodies, hdrs := ok.received()
 	last := len(hdrs) - 1
 	if hdrs[last].Get("Webhook-Id") != "demo:o2" || !strings.Contains(string(bodies[last]), `"ord_2"`) {
-		t.Errorf("replayed %s: %s", hdrs[last].Get("Webhook-Id"), bodies[last])
+		t.Errorf("replayed %s: %s (%v)", hdrs[last].Get("Webhook-Id"), bodies[last], hdrs[last])
 	}
 
 	// The dead letters, by keyboard; Redrive sends one to audit again.
