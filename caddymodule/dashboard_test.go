@@ -277,6 +277,30 @@ func TestDashboardInBrowser(t *testing.T) {
 		return text != ""
 	})
 
+	// The id filter, from the keyboard: "/" focuses it, Enter applies.
+	if err := chromedp.Do(ctx, chromedp.KeyEvent("/")); err != nil {
+		t.Fatalf("search: %v", err)
+	}
+	// DevTools sends the "/" as a separate char event, which a real
+	// keyboard's cancelled keydown would not: clear it.
+	if name, err := chromedp.Run(ctx, chromedp.Evaluate[string](`(() => { const e = document.activeElement; e.value = ""; return e.name; })()`)); err != nil || name != "q" {
+		t.Fatalf("'/' focused %q (%v), want the id search", name, err)
+	}
+	if err := chromedp.Do(ctx, chromedp.KeyEvent("demo:o1"), chromedp.KeyEvent(kb.Enter)); err != nil {
+		t.Fatalf("search: %v", err)
+	}
+	waitFor(t, 15*time.Second, "the list filtered to demo:o1", func() bool {
+		n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("#listpane tbody tr").length`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		text, _ := rowText(ctx, "demo:o1")
+		return n == 1 && text != ""
+	})
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#clear`)), chromedp.WaitVisible(chromedp.CSS(`#listpane tr[data-id="demo:live1"]`)), chromedp.KeyEvent(kb.Escape)); err != nil {
+		t.Fatalf("clear the filter: %v", err)
+	}
+
 	// Open an event by keyboard (the third row: live1, o3, o2) and replay
 	// it to orders with its button.
 	if err := chromedp.Do(ctx,
