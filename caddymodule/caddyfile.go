@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -31,7 +32,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 		}
 	}
 	if err := app.UnmarshalCaddyfile(d); err != nil {
-		return nil, err
+		return nil, appError(err)
 	}
 	return httpcaddyfile.App{Name: "webhooks", Value: caddyconfig.JSON(app, nil)}, nil
 }
@@ -73,15 +74,23 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 			}
 		case "retention":
-			a.Retention, err = durationArg(d)
+			if a.Retention, err = durationArg(d); err == nil && a.DedupWindow != 0 {
+				err = wrapRule(d, checkDedupWindow(time.Duration(a.DedupWindow), time.Duration(a.Retention)))
+			}
 		case "dedup_window":
-			a.DedupWindow, err = durationArg(d)
+			if a.DedupWindow, err = durationArg(d); err == nil && a.Retention != 0 {
+				err = wrapRule(d, checkDedupWindow(time.Duration(a.DedupWindow), time.Duration(a.Retention)))
+			}
 		case "max_store":
 			a.MaxStore, err = sizeArg(d)
 		case "max_event_size":
-			a.MaxEventSize, err = sizeArg(d)
+			if a.MaxEventSize, err = sizeArg(d); err == nil {
+				err = wrapRule(d, checkMaxEventSize(a.MaxEventSize))
+			}
 		case "listen":
-			a.Listen, err = oneArg(d)
+			if a.Listen, err = oneArg(d); err == nil {
+				err = wrapRule(d, checkListen(a.Listen))
+			}
 		case "server_name":
 			a.ServerName, err = oneArg(d)
 		case "user":
@@ -99,6 +108,11 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if len(args) == 0 {
 				return d.ArgErr()
 			}
+			for _, k := range args {
+				if err := checkNKey(k); err != nil {
+					return wrapRule(d, err)
+				}
+			}
 			a.NKeys = append(a.NKeys, args...)
 		case "destination":
 			dc, derr := parseDestination(d)
@@ -114,6 +128,15 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 	}
 	return nil
+}
+
+// wrapRule attributes a broken rule to the file and line being parsed;
+// nil stays nil. parseGlobalOption names the webhooks global option.
+func wrapRule(d *caddyfile.Dispenser, err error) error {
+	if err == nil {
+		return nil
+	}
+	return d.WrapErr(err)
 }
 
 func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
@@ -133,6 +156,9 @@ func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //		publish_timeout <duration>         # default: 5s
 //		retry_after     <duration>         # default: 5s, sent with every 503
 //		rate_per_ip     <n>/<window> [burst <n>] [max_clients <n>]
+//		body_timeout    <duration>         # default: 10s, then 408; sources' default
+//		max_headers     <n>                # default: 100, then 431; sources' default
+//		max_header_bytes <size>            # default: 16KiB, then 431; sources' default
 //		source <name> {
 //			verify      <scheme> [<secret>...] [{
 //				<option> <value>           # scheme-specific, see package verify
@@ -149,6 +175,9 @@ func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //			allow_ips   <cidr>|<ip>|private_ranges...   # others get 403
 //			accept_encoding gzip               # default: identity only (else 415)
 //			max_ratio   <n>                    # gzip expansion cap; default: 100
+//			body_timeout <duration>            # replaces the handler's
+//			max_headers  <n>                   # replaces the handler's
+//			max_header_bytes <size>            # replaces the handler's
 //		}
 //	}
 //
@@ -196,6 +225,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.RetryAfter, err = durationArg(d)
 		case "rate_per_ip":
 			h.RatePerIP, err = parseRateLimit(d, true)
+		case "body_timeout":
+			h.BodyTimeout, err = durationArg(d)
+		case "max_headers":
+			h.MaxHeaders, err = intArg(d)
+		case "max_header_bytes":
+			h.MaxHeaderBytes, err = sizeArg(d)
 		case "deprecate":
 			var dep *Deprecation
 			if dep, err = parseDeprecate(d); err == nil {
@@ -291,13 +326,14 @@ func parseSource(d *caddyfile.Dispenser) (*Source, error) {
 				err = wrapErr(d, checkEncoding(enc))
 			}
 			s.AcceptEncoding = []string{enc}
+		case "body_timeout":
+			s.BodyTimeout, err = durationArg(d)
+		case "max_headers":
+			s.MaxHeaders, err = intArg(d)
+		case "max_header_bytes":
+			s.MaxHeaderBytes, err = sizeArg(d)
 		case "max_ratio":
-			var v string
-			if v, err = oneArg(d); err == nil {
-				if s.MaxRatio, err = strconv.Atoi(v); err != nil || s.MaxRatio < 1 {
-					err = d.Errf("max_ratio %q: want a whole number above 0, e.g. 100", v)
-				}
-			}
+			s.MaxRatio, err = intArg(d)
 		default:
 			return nil, d.Errf("unrecognized source subdirective %q", d.Val())
 		}
