@@ -284,6 +284,7 @@ func (a *App) Start() (err error) {
 	a.engine = val.(*engine)
 	defer func() {
 		if err != nil {
+			a.stopEventLog()
 			a.stopForwarders()
 			a.release()
 		}
@@ -299,6 +300,9 @@ func (a *App) Start() (err error) {
 		if _, err := a.engine.js.CreateOrUpdateStream(ctx, sc); err != nil {
 			return fmt.Errorf("stream %s: %w", sc.Name, err)
 		}
+	}
+	if err := a.startEventLog(ctx); err != nil { // eventlog_replay.go
+		return err
 	}
 	for _, fc := range a.fwdConfigs {
 		fc.Observer = newDestinationObserver(fc.Name)
@@ -322,6 +326,7 @@ func (a *App) Start() (err error) {
 // stream) and lets go of the engine; the engine shuts down when no config
 // uses it any more.
 func (a *App) Stop() error {
+	a.stopEventLog()
 	a.stopForwarders()
 	a.release()
 	return nil

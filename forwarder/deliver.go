@@ -39,7 +39,8 @@ type result struct {
 	err        string
 	latency    time.Duration
 	retryAfter time.Duration
-	reason     string // why a dead letter died
+	reason     string  // why a dead letter died
+	answer     *answer // the destination's headers and body start (attempts.go)
 }
 
 // classify maps an HTTP status to an outcome.
@@ -123,7 +124,9 @@ func (r *run) post(d *delivery) result {
 	if err != nil && !errors.Is(err, fasthttp.ErrBodyTooLarge) {
 		return result{outcome: retryable, latency: latency, err: r.describeErr(err)}
 	}
-	return r.answered(resp.StatusCode(), string(resp.Header.Peek("Retry-After")), latency)
+	res := r.answered(resp.StatusCode(), string(resp.Header.Peek("Retry-After")), latency)
+	res.answer = fastAnswer(resp)
+	return res
 }
 
 // postLarge makes the attempt with net/http (see largeBody).
@@ -141,9 +144,12 @@ func (r *run) postLarge(d *delivery) result {
 	if err != nil {
 		return result{outcome: retryable, latency: time.Since(start), err: r.describeErr(err)}
 	}
+	ans := httpAnswer(resp)
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, drainLimit))
 	resp.Body.Close()
-	return r.answered(resp.StatusCode, resp.Header.Get("Retry-After"), time.Since(start))
+	res := r.answered(resp.StatusCode, resp.Header.Get("Retry-After"), time.Since(start))
+	res.answer = ans
+	return res
 }
 
 // answered classifies the destination's answer.

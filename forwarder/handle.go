@@ -50,6 +50,7 @@ func (r *run) handle(m jetstream.Msg) {
 			return
 		}
 		res := r.attemptOnce(d)
+		r.recordAttempt(d, res)
 		r.obs.Attempted(res.outcome.String(), res.latency)
 		r.recordBreaker(probe, res)
 		if !r.settle(d, res) {
