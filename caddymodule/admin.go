@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -23,8 +24,11 @@ func init() {
 //
 //	GET  /webhooks/destinations               every destination's status
 //	GET  /webhooks/destinations/<name>        one destination's status
-//	POST /webhooks/destinations/<name>/resume lift a pause (410 or open circuit)
+//	POST /webhooks/destinations/<name>/resume lift a pause (410 or open circuit);
+//	                                          409 when it is not paused
 //	GET  /webhooks/deliveries/<event id>      the event's delivery state at each destination
+//
+// serve dispatches on adminRoutes; each endpoint is one function.
 type adminAPI struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -45,52 +49,140 @@ const adminPrefix = "/webhooks/"
 // adminTimeout bounds the NATS requests one admin call makes.
 const adminTimeout = 10 * time.Second
 
+// adminRoute is one endpoint: a method and a path under adminPrefix,
+// matched by match, which returns the path's variable part.
+type adminRoute struct {
+	method string
+	match  func(path string) (arg string, ok bool)
+	serve  func(w http.ResponseWriter, r *http.Request, arg string) error
+}
+
+// adminRoutes lists the endpoints, tried in order. To add an endpoint, add
+// a function and a row.
+var adminRoutes = []adminRoute{
+	{http.MethodGet, exactPath("destinations"), listDestinations},
+	{http.MethodGet, pathBetween("destinations/", ""), getDestination},
+	{http.MethodPost, pathBetween("destinations/", "/resume"), resumeDestination},
+	// Everything after the prefix is the id: ids may hold '/'.
+	{http.MethodGet, prefixPath("deliveries/"), getDeliveries},
+}
+
+// exactPath matches one fixed path (a trailing '/' allowed).
+func exactPath(want string) func(string) (string, bool) {
+	return func(p string) (string, bool) { return "", strings.TrimSuffix(p, "/") == want }
+}
+
+// pathBetween matches prefix + one path segment + suffix, the segment
+// being the argument.
+func pathBetween(prefix, suffix string) func(string) (string, bool) {
+	return func(p string) (string, bool) {
+		rest, ok := strings.CutPrefix(p, prefix)
+		if !ok {
+			return "", false
+		}
+		if suffix == "" {
+			rest = strings.TrimSuffix(rest, "/")
+		} else if rest, ok = strings.CutSuffix(rest, suffix); !ok {
+			return "", false
+		}
+		return rest, rest != "" && !strings.Contains(rest, "/")
+	}
+}
+
+// prefixPath matches everything under prefix, the rest being the argument.
+func prefixPath(prefix string) func(string) (string, bool) {
+	return func(p string) (string, bool) { return strings.CutPrefix(p, prefix) }
+}
+
+// serve finds the endpoint for the request's path and method: an unknown
+// path is 404, a known path with another method 405 with Allow.
 func (a adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 	if handled, err := a.serveEventLog(w, r); handled { // admin_events.go
 		return err
 	}
-	if id, ok := strings.CutPrefix(r.URL.Path, adminPrefix+"deliveries/"); ok {
-		return a.deliveries(w, r, id)
+	path := strings.TrimPrefix(r.URL.Path, adminPrefix)
+	var allow []string
+	for _, rt := range adminRoutes {
+		arg, ok := rt.match(path)
+		if !ok {
+			continue
+		}
+		if r.Method == rt.method {
+			return rt.serve(w, r, arg)
+		}
+		allow = append(allow, rt.method)
 	}
-	parts := strings.Split(strings.Trim(strings.TrimPrefix(r.URL.Path, adminPrefix), "/"), "/")
-	if parts[0] != "destinations" || len(parts) > 3 || (len(parts) == 3 && parts[2] != "resume") {
-		return apiError(http.StatusNotFound, "no such webhooks admin path: %s", r.URL.Path)
+	if len(allow) > 0 {
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		return apiError(http.StatusMethodNotAllowed, "%s %s: use %s", r.Method, r.URL.Path, strings.Join(allow, " or "))
 	}
-	want := http.MethodGet
-	if len(parts) == 3 {
-		want = http.MethodPost
-	}
-	if r.Method != want {
-		w.Header().Set("Allow", want)
-		return apiError(http.StatusMethodNotAllowed, "%s %s: use %s", r.Method, r.URL.Path, want)
-	}
+	return apiError(http.StatusNotFound, "no such webhooks admin path: %s", r.URL.Path)
+}
+
+// listDestinations answers every running destination's status.
+func listDestinations(w http.ResponseWriter, r *http.Request, _ string) error {
 	app, err := runningApp()
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), adminTimeout)
 	defer cancel()
-	if len(parts) == 1 {
-		out := []*forwarder.DestinationStatus{}
-		for _, f := range app.runningForwarders() {
-			st, err := f.Status(ctx)
-			if err != nil {
-				return apiError(http.StatusServiceUnavailable, "%v", err)
-			}
-			out = append(out, st)
-		}
-		return writeJSON(w, out)
-	}
-	f := app.forwarder(parts[1])
-	if f == nil {
-		return apiError(http.StatusNotFound, "no destination %q in the running config", parts[1])
-	}
-	if len(parts) == 3 {
-		if err := f.Resume(ctx); err != nil {
+	out := []*forwarder.DestinationStatus{}
+	for _, f := range app.runningForwarders() {
+		st, err := f.Status(ctx)
+		if err != nil {
 			return apiError(http.StatusServiceUnavailable, "%v", err)
 		}
-		app.logger.Info("destination resumed through the admin API", zap.String("destination", f.Name()))
+		out = append(out, st)
 	}
+	return writeJSON(w, out)
+}
+
+// getDestination answers one destination's status.
+func getDestination(w http.ResponseWriter, r *http.Request, name string) error {
+	_, f, err := runningForwarder(name)
+	if err != nil {
+		return err
+	}
+	return writeStatus(w, r, f)
+}
+
+// resumeDestination lifts a destination's pause and answers its status;
+// 409 when it was not paused, so a script sees that nothing changed.
+func resumeDestination(w http.ResponseWriter, r *http.Request, name string) error {
+	app, f, err := runningForwarder(name)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), adminTimeout)
+	defer cancel()
+	if err := f.Resume(ctx); errors.Is(err, forwarder.ErrNotPaused) {
+		return apiError(http.StatusConflict, "%v", err)
+	} else if err != nil {
+		return apiError(http.StatusServiceUnavailable, "%v", err)
+	}
+	app.logger.Info("destination resumed through the admin API", zap.String("destination", f.Name()))
+	return writeStatus(w, r, f)
+}
+
+// runningForwarder returns the running app and its destination's
+// forwarder, or a 404.
+func runningForwarder(name string) (*App, *forwarder.Forwarder, error) {
+	app, err := runningApp()
+	if err != nil {
+		return nil, nil, err
+	}
+	f := app.forwarder(name)
+	if f == nil {
+		return nil, nil, apiError(http.StatusNotFound, "no destination %q in the running config", name)
+	}
+	return app, f, nil
+}
+
+// writeStatus answers a destination's status.
+func writeStatus(w http.ResponseWriter, r *http.Request, f *forwarder.Forwarder) error {
+	ctx, cancel := context.WithTimeout(r.Context(), adminTimeout)
+	defer cancel()
 	st, err := f.Status(ctx)
 	if err != nil {
 		return apiError(http.StatusServiceUnavailable, "%v", err)
@@ -98,15 +190,11 @@ func (a adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, st)
 }
 
-// deliveries answers an event's delivery states: one per destination of
+// getDeliveries answers an event's delivery states: one per destination of
 // the running config that the event matches, "pending" where no attempt
 // has finished yet, plus any states left by destinations no longer
 // configured. The id is everything after the prefix: ids may hold '/'.
-func (a adminAPI) deliveries(w http.ResponseWriter, r *http.Request, id string) error {
-	if r.Method != http.MethodGet {
-		w.Header().Set("Allow", http.MethodGet)
-		return apiError(http.StatusMethodNotAllowed, "%s %s: use GET", r.Method, r.URL.Path)
-	}
+func getDeliveries(w http.ResponseWriter, r *http.Request, id string) error {
 	if id == "" {
 		return apiError(http.StatusNotFound, "give an event id: /webhooks/deliveries/<event id>")
 	}

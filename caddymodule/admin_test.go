@@ -72,9 +72,15 @@ func TestAdminResumesGoneDestination(t *testing.T) {
 			t.Fatalf("GET orders: %d %s", code, b)
 		}
 		paused = decodeStatus(t, b)
-		return paused.PausedUntil != nil
+		if paused.Paused && !strings.Contains(string(b), `"paused_until":null`) {
+			t.Errorf("a 410's pause has no end: want \"paused_until\": null in %s", b)
+		}
+		return paused.Paused
 	})
-	if paused.Circuit != "open" || paused.Consumer != "fwd-orders" || paused.AckPending+int(paused.Pending) != 1 {
+	// A 410 is a pause until resumed, not an open circuit until 2126.
+	if paused.Circuit != "closed" || paused.OpenUntil != nil || paused.PausedUntil != nil ||
+		!strings.Contains(paused.PausedReason, "410 Gone at ") || !strings.Contains(paused.PausedReason, "caddy webhooks resume orders") ||
+		paused.Consumer != "fwd-orders" || paused.AckPending+int(paused.Pending) != 1 {
 		t.Errorf("paused destination: %+v", paused)
 	}
 	if strings.Contains(paused.URL, "hunter2") || !strings.Contains(paused.URL, "user:xxxxx@") {
@@ -86,8 +92,12 @@ func TestAdminResumesGoneDestination(t *testing.T) {
 	if err := json.Unmarshal(b, &all); code != http.StatusOK || err != nil || len(all) != 2 || all[0].Name != "orders" || all[1].Name != "audit" {
 		t.Fatalf("GET destinations: %d %s (%v)", code, b, err)
 	}
-	if all[1].Circuit != "closed" || all[1].PausedUntil != nil {
+	if all[1].Circuit != "closed" || all[1].Paused || all[1].PausedUntil != nil || all[1].PausedReason != "" {
 		t.Errorf("audit is not affected by orders' 410: %+v", all[1])
+	}
+	// Resuming what is not paused changes nothing, and says so.
+	if code, b := adminCall(t, admin, http.MethodPost, "/webhooks/destinations/audit/resume"); code != http.StatusConflict || !strings.Contains(string(b), "not paused") {
+		t.Errorf("resume of a destination that is not paused: %d %s, want 409", code, b)
 	}
 
 	for _, tc := range []struct {
@@ -111,7 +121,7 @@ func TestAdminResumesGoneDestination(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("resume: exit %d\n%s\n%s", code, out, errOut)
 	}
-	if st := decodeStatus(t, []byte(out)); st.Name != "orders" || st.Circuit != "closed" {
+	if st := decodeStatus(t, []byte(out)); st.Name != "orders" || st.Circuit != "closed" || st.Paused {
 		t.Errorf("resume printed %s", out)
 	}
 	waitFor(t, 5*time.Second, "the delivery after resume", func() bool { return sk.calls.Load() == 2 })

@@ -9,6 +9,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/hookgate/hookgate/verify"
 )
 
 // accept writes the success answer.
@@ -137,6 +139,7 @@ var (
 	problemBadBody   = newProblem(http.StatusBadRequest, "unreadable-body", "The request body could not be read.", zapcore.InfoLevel)
 	problemSignature = newProblem(http.StatusUnauthorized, "invalid-signature", "The request could not be authenticated.", zapcore.InfoLevel)
 	problemForbidden = newProblem(http.StatusForbidden, "client-not-allowed", "This endpoint does not accept requests from your address.", zapcore.InfoLevel)
+	problemHeaders   = newProblem(http.StatusRequestHeaderFieldsTooLarge, "headers-too-large", "The request has more header fields, or larger ones, than this endpoint accepts.", zapcore.InfoLevel)
 	problemTimeout   = newProblem(http.StatusRequestTimeout, "body-timeout", "The request body did not arrive in time.", zapcore.InfoLevel)
 	// A client over its own budget is logged at debug level (a flood
 	// would fill the log); a source over its shared budget at info, as a
@@ -153,17 +156,27 @@ var (
 	errOverPerIP  = errors.New("client over its rate_per_ip; Retry-After says when its next token is due")
 	errOverRate   = errors.New("source over its rate; Retry-After says when its next token is due")
 	errNotAllowed = errors.New("client address not in the source's allow_ips")
+	// errGetNoHandshake is a verifier's slip: it passed a GET without
+	// saying how to answer it, and a GET is never an event.
+	errGetNoHandshake = errors.New("the verifier passed a GET that is not a handshake")
 )
 
-// answerChallenge echoes a provider's URL verification challenge.
-func (h *Handler) answerChallenge(q *request, challenge string) error {
-	b, err := json.Marshal(map[string]string{"challenge": challenge})
-	if err != nil {
-		return err
-	}
+// answerHandshake answers a provider's setup handshake as its verifier
+// said (a zero status is 200); nothing is stored.
+func (h *Handler) answerHandshake(q *request, hs *verify.Handshake) error {
 	h.logHandshake(q)
-	q.w.Header().Set("Content-Type", "application/json")
-	q.w.WriteHeader(http.StatusOK)
-	_, err = q.w.Write(b)
+	hdr := q.w.Header()
+	for k, v := range hs.Header {
+		hdr[k] = v
+	}
+	status := hs.Status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	q.w.WriteHeader(status)
+	if len(hs.Body) == 0 {
+		return nil
+	}
+	_, err := q.w.Write(hs.Body)
 	return err
 }

@@ -1,8 +1,3 @@
-// Package caddymodule is Hookgate's Caddy glue: the "webhooks" app that owns
-// the embedded NATS JetStream store and the forwarders, and the
-// "webhook_ingest" HTTP handler that turns a provider's POST into a stored
-// event. Importing it registers both modules, their Caddyfile syntax and the
-// "caddy webhooks" command.
 package caddymodule
 
 import (
@@ -134,6 +129,10 @@ func (*App) CaddyModule() caddy.ModuleInfo {
 // Provision resolves defaults and placeholders. It opens nothing: caddy
 // validate runs it too.
 func (a *App) Provision(ctx caddy.Context) error {
+	return appError(a.provision(ctx))
+}
+
+func (a *App) provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
 	a.ready = make(chan struct{})
 	if reg := ctx.GetMetricsRegistry(); reg != nil {
@@ -173,13 +172,21 @@ func (a *App) Provision(ctx caddy.Context) error {
 		a.ecfg.Listen = defaultListen
 	case "off":
 	default:
+		if err := checkListen(a.Listen); err != nil {
+			return err
+		}
 		a.ecfg.Listen = a.Listen
 	}
-	if a.ecfg.User, err = repl.ReplaceOrErr(a.User, true, true); err != nil {
-		return fmt.Errorf("user: %w", err)
+	if a.ecfg.User, err = resolveSecret(repl, "user", a.User); err != nil {
+		return err
 	}
-	if a.ecfg.Password, err = repl.ReplaceOrErr(a.Password, true, true); err != nil {
-		return fmt.Errorf("password: %w", err)
+	if a.ecfg.Password, err = resolveSecret(repl, "password", a.Password); err != nil {
+		return err
+	}
+	for _, k := range a.NKeys {
+		if err := checkNKey(k); err != nil {
+			return err
+		}
 	}
 	a.ecfg.NKeys = strings.Join(a.NKeys, " ")
 	if (a.TLSCert == "") != (a.TLSKey == "") {
@@ -229,17 +236,22 @@ func (a *App) Provision(ctx caddy.Context) error {
 		a.fwdConfigs = append(a.fwdConfigs, fc)
 		a.ecfg.GatewayConsumers = strings.TrimSpace(a.ecfg.GatewayConsumers + " " + forwarder.ConsumerName(fc.Name))
 	}
+	a.warnRisky()
 	return nil
 }
 
 // Validate checks what Provision could not decide alone.
 func (a *App) Validate() error {
+	return appError(a.validate())
+}
+
+func (a *App) validate() error {
 	s := a.streams[0]
-	if s.Duplicates > s.MaxAge {
-		return fmt.Errorf("dedup_window %s is longer than retention %s: an event cannot be remembered longer than it is kept", s.Duplicates, s.MaxAge)
+	if err := checkDedupWindow(s.Duplicates, s.MaxAge); err != nil {
+		return err
 	}
-	if a.maxEventSize > maxMaxEventSize {
-		return fmt.Errorf("max_event_size %d: at most 64MiB (NATS messages are held in memory whole)", a.MaxEventSize)
+	if err := checkMaxEventSize(a.maxEventSize); err != nil {
+		return err
 	}
 	if a.MaxStore < 0 || a.MaxEventSize < 0 {
 		return errors.New("max_store and max_event_size must be positive")

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 	"go.uber.org/zap"
 
@@ -18,15 +19,14 @@ import (
 
 // Who may do what on the embedded NATS server.
 //
-// The gateway's own in-process connections log in as internalUser, whose
-// password is random per process and never leaves it; that user alone may
+// The gateway's own in-process connections log in with an nkey made per
+// process (engine.internalKey) that never leaves it; that user alone may
 // publish events, change streams and use the gateway's consumers. Every
 // client of the listener (the configured user, the configured nkeys, or by
 // default the generated subscriber credential) gets subscriberPermissions:
 // read the event subjects, read the streams, and create and use consumers of
 // its own. See the README's "Reading events from NATS".
 const (
-	internalUser = "hookgate-internal"
 	// subscriberSeedFile is the generated subscriber credential in the
 	// store directory: a NATS user nkey seed, as "nats --nkey" and
 	// nats.NkeyOptionFromSeed read it.
@@ -143,18 +143,25 @@ func subscriberPermissions(gatewayConsumers []string) *server.Permissions {
 // authOptions sets the users of the embedded server: the gateway's internal
 // user with every right, and the subscribers with subscriberPermissions.
 func (e *engine) authOptions(opts *server.Options, cfg engineConfig) {
-	opts.Users = []*server.User{{Username: internalUser, Password: e.internalPassword}}
+	internal, _ := e.internalKey.PublicKey() // a user key pair always has one
+	opts.Nkeys = []*server.NkeyUser{{Nkey: internal}}
 	perms := subscriberPermissions(strings.Fields(cfg.GatewayConsumers))
 	if cfg.User != "" {
 		opts.Users = append(opts.Users, &server.User{Username: cfg.User, Password: cfg.Password, Permissions: perms})
 	}
 	keys := strings.Fields(cfg.NKeys)
-	if e.subscriberKey != "" {
+	if e.subscriberKey != "" && !cfg.subscribersConfigured() {
 		keys = append(keys, e.subscriberKey)
 	}
 	for _, nk := range keys {
 		opts.Nkeys = append(opts.Nkeys, &server.NkeyUser{Nkey: nk, Permissions: perms})
 	}
+}
+
+// internalAuth is the connection option that logs the gateway in.
+func (e *engine) internalAuth() nats.Option {
+	public, _ := e.internalKey.PublicKey()
+	return nats.Nkey(public, e.internalKey.Sign)
 }
 
 // subscribersConfigured reports whether the operator named the listener's

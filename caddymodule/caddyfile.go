@@ -2,7 +2,9 @@ package caddymodule
 
 import (
 	"encoding/json"
+	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -30,7 +32,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 		}
 	}
 	if err := app.UnmarshalCaddyfile(d); err != nil {
-		return nil, err
+		return nil, appError(err)
 	}
 	return httpcaddyfile.App{Name: "webhooks", Value: caddyconfig.JSON(app, nil)}, nil
 }
@@ -72,15 +74,23 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 			}
 		case "retention":
-			a.Retention, err = durationArg(d)
+			if a.Retention, err = durationArg(d); err == nil && a.DedupWindow != 0 {
+				err = wrapRule(d, checkDedupWindow(time.Duration(a.DedupWindow), time.Duration(a.Retention)))
+			}
 		case "dedup_window":
-			a.DedupWindow, err = durationArg(d)
+			if a.DedupWindow, err = durationArg(d); err == nil && a.Retention != 0 {
+				err = wrapRule(d, checkDedupWindow(time.Duration(a.DedupWindow), time.Duration(a.Retention)))
+			}
 		case "max_store":
 			a.MaxStore, err = sizeArg(d)
 		case "max_event_size":
-			a.MaxEventSize, err = sizeArg(d)
+			if a.MaxEventSize, err = sizeArg(d); err == nil {
+				err = wrapRule(d, checkMaxEventSize(a.MaxEventSize))
+			}
 		case "listen":
-			a.Listen, err = oneArg(d)
+			if a.Listen, err = oneArg(d); err == nil {
+				err = wrapRule(d, checkListen(a.Listen))
+			}
 		case "server_name":
 			a.ServerName, err = oneArg(d)
 		case "user":
@@ -98,6 +108,11 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if len(args) == 0 {
 				return d.ArgErr()
 			}
+			for _, k := range args {
+				if err := checkNKey(k); err != nil {
+					return wrapRule(d, err)
+				}
+			}
 			a.NKeys = append(a.NKeys, args...)
 		case "destination":
 			dc, derr := parseDestination(d)
@@ -113,6 +128,15 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 	}
 	return nil
+}
+
+// wrapRule attributes a broken rule to the file and line being parsed;
+// nil stays nil. parseGlobalOption names the webhooks global option.
+func wrapRule(d *caddyfile.Dispenser, err error) error {
+	if err == nil {
+		return nil
+	}
+	return d.WrapErr(err)
 }
 
 func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
@@ -132,6 +156,9 @@ func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //		publish_timeout <duration>         # default: 5s
 //		retry_after     <duration>         # default: 5s, sent with every 503
 //		rate_per_ip     <n>/<window> [burst <n>] [max_clients <n>]
+//		body_timeout    <duration>         # default: 10s, then 408; sources' default
+//		max_headers     <n>                # default: 100, then 431; sources' default
+//		max_header_bytes <size>            # default: 16KiB, then 431; sources' default
 //		source <name> {
 //			verify      <scheme> [<secret>...] [{
 //				<option> <value>           # scheme-specific, see package verify
@@ -148,12 +175,16 @@ func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //			allow_ips   <cidr>|<ip>|private_ranges...   # others get 403
 //			accept_encoding gzip               # default: identity only (else 415)
 //			max_ratio   <n>                    # gzip expansion cap; default: 100
+//			body_timeout <duration>            # replaces the handler's
+//			max_headers  <n>                   # replaces the handler's
+//			max_header_bytes <size>            # replaces the handler's
 //		}
 //	}
 //
 // Every source needs a verify line; "verify none" accepts unsigned requests.
 //
-// A rate is <events>/<window>: 100/s, 6000/m, 1/2s. The burst (default: the
+// A rate is <events>/<window>: 100/s, 6000/m, 1/2s, read by parseRateArgs for
+// sources and destinations alike. The burst (default: the
 // events of one window) is how many requests may come at once. Limits are
 // token buckets checked before the body is read; past them the answer is
 // 429 with a Retry-After in whole seconds. rate_per_ip counts every request
@@ -182,9 +213,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "status":
 			var s string
 			if s, err = oneArg(d); err == nil {
-				h.Status, err = strconv.Atoi(s)
-				if err != nil || h.Status < 200 || h.Status > 299 {
+				if h.Status, err = strconv.Atoi(s); err != nil {
 					err = d.Errf("status %q: want a 2xx code", s)
+				} else {
+					err = wrapErr(d, checkStatus(h.Status))
 				}
 			}
 		case "publish_timeout":
@@ -193,6 +225,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.RetryAfter, err = durationArg(d)
 		case "rate_per_ip":
 			h.RatePerIP, err = parseRateLimit(d, true)
+		case "body_timeout":
+			h.BodyTimeout, err = durationArg(d)
+		case "max_headers":
+			h.MaxHeaders, err = intArg(d)
+		case "max_header_bytes":
+			h.MaxHeaderBytes, err = sizeArg(d)
 		case "deprecate":
 			var dep *Deprecation
 			if dep, err = parseDeprecate(d); err == nil {
@@ -225,8 +263,8 @@ func parseSource(d *caddyfile.Dispenser) (*Source, error) {
 	if s.Name, err = oneArg(d); err != nil {
 		return nil, err
 	}
-	if !validSegment(s.Name) {
-		return nil, d.Errf("source name %q: want 1-%d characters of [a-z0-9_-]", s.Name, maxSegment)
+	if err := checkSourceName(s.Name); err != nil {
+		return nil, d.WrapErr(err)
 	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		switch d.Val() {
@@ -261,9 +299,8 @@ func parseSource(d *caddyfile.Dispenser) (*Source, error) {
 		case "type_header":
 			s.TypeHeader, err = oneArg(d)
 		case "dedup":
-			s.Dedup, err = oneArg(d)
-			if err == nil && s.Dedup != "body" {
-				err = d.Errf("dedup %q: the only mode is 'body'", s.Dedup)
+			if s.Dedup, err = oneArg(d); err == nil {
+				err = wrapErr(d, checkDedup(s.Dedup))
 			}
 		case "versions":
 			var args []string
@@ -280,22 +317,23 @@ func parseSource(d *caddyfile.Dispenser) (*Source, error) {
 				return nil, d.Errf("allow_ips: give at least one address or CIDR prefix, e.g. 192.30.252.0/22")
 			}
 			if _, perr := parseAllowIPs(args); perr != nil {
-				return nil, d.Errf("%v", perr)
+				return nil, d.WrapErr(perr)
 			}
 			s.AllowIPs = append(s.AllowIPs, args...)
 		case "accept_encoding":
 			var enc string
-			if enc, err = oneArg(d); err == nil && enc != "gzip" {
-				err = d.Errf("accept_encoding %q: the only encoding is gzip", enc)
+			if enc, err = oneArg(d); err == nil {
+				err = wrapErr(d, checkEncoding(enc))
 			}
 			s.AcceptEncoding = []string{enc}
+		case "body_timeout":
+			s.BodyTimeout, err = durationArg(d)
+		case "max_headers":
+			s.MaxHeaders, err = intArg(d)
+		case "max_header_bytes":
+			s.MaxHeaderBytes, err = sizeArg(d)
 		case "max_ratio":
-			var v string
-			if v, err = oneArg(d); err == nil {
-				if s.MaxRatio, err = strconv.Atoi(v); err != nil || s.MaxRatio < 1 {
-					err = d.Errf("max_ratio %q: want a whole number above 0, e.g. 100", v)
-				}
-			}
+			s.MaxRatio, err = intArg(d)
 		default:
 			return nil, d.Errf("unrecognized source subdirective %q", d.Val())
 		}
@@ -303,8 +341,8 @@ func parseSource(d *caddyfile.Dispenser) (*Source, error) {
 			return nil, err
 		}
 	}
-	if s.Verify == nil {
-		return nil, d.Errf("source %q has no verify line: add 'verify <scheme> <secret>...', or 'verify none' to accept unsigned requests", s.Name)
+	if err := checkVerify(s.Name, s.Verify); err != nil {
+		return nil, d.WrapErr(err)
 	}
 	return s, nil
 }
@@ -317,39 +355,19 @@ func segmentArgs(d *caddyfile.Dispenser) ([]string, error) {
 		return nil, d.Errf("%s: give at least one version, e.g. v1", name)
 	}
 	for _, v := range args {
-		if !validSegment(v) {
-			return nil, d.Errf("version %q: want 1-%d characters of [a-z0-9_-]", v, maxSegment)
+		if err := checkVersion("version", v); err != nil {
+			return nil, d.WrapErr(err)
 		}
 	}
 	return args, nil
 }
 
-// parseRateLimit reads "<n>/<window> [burst <n>] [max_clients <n>]";
-// max_clients only where perIP.
+// parseRateLimit reads a rate line ("rate", "rate_per_ip"): see
+// parseRateArgs; max_clients only where perIP.
 func parseRateLimit(d *caddyfile.Dispenser, perIP bool) (*RateLimit, error) {
-	name := d.Val()
-	args := d.RemainingArgs()
-	if len(args) == 0 || len(args)%2 != 1 {
-		return nil, d.Errf("%s: want <events>/<window> [burst <n>], e.g. %s 100/s burst 200", name, name)
-	}
-	events, window, err := parseRate(args[0])
+	rl, err := parseRateArgs(d.Val(), d.RemainingArgs(), perIP)
 	if err != nil {
-		return nil, d.Errf("%s: %v", name, err)
-	}
-	rl := &RateLimit{Events: events, Window: caddy.Duration(window)}
-	for i := 1; i < len(args); i += 2 {
-		n, err := strconv.Atoi(args[i+1])
-		if err != nil || n < 1 {
-			return nil, d.Errf("%s: %s %q: want a whole number above 0", name, args[i], args[i+1])
-		}
-		switch {
-		case args[i] == "burst":
-			rl.Burst = n
-		case args[i] == "max_clients" && perIP:
-			rl.MaxClients = n
-		default:
-			return nil, d.Errf("%s: unknown setting %q", name, args[i])
-		}
+		return nil, d.WrapErr(err)
 	}
 	return rl, nil
 }
@@ -377,10 +395,18 @@ func parseDeprecate(d *caddyfile.Dispenser) (*Deprecation, error) {
 			continue
 		}
 		if _, err := parseDate(date); err != nil {
-			return nil, d.Errf("deprecate %s: %v", dep.Version, err)
+			return nil, d.WrapErr(fmt.Errorf("deprecate %s: %w", dep.Version, err))
 		}
 	}
 	return dep, nil
+}
+
+// wrapErr adds the Caddyfile file and line to err, if there is one.
+func wrapErr(d *caddyfile.Dispenser, err error) error {
+	if err == nil {
+		return nil
+	}
+	return d.WrapErr(err)
 }
 
 // oneArg reads exactly one argument of the current line.

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -56,14 +57,36 @@ type DestinationConfig struct {
 	RateEvents int `json:"rate_events,omitempty"`
 	// RateWindow is the window of RateEvents. Default 1s.
 	RateWindow caddy.Duration `json:"rate_window,omitempty"`
-	// Burst is the token bucket's size. Default 1.
+	// Burst is the token bucket's size. Default: RateEvents, as for a
+	// source's rate (RateLimit.Burst); burst 1 paces attempts evenly.
 	Burst int `json:"burst,omitempty"`
 	// Concurrency caps the requests in flight to the destination. Default 8.
 	Concurrency int `json:"concurrency,omitempty"`
 	// OrderedBy delivers events sharing a key one at a time in stream
-	// order: a provider header name, or a JSON path into the body starting
-	// with "$.". Default: no ordering.
+	// order: a provider header name, or a dotted JSON path into the body as
+	// type_field writes it ("data.object.customer"; "$." in front means the
+	// same, and is how a top-level key is written: "$.customer"). Default:
+	// no ordering.
 	OrderedBy string `json:"ordered_by,omitempty"`
+	// Headers are added to every delivery, e.g. a static credential for
+	// the internal service: {"Authorization": ["Bearer {file./run/secrets/orders-token}"]}.
+	// Values may hold placeholders, resolved at provisioning like the other
+	// secrets; they are never logged and the admin API shows them as
+	// "REDACTED". Webhook-*, Idempotency-Key, User-Agent and hop-by-hop
+	// headers cannot be set.
+	Headers map[string][]string `json:"headers,omitempty"`
+	// Filters are CEL expressions over the event (variables body,
+	// headers, source, version, type, event_id, received_at); an event
+	// goes to the destination only when every one yields true. Others are
+	// acked for this destination with the delivery state "filtered".
+	Filters []string `json:"filters,omitempty"`
+	// Transform is a CEL expression yielding the body to send: a map or a
+	// list is sent as JSON, a string or bytes as it is. The stored event
+	// never changes; a failing transformation dead-letters the event.
+	Transform string `json:"transform,omitempty"`
+	// TransformHeaders is a CEL expression yielding a map of header names
+	// to a string (set) or null (remove).
+	TransformHeaders string `json:"transform_headers,omitempty"`
 	// Sign signs every delivery for the internal hop.
 	Sign *SignConfig `json:"sign,omitempty"`
 	// Breaker configures the circuit breaker. Default: open after 10
@@ -93,8 +116,10 @@ type DestinationTLS struct {
 type SignConfig struct {
 	// Scheme is the signature scheme; only "standard-webhooks".
 	Scheme string `json:"scheme"`
-	// Secret is the "whsec_<base64>" signing secret. Use a placeholder
-	// ({env.X} or {file.X}) so that it stays out of the saved config.
+	// Secret is the signing secret, read as the standard-webhooks source
+	// reads secrets: "whsec_<base64>" (HMAC, v1) or "whsk_<base64>"
+	// (Ed25519, v1a). Use a placeholder ({env.X} or {file.X}) so that it
+	// stays out of the saved config.
 	Secret string `json:"secret"`
 }
 
@@ -133,7 +158,11 @@ type BreakerConfig struct {
 //		on_4xx           dead_letter|retry        # default dead_letter
 //		rate             <n>/<window> [burst <n>] # e.g. 50/s, 600/m burst 20
 //		concurrency      <n>                      # default 8
-//		ordered_by       <header>|$.<json.path>
+//		ordered_by       <header>|<json.path>     # data.object.id or $.data.object.id
+//		header           <name> <value>           # added to every delivery; repeatable
+//		filter           <CEL expression>         # repeatable, ANDed; backticks around spaces
+//		transform        <CEL expression>         # the body to send
+//		transform_headers <CEL expression>        # {"X-A": "v", "X-B": null}
 //		sign             standard-webhooks <secret>
 //		breaker          off
 //		breaker          [<failures>] [ratio <fraction>] [window <duration>] [min <n>] [cooldown <duration>]
@@ -216,6 +245,24 @@ func (dc *DestinationConfig) parseLine(d *caddyfile.Dispenser) error {
 			return d.Errf("sign: want 'sign standard-webhooks <secret>' (use {env.NAME} for the secret)")
 		}
 		dc.Sign = &SignConfig{Scheme: args[0], Secret: args[1]}
+	case "header":
+		args := d.RemainingArgs()
+		if len(args) != 2 {
+			return d.Errf("header: want '<name> <value>', e.g. 'header Authorization \"Bearer {file./run/secrets/token}\"'")
+		}
+		if dc.Headers == nil {
+			dc.Headers = make(map[string][]string)
+		}
+		dc.Headers[args[0]] = append(dc.Headers[args[0]], args[1])
+	case "filter":
+		var expr string
+		if expr, err = expressionArg(d); err == nil {
+			dc.Filters = append(dc.Filters, expr)
+		}
+	case "transform":
+		dc.Transform, err = expressionArg(d)
+	case "transform_headers":
+		dc.TransformHeaders, err = expressionArg(d)
 	case "breaker":
 		err = dc.parseBreaker(d)
 	case "tls_ca":
@@ -246,25 +293,23 @@ func (dc *DestinationConfig) tls() *DestinationTLS {
 	return dc.TLS
 }
 
-// parseRate reads "rate <n>/<window> [burst <n>]".
+// parseRate reads "rate <n>/<window> [burst <n>]", the rate syntax of
+// sources (parseRateArgs).
 func (dc *DestinationConfig) parseRate(d *caddyfile.Dispenser) error {
-	args := d.RemainingArgs()
-	if len(args) != 1 && (len(args) != 3 || args[1] != "burst") {
-		return d.Errf("rate: want '<n>/<window> [burst <n>]', e.g. 'rate 50/s burst 10'")
-	}
-	events, window, err := parseRate(args[0])
+	rl, err := parseRateLimit(d, false)
 	if err != nil {
-		return d.Errf("%v", err)
+		return err
 	}
-	dc.RateEvents, dc.RateWindow = events, caddy.Duration(window)
-	if len(args) == 3 {
-		b, err := strconv.Atoi(args[2])
-		if err != nil || b < 1 {
-			return d.Errf("rate: burst %q must be a whole number above 0", args[2])
-		}
-		dc.Burst = b
-	}
+	dc.RateEvents, dc.RateWindow, dc.Burst = rl.Events, rl.Window, rl.Burst
 	return nil
+}
+
+// rateLimit is the destination's rate in the one shape of a rate, or nil.
+func (dc *DestinationConfig) rateLimit() *RateLimit {
+	if dc.RateEvents <= 0 {
+		return nil
+	}
+	return &RateLimit{Events: dc.RateEvents, Window: dc.RateWindow, Burst: dc.Burst}
 }
 
 // parseBreaker reads "breaker off" or
@@ -322,6 +367,17 @@ func (dc *DestinationConfig) parseBreaker(d *caddyfile.Dispenser) error {
 	return nil
 }
 
+// expressionArg reads a CEL expression: one token, in backticks when it
+// holds spaces or quotes, as with Caddy's own expression matcher.
+func expressionArg(d *caddyfile.Dispenser) (string, error) {
+	name := d.Val()
+	args := d.RemainingArgs()
+	if len(args) != 1 {
+		return "", d.Errf("%s: want one CEL expression, in backticks when it holds spaces: %s `type.startsWith(\"invoice.\")`", name, name)
+	}
+	return args[0], nil
+}
+
 func intArg(d *caddyfile.Dispenser) (int, error) {
 	name := d.Val()
 	s, err := oneArg(d)
@@ -352,29 +408,35 @@ func (dc *DestinationConfig) forwarderConfig(repl *caddy.Replacer) (forwarder.Co
 		return forwarder.Config{}, fmt.Errorf("url: %w", err)
 	}
 	fc := forwarder.Config{
-		Name:          dc.Name,
-		URL:           u,
-		Subjects:      dc.Subjects,
-		Timeout:       time.Duration(dc.Timeout),
-		MaxAttempts:   dc.MaxAttempts,
-		MaxAge:        time.Duration(dc.MaxAge),
-		BackoffBase:   time.Duration(dc.BackoffBase),
-		BackoffCap:    time.Duration(dc.BackoffCap),
-		RetryAfterCap: time.Duration(dc.RetryAfterCap),
-		On4xx:         forwarder.On4xx(dc.On4xx),
-		Burst:         dc.Burst,
-		Concurrency:   dc.Concurrency,
-		OrderedBy:     dc.OrderedBy,
+		Name:             dc.Name,
+		URL:              u,
+		Subjects:         dc.Subjects,
+		Timeout:          time.Duration(dc.Timeout),
+		MaxAttempts:      dc.MaxAttempts,
+		MaxAge:           time.Duration(dc.MaxAge),
+		BackoffBase:      time.Duration(dc.BackoffBase),
+		BackoffCap:       time.Duration(dc.BackoffCap),
+		RetryAfterCap:    time.Duration(dc.RetryAfterCap),
+		On4xx:            forwarder.On4xx(dc.On4xx),
+		Burst:            dc.Burst,
+		Concurrency:      dc.Concurrency,
+		OrderedBy:        dc.OrderedBy,
+		Filters:          dc.Filters,
+		Transform:        dc.Transform,
+		TransformHeaders: dc.TransformHeaders,
 	}
 	for _, s := range dc.Schedule {
 		fc.Schedule = append(fc.Schedule, time.Duration(s))
 	}
-	if dc.RateEvents > 0 {
-		window := time.Duration(dc.RateWindow)
-		if window <= 0 {
-			window = time.Second
+	if fc.Headers, err = dc.headers(repl); err != nil {
+		return forwarder.Config{}, err
+	}
+	if rl := dc.rateLimit(); rl != nil {
+		limit, burst, err := rl.limit()
+		if err != nil {
+			return forwarder.Config{}, err
 		}
-		fc.Rate = float64(dc.RateEvents) / window.Seconds()
+		fc.Rate, fc.Burst = float64(limit), burst
 	}
 	if dc.Sign != nil {
 		if dc.Sign.Scheme != "standard-webhooks" {
@@ -407,6 +469,25 @@ func (dc *DestinationConfig) forwarderConfig(repl *caddy.Replacer) (forwarder.Co
 		}
 	}
 	return fc, nil
+}
+
+// headers resolves the placeholders in the configured header values. An
+// error names the header and the placeholder, never a resolved value.
+func (dc *DestinationConfig) headers(repl *caddy.Replacer) (http.Header, error) {
+	if len(dc.Headers) == 0 {
+		return nil, nil
+	}
+	h := make(http.Header, len(dc.Headers))
+	for name, vals := range dc.Headers {
+		for _, v := range vals {
+			resolved, err := repl.ReplaceOrErr(v, true, true)
+			if err != nil {
+				return nil, fmt.Errorf("header %s: value placeholder: %w", name, err)
+			}
+			h[name] = append(h[name], resolved)
+		}
+	}
+	return h, nil
 }
 
 // config reads the files and returns the client TLS config.

@@ -268,3 +268,79 @@ func TestDestinationTLSEndToEnd(t *testing.T) {
 		t.Fatal("nothing delivered over mutual TLS")
 	}
 }
+
+// TestDestinationHeadersEndToEnd: a header line with a {file.*} secret
+// reaches the internal service on every delivery; the admin API shows it
+// as REDACTED; no log line (Caddy's log at debug level) holds the value;
+// and a header the forwarder sets itself is refused at load.
+func TestDestinationHeadersEndToEnd(t *testing.T) {
+	dir := t.TempDir()
+	const token = "orders-token-7f3a9c1e"
+	tokenFile := filepath.Join(dir, "orders-token")
+	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logFile := filepath.Join(dir, "caddy.log")
+	sk := newSink(t, always(http.StatusOK))
+	admin := freeAddr(t)
+	cfg := gatewayConfig{
+		Store: dir, Addr: freeAddr(t), Sources: demoSources, Admin: admin,
+		Destinations: destination("orders", sk.srv.URL, `			header Authorization "Bearer {file.`+tokenFile+`}"
+			header X-Team orders
+			header X-Team billing`),
+	}
+	text := strings.Replace(cfg.caddyfile(), "\tpersist_config off\n",
+		"\tpersist_config off\n\tlog {\n\t\toutput file "+logFile+"\n\t\tlevel DEBUG\n\t}\n", 1)
+	if err := loadCaddyfile(text); err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	t.Cleanup(func() { _ = caddy.Stop() })
+	g := &gateway{t: t, addr: cfg.Addr, cfg: cfg}
+	g.postAll(t, "h1", "h2")
+	waitFor(t, 5*time.Second, "two deliveries", func() bool { return sk.calls.Load() == 2 })
+	_, hdrs := sk.received()
+	for i, h := range hdrs {
+		// {file.*} keeps the file's trailing newline out, as Caddy does.
+		if got := h.Get("Authorization"); got != "Bearer "+token {
+			t.Errorf("delivery %d: Authorization %q", i, got)
+		}
+		if got := h.Values("X-Team"); !reflect.DeepEqual(got, []string{"orders", "billing"}) {
+			t.Errorf("delivery %d: X-Team %q", i, got)
+		}
+		if h.Get("Webhook-Id") == "" || h.Get("Idempotency-Key") != h.Get("Webhook-Id") {
+			t.Errorf("delivery %d: the forwarder's own headers are gone: %v", i, h)
+		}
+	}
+	code, b := adminCall(t, admin, http.MethodGet, "/webhooks/destinations/orders")
+	if code != http.StatusOK || strings.Contains(string(b), token) ||
+		!strings.Contains(string(b), `"headers":{"Authorization":"REDACTED","X-Team":"REDACTED"}`) {
+		t.Errorf("admin status: %d %s", code, b)
+	}
+	if err := caddy.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	logs, err := os.ReadFile(logFile)
+	if err != nil || !strings.Contains(string(logs), "forwarder started") {
+		t.Fatalf("the log (%v) does not show the forwarder running:\n%s", err, logs)
+	}
+	if i := strings.Index(string(logs), token); i >= 0 {
+		t.Errorf("a log line holds the header's value: %s", logs[strings.LastIndexByte(string(logs[:i]), '\n')+1:])
+	}
+
+	for name, want := range map[string]string{
+		"Webhook-Id":        "cannot be overridden",
+		"idempotency-key":   "cannot be overridden",
+		"Webhook-Signature": "cannot be overridden",
+		"Content-Length":    "hop-by-hop or framing",
+	} {
+		bad := gatewayConfig{Store: t.TempDir(), Addr: freeAddr(t), Sources: demoSources,
+			Destinations: destination("orders", sk.srv.URL, "\t\t\theader "+name+" x")}
+		err := loadCaddyfile(bad.caddyfile())
+		if err == nil {
+			_ = caddy.Stop()
+		}
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("header %s: load error %v, want %q", name, err, want)
+		}
+	}
+}

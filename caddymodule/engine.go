@@ -1,8 +1,6 @@
 package caddymodule
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -16,6 +14,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 	"go.uber.org/zap"
 )
 
@@ -33,6 +32,10 @@ type engineConfig struct {
 	ServerName   string
 	SyncAlways   bool
 	SyncInterval time.Duration
+	// PerEventSync makes SyncAlways fsync once per event inside
+	// nats-server instead of sharing fsyncs among concurrent requests
+	// (group commit, store_group.go).
+	PerEventSync bool
 	// MaxStore is the server's JetStream file store limit in bytes.
 	MaxStore int64
 	// MaxPayload is the largest NATS message, headers included.
@@ -60,13 +63,16 @@ type engine struct {
 	js   jetstream.JetStream
 	lock *os.File
 	log  *zap.Logger
-	// internalPassword authenticates the gateway's in-process connection
-	// as internalUser; it never leaves the process.
-	internalPassword string
+	// internalKey authenticates the gateway's in-process connections; it
+	// is made per process and never leaves it.
+	internalKey nkeys.KeyPair
 	// subscriberKey is the public nkey of the generated subscriber
 	// credential, "" when the operator configured the subscribers or the
 	// listener is off.
 	subscriberKey string
+	// commit publishes; with group commit it answers once an fsync
+	// covers the event.
+	commit *groupCommit
 
 	// mu is read-locked by every publish and write-locked by Destruct, so
 	// the server is not shut down under a publish whose PubAck a provider
@@ -98,7 +104,10 @@ func newEngine(cfg engineConfig, log *zap.Logger) (*engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &engine{cfg: cfg, lock: lock, log: log, internalPassword: randomToken(), stopping: make(chan struct{})}
+	e := &engine{cfg: cfg, lock: lock, log: log, stopping: make(chan struct{})}
+	if e.internalKey, err = nkeys.CreateUser(); err != nil {
+		return nil, fmt.Errorf("embedded NATS: internal credential: %w", err)
+	}
 	e.health.Store(newStoreHealth())
 	ok := false
 	defer func() {
@@ -114,7 +123,7 @@ func newEngine(cfg engineConfig, log *zap.Logger) (*engine, error) {
 	}
 	nc, err := nats.Connect("",
 		nats.InProcessServer(e.srv),
-		nats.UserInfo(internalUser, e.internalPassword),
+		e.internalAuth(),
 		nats.CustomInboxPrefix(gatewayInboxPrefix),
 		nats.Name("hookgate"),
 		nats.MaxReconnects(-1))
@@ -127,6 +136,10 @@ func newEngine(cfg engineConfig, log *zap.Logger) (*engine, error) {
 		return nil, fmt.Errorf("embedded NATS: jetstream: %w", err)
 	}
 	e.js = js
+	grouped := cfg.SyncAlways && !cfg.PerEventSync
+	if e.commit, err = newGroupCommit(cfg.StoreDir, e.publishRaw, grouped, log); err != nil {
+		return nil, err
+	}
 	ok = true
 	log.Info("event store started",
 		zap.String("store", cfg.StoreDir),
@@ -166,7 +179,7 @@ func (e *engine) serverOptions(cfg engineConfig) (*server.Options, error) {
 		ServerName:         cfg.ServerName,
 		JetStream:          true,
 		StoreDir:           cfg.StoreDir,
-		SyncAlways:         cfg.SyncAlways,
+		SyncAlways:         cfg.SyncAlways && cfg.PerEventSync, // else group commit syncs
 		SyncInterval:       cfg.SyncInterval,
 		JetStreamMaxStore:  cfg.MaxStore,
 		JetStreamMaxMemory: 64 << 20,
@@ -238,6 +251,9 @@ func (e *engine) shutdown() error {
 	close(e.stopping)
 	e.healthMu.Unlock()
 	e.recovery.Wait()
+	if e.commit != nil {
+		_ = e.commit.close() // only releases the directory's handle
+	}
 	if e.nc != nil {
 		e.nc.Close()
 	}
@@ -246,14 +262,6 @@ func (e *engine) shutdown() error {
 		e.srv.WaitForShutdown()
 	}
 	return unlockStore(e.lock)
-}
-
-func randomToken() string {
-	var b [24]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic(err) // crypto/rand never fails on supported platforms
-	}
-	return hex.EncodeToString(b[:])
 }
 
 func orOff(s string) string {

@@ -168,9 +168,14 @@ func (e *engine) publish(ctx context.Context, msg *nats.Msg) (*jetstream.PubAck,
 	defer cancel(nil)
 	stop := context.AfterFunc(h.ctx, func() { cancel(errStoreFull) })
 	defer stop()
-	ack, err := e.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(event.StreamName))
+	ack, err := e.commit.publish(ctx, msg)
 	if err != nil && errors.Is(context.Cause(ctx), errStoreFull) {
 		return nil, fmt.Errorf("%w (%v)", errStoreFull, err)
 	}
 	return ack, err
+}
+
+// publishRaw stores msg and returns once nats-server acknowledged it.
+func (e *engine) publishRaw(ctx context.Context, msg *nats.Msg) (*jetstream.PubAck, error) {
+	return e.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(event.StreamName))
 }

@@ -2,11 +2,14 @@ package caddymodule
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,6 +18,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/nats-io/nats-server/v2/server"
+	"go.uber.org/zap"
 
 	"github.com/hookgate/hookgate/event"
 	"github.com/hookgate/hookgate/internal/clitest"
@@ -201,5 +206,68 @@ func TestStoreLockedByAnotherProcess(t *testing.T) {
 	}
 	if _, ok := engines.References(store); ok {
 		t.Fatal("a failed start left an engine in the pool")
+	}
+}
+
+// TestListenPortTaken: a NATS listen address held by another process
+// fails start-up at once (not after the 30s readiness wait) with an error
+// that says what to change, and leaves nothing behind.
+func TestListenPortTaken(t *testing.T) {
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	root := t.TempDir()
+	cfg := gatewayConfig{Store: root, Addr: freeAddr(t), Sources: demoSources, Global: "\t\tlisten " + held.Addr().String()}
+	start := time.Now()
+	err = loadCaddyfile(cfg.caddyfile())
+	took := time.Since(start)
+	if err == nil {
+		_ = caddy.Stop()
+		t.Fatal("the gateway started on a taken NATS port")
+	}
+	t.Logf("failed after %s: %v", took, err)
+	for _, want := range []string{held.Addr().String(), "listen off", "another port"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not say %q: %v", want, err)
+		}
+	}
+	if took >= startTimeout {
+		t.Errorf("start-up waited the whole readiness timeout (%s) before failing", took)
+	}
+	if _, ok := engines.References(filepath.Join(root, "store")); ok {
+		t.Fatal("a failed start left an engine in the pool")
+	}
+	// The store is not left locked: the same config on a free port starts.
+	cfg.Global = "\t\tlisten " + freeAddr(t)
+	if err := loadCaddyfile(cfg.caddyfile()); err != nil {
+		t.Fatalf("the store stayed unusable after the failed start: %v", err)
+	}
+	_ = caddy.Stop()
+}
+
+// TestStartInterrupted: when the process is exiting (SIGTERM, SIGINT),
+// start-up gives up instead of holding Caddy's config lock, so the signal
+// is honoured.
+func TestStartInterrupted(t *testing.T) {
+	// Not t.TempDir: the interrupted Start may still write while the
+	// test ends.
+	dir, err := os.MkdirTemp("", "hookgate-interrupted")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.NewServer(&server.Options{JetStream: true, StoreDir: dir, DontListen: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+		_ = os.RemoveAll(dir)
+	}()
+	nl := &natsLogger{log: zap.NewNop()}
+	if err := runServer(srv, nl, func() bool { return true }, time.Minute); !errors.Is(err, errStartInterrupted) {
+		t.Fatalf("runServer while exiting: %v, want errStartInterrupted", err)
 	}
 }

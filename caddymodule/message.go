@@ -76,24 +76,13 @@ func eventID(source, deliveryID string) string {
 	return source + ":sha256:" + hex.EncodeToString(sum[:16])
 }
 
-// dropHeaders are request headers never stored: hop-by-hop headers,
-// credentials, and framing that no longer applies to the stored body.
-var dropHeaders = map[string]bool{
-	"Authorization":       true,
-	"Proxy-Authorization": true,
-	"Cookie":              true,
-	"Connection":          true,
-	"Keep-Alive":          true,
-	"Proxy-Connection":    true,
-	"Te":                  true,
-	"Trailer":             true,
-	"Transfer-Encoding":   true,
-	"Upgrade":             true,
-	"Content-Length":      true,
-	"Expect":              true,
-}
-
-// keepHeader reports whether a request header (canonical name) is stored.
+// keepHeader reports whether a request header (canonical name) is stored:
+// not a credential, not hop-by-hop or framing that no longer applies to the
+// stored body, not a name Hookgate or NATS reserve.
 func keepHeader(name string) bool {
-	return !dropHeaders[name] && !event.IsReserved(name)
+	switch name {
+	case "Authorization", "Proxy-Authorization", "Cookie":
+		return false
+	}
+	return !event.IsHopByHop(name) && !event.IsReserved(name)
 }

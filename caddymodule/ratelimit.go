@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
-	"net/http"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"golang.org/x/time/rate"
 )
 
@@ -37,9 +35,11 @@ const (
 )
 
 // RateLimit is a token bucket: Events requests per Window on average, and
-// up to Burst at once after a quiet spell. A request that finds the bucket
-// empty gets 429 with a Retry-After saying when a token will be there. It
-// is checked before the body is read.
+// up to Burst at once after a quiet spell. It is the one shape of a rate,
+// for sources (a request that finds the bucket empty gets 429 with a
+// Retry-After saying when a token will be there, before the body is read)
+// and for destinations (an attempt waits for its token). In a Caddyfile it
+// is "<events>/<window> [burst <n>]", read by parseRateArgs.
 type RateLimit struct {
 	// Events is how many requests the bucket admits per Window, at least 1.
 	Events int `json:"events"`
@@ -47,8 +47,9 @@ type RateLimit struct {
 	// Window is the period Events are counted over. Default: 1s.
 	Window caddy.Duration `json:"window,omitempty"`
 
-	// Burst is the bucket's size: how many requests may arrive at once.
-	// Default: Events.
+	// Burst is the bucket's size: how many requests may come at once.
+	// Default: Events, one window's worth, for sources and destinations
+	// alike; burst 1 paces requests evenly.
 	Burst int `json:"burst,omitempty"`
 
 	// MaxClients, for per-IP limits only, caps how many clients (IPv4
@@ -67,7 +68,7 @@ func (rl *RateLimit) limit() (rate.Limit, int, error) {
 	if rl.Events < 1 || window <= 0 {
 		return 0, 0, fmt.Errorf("rate %d/%s: want at least 1 event per positive window, e.g. 100/s", rl.Events, window)
 	}
-	burst := orDefault(rl.Burst, rl.Events)
+	burst := rl.burst()
 	if burst < 1 {
 		return 0, 0, fmt.Errorf("burst %d: must be at least 1", rl.Burst)
 	}
@@ -81,11 +82,47 @@ func (rl *RateLimit) limit() (rate.Limit, int, error) {
 // buckets across reloads.
 func (rl *RateLimit) String() string {
 	window := time.Duration(orDefault(rl.Window, caddy.Duration(defaultRateWindow)))
-	s := fmt.Sprintf("%d/%s burst %d", rl.Events, window, orDefault(rl.Burst, rl.Events))
+	s := fmt.Sprintf("%d/%s burst %d", rl.Events, window, rl.burst())
 	if rl.MaxClients != 0 {
 		s += " max_clients " + strconv.Itoa(rl.MaxClients)
 	}
 	return s
+}
+
+// burst is the bucket's size: Burst, by default Events. This is the one
+// place the default is said.
+func (rl *RateLimit) burst() int {
+	return orDefault(rl.Burst, rl.Events)
+}
+
+// parseRateArgs reads the arguments of a rate line named name:
+// "<events>/<window> [burst <n>] [max_clients <n>]", max_clients only
+// where perIP. The errors say what to write; the Caddyfile parser adds the
+// line.
+func parseRateArgs(name string, args []string, perIP bool) (*RateLimit, error) {
+	if len(args) == 0 || len(args)%2 != 1 {
+		return nil, fmt.Errorf("%s: want <events>/<window> [burst <n>], e.g. %s 100/s burst 200", name, name)
+	}
+	events, window, err := parseRate(args[0])
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	rl := &RateLimit{Events: events, Window: caddy.Duration(window)}
+	for i := 1; i < len(args); i += 2 {
+		n, err := strconv.Atoi(args[i+1])
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%s: %s %q: want a whole number above 0", name, args[i], args[i+1])
+		}
+		switch {
+		case args[i] == "burst":
+			rl.Burst = n
+		case args[i] == "max_clients" && perIP:
+			rl.MaxClients = n
+		default:
+			return nil, fmt.Errorf("%s: unknown setting %q", name, args[i])
+		}
+	}
+	return rl, nil
 }
 
 // parseRate reads "<events>/<window>": 100/s, 6000/m, 5/h, 1/2s, 10/1m30s.
@@ -327,62 +364,6 @@ func (ls *limiterSet) release() error {
 	}
 	ls.keys = nil
 	return errors.Join(errs...)
-}
-
-// clientAddr is the request's client address as Caddy resolved it, which
-// honours the server's trusted_proxies; outside Caddy, the peer address.
-func clientAddr(r *http.Request) netip.Addr {
-	if s, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok {
-		if a, err := netip.ParseAddr(s); err == nil {
-			return a.Unmap()
-		}
-	}
-	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
-		return ap.Addr().Unmap()
-	}
-	return netip.Addr{}
-}
-
-// parseAllowIPs reads allow_ips entries: addresses, CIDR prefixes, or
-// "private_ranges" (Caddy's shortcut for the private and loopback ranges).
-func parseAllowIPs(entries []string) ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	for _, e := range entries {
-		if e == "private_ranges" {
-			private, err := parseAllowIPs(caddyhttp.PrivateRangesCIDR())
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, private...)
-			continue
-		}
-		if strings.Contains(e, "/") {
-			p, err := netip.ParsePrefix(e)
-			if err != nil {
-				return nil, fmt.Errorf("allow_ips %q: %w", e, err)
-			}
-			out = append(out, p.Masked())
-			continue
-		}
-		a, err := netip.ParseAddr(e)
-		if err != nil {
-			return nil, fmt.Errorf("allow_ips %q: want an address, a CIDR prefix or private_ranges: %w", e, err)
-		}
-		a = a.Unmap()
-		out = append(out, netip.PrefixFrom(a, a.BitLen()))
-	}
-	return out, nil
-}
-
-// allowed reports whether addr is in one of the prefixes.
-func allowed(prefixes []netip.Prefix, addr netip.Addr) bool {
-	addr = addr.Unmap().WithZone("")
-	for _, p := range prefixes {
-		if p.Contains(addr) {
-			return true
-		}
-	}
-	return false
 }
 
 // Interface guards.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 )
 
 func TestParseRate(t *testing.T) {
@@ -155,39 +156,6 @@ func TestIPTableExpires(t *testing.T) {
 	}
 }
 
-func TestParseAllowIPs(t *testing.T) {
-	p, err := parseAllowIPs([]string{"192.30.252.0/22", "2606:50c0::/32", "203.0.113.7", "::ffff:198.51.100.1", "private_ranges"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for addr, want := range map[string]bool{
-		"192.30.253.4":       true,
-		"192.30.0.1":         false,
-		"2606:50c0:1::5":     true,
-		"2606:50c1::5":       false,
-		"203.0.113.7":        true,
-		"203.0.113.8":        false,
-		"198.51.100.1":       true,
-		"::ffff:203.0.113.7": true,
-		"10.1.2.3":           true,
-		"127.0.0.1":          true,
-		"fd12::1%eth0":       true,
-		"8.8.8.8":            false,
-	} {
-		if got := allowed(p, netip.MustParseAddr(addr)); got != want {
-			t.Errorf("allowed(%s) = %v, want %v", addr, got, want)
-		}
-	}
-	if allowed(p, netip.Addr{}) {
-		t.Error("an unknown client address is allowed")
-	}
-	for _, bad := range []string{"192.30.252.0/33", "github", "1.2.3", ""} {
-		if _, err := parseAllowIPs([]string{bad}); err == nil {
-			t.Errorf("allow_ips %q accepted", bad)
-		}
-	}
-}
-
 // BenchmarkIPTableMemory reports what one remembered client costs, the
 // figure behind defaultMaxClients.
 func BenchmarkIPTableMemory(b *testing.B) {
@@ -263,5 +231,44 @@ func TestRateLimitJSONErrors(t *testing.T) {
 				t.Fatalf("error %v, want one containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestRateOneDefault: sources and destinations read a rate the same way,
+// and a rate without a burst has one window's worth for both.
+func TestRateOneDefault(t *testing.T) {
+	src, err := parseRateArgs("rate", []string{"50/s"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, srcBurst, err := src.limit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		line  string
+		rate  float64
+		burst int
+	}{
+		{"rate 50/s", 50, 50},
+		{"rate 600/m burst 20", 10, 20},
+		{"rate 1/h", 1.0 / 3600, 1},
+	} {
+		d := caddyfile.NewTestDispenser(tc.line)
+		d.Next()
+		dc := &DestinationConfig{Name: "d", URL: "http://127.0.0.1:1"}
+		if err := dc.parseRate(d); err != nil {
+			t.Fatalf("%s: %v", tc.line, err)
+		}
+		fc, err := dc.forwarderConfig(caddy.NewReplacer())
+		if err != nil {
+			t.Fatalf("%s: %v", tc.line, err)
+		}
+		if fc.Burst != tc.burst || fc.Rate < tc.rate*0.999 || fc.Rate > tc.rate*1.001 {
+			t.Errorf("%s: rate %g burst %d, want %g and %d", tc.line, fc.Rate, fc.Burst, tc.rate, tc.burst)
+		}
+	}
+	if srcBurst != 50 {
+		t.Errorf("source rate 50/s: burst %d, want 50 like a destination's", srcBurst)
 	}
 }

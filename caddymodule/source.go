@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -84,6 +83,19 @@ type Source struct {
 	// is the decompressed body without its Content-Encoding.
 	AcceptEncoding []string `json:"accept_encoding,omitempty"`
 
+	// BodyTimeout bounds how long the source waits for the whole body once
+	// the headers are in; past it, 408 Request Timeout and the connection
+	// is closed. Default: the handler's body_timeout (10s).
+	BodyTimeout caddy.Duration `json:"body_timeout,omitempty"`
+
+	// MaxHeaders bounds the request's header fields; past it, 431.
+	// Default: the handler's max_headers (100).
+	MaxHeaders int `json:"max_headers,omitempty"`
+
+	// MaxHeaderBytes bounds the header fields' size as sent; past it, 431.
+	// Default: the handler's max_header_bytes (16 KiB).
+	MaxHeaderBytes int64 `json:"max_header_bytes,omitempty"`
+
 	// MaxRatio bounds how many times larger than its compressed size a
 	// gzip body may decompress; past it, 413. Default: 100.
 	MaxRatio int `json:"max_ratio,omitempty"`
@@ -128,6 +140,28 @@ type source struct {
 	maxRatio int64
 	// acceptEncoding is the Accept-Encoding sent with a 415.
 	acceptEncoding string
+	// bodyTimeout bounds the wait for the body.
+	bodyTimeout time.Duration
+	// maxHeaders and maxHeaderBytes bound the stored headers.
+	maxHeaders     int
+	maxHeaderBytes int64
+	// getHandshake is set when the provider's handshake is a GET
+	// (verify.GetHandshaker): then a GET reaches the verifier.
+	getHandshake bool
+}
+
+// handshakeGET reports whether v's provider sends its handshake as a GET.
+func handshakeGET(v verify.Verifier) bool {
+	gh, ok := v.(verify.GetHandshaker)
+	return ok && gh.HandshakeGET()
+}
+
+// allowMethods is the Allow header of the source's 405.
+func (s *source) allowMethods() string {
+	if s.getHandshake {
+		return "GET, POST"
+	}
+	return http.MethodPost
 }
 
 // nameOrEmpty is the source's name, or "" for no source (an unknown path).
@@ -139,9 +173,6 @@ func (s *source) nameOrEmpty() string {
 }
 
 func (s *Source) provision(repl *caddy.Replacer) (*source, error) {
-	if !validSegment(s.Name) {
-		return nil, fmt.Errorf("name: want 1-%d characters of [a-z0-9_-]", maxSegment)
-	}
 	v, err := s.verifier(repl)
 	if err != nil {
 		return nil, err
@@ -156,13 +187,14 @@ func (s *Source) provision(repl *caddy.Replacer) (*source, error) {
 
 		storeSeconds: metrics.storeSeconds.WithLabelValues(s.Name),
 	}
+	rs.getHandshake = handshakeGET(v)
 	if rs.maxBody < 0 {
 		return nil, fmt.Errorf("max_body %d: must be positive", s.MaxBody)
 	}
 	rs.acceptEncoding = "identity"
 	for _, e := range s.AcceptEncoding {
-		if e != "gzip" {
-			return nil, fmt.Errorf("accept_encoding %q: the only encoding is gzip", e)
+		if err := checkEncoding(e); err != nil {
+			return nil, err
 		}
 		rs.gzip = true
 		rs.acceptEncoding = "gzip, identity"
@@ -174,13 +206,10 @@ func (s *Source) provision(repl *caddy.Replacer) (*source, error) {
 	case s.MaxRatio != 0 && !rs.gzip:
 		return nil, fmt.Errorf("max_ratio %d: applies to gzip bodies only; add 'accept_encoding gzip'", s.MaxRatio)
 	}
-	switch s.Dedup {
-	case "":
-	case "body":
-		rs.dedupBody = true
-	default:
-		return nil, fmt.Errorf("dedup %q: the only mode is 'body'", s.Dedup)
+	if err := checkDedup(s.Dedup); err != nil {
+		return nil, err
 	}
+	rs.dedupBody = s.Dedup == "body"
 	if s.PublicURL != "" {
 		u, err := url.Parse(s.PublicURL)
 		if err != nil || u.Scheme == "" || u.Host == "" {
@@ -191,11 +220,9 @@ func (s *Source) provision(repl *caddy.Replacer) (*source, error) {
 	return rs, nil
 }
 
-// verifier resolves the secrets' placeholders and builds the verifier.
+// verifier resolves the secrets' placeholders and builds the verifier. The
+// source has a verify line (checkVerify).
 func (s *Source) verifier(repl *caddy.Replacer) (verify.Verifier, error) {
-	if s.Verify == nil || s.Verify.Scheme == "" {
-		return nil, errors.New("no verify: add 'verify <scheme> <secret>...', or 'verify none' to accept unsigned requests")
-	}
 	secrets := make([]string, 0, len(s.Verify.Secrets))
 	for i, sec := range s.Verify.Secrets {
 		v, err := repl.ReplaceOrErr(sec, true, true)

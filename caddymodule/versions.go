@@ -48,8 +48,8 @@ func (h *Handler) versionList() []string {
 func (h *Handler) acceptVersions() error {
 	h.versions = map[string]bool{}
 	for _, v := range h.versionList() {
-		if !validSegment(v) {
-			return fmt.Errorf("version %q: want 1-%d characters of [a-z0-9_-]", v, maxSegment)
+		if err := checkVersion("version", v); err != nil {
+			return err
 		}
 		h.versions[v] = true
 	}
@@ -61,10 +61,10 @@ func (h *Handler) acceptVersions() error {
 func (h *Handler) retireAndDeprecate() (map[string]*deprecation, error) {
 	h.retired = map[string]bool{}
 	for _, v := range h.Retired {
-		switch {
-		case !validSegment(v):
-			return nil, fmt.Errorf("retire %q: want 1-%d characters of [a-z0-9_-]", v, maxSegment)
-		case h.versions[v]:
+		if err := checkVersion("retire", v); err != nil {
+			return nil, err
+		}
+		if h.versions[v] {
 			return nil, fmt.Errorf("retire %s: %s is also among the versions; a version is either accepted or retired", v, v)
 		}
 		h.retired[v] = true

@@ -73,3 +73,17 @@ func TestProviderHeaderDropsReserved(t *testing.T) {
 		t.Fatalf("ProviderHeader = %v", got)
 	}
 }
+
+// TestIsHopByHop: connection and framing headers are hop-by-hop; the
+// message's own headers are not.
+func TestIsHopByHop(t *testing.T) {
+	for name, want := range map[string]bool{
+		"Connection": true, "Keep-Alive": true, "Proxy-Connection": true, "Te": true, "Upgrade": true,
+		"Content-Length": true, "Transfer-Encoding": true, "Trailer": true, "Expect": true,
+		"Content-Type": false, "X-Github-Event": false, "Authorization": false, "Host": false,
+	} {
+		if got := IsHopByHop(name); got != want {
+			t.Errorf("IsHopByHop(%q) = %v, want %v", name, got, want)
+		}
+	}
+}

@@ -33,6 +33,9 @@ const forever = 100 * 365 * 24 * time.Hour
 type breaker struct {
 	cfg   BreakerConfig
 	state atomic.Int32 // breakerState, read without the lock on the hot path
+	// held is set by a 410: every attempt waits until reset, whatever the
+	// circuit's state, which it leaves alone (a 410 is not a failure).
+	held atomic.Bool
 
 	mu          sync.Mutex
 	until       time.Time
@@ -41,6 +44,8 @@ type breaker struct {
 	winStart    time.Time
 	winOK       int
 	winFail     int
+	// goneAt is when the 410 that set held came.
+	goneAt time.Time
 	// wake is closed and replaced on every state change so that waiters
 	// look again.
 	wake chan struct{}
@@ -51,13 +56,23 @@ func newBreaker(cfg BreakerConfig) *breaker {
 }
 
 // closed reports whether attempts may go without looking further.
-func (b *breaker) closed() bool { return breakerState(b.state.Load()) == circuitClosed }
+func (b *breaker) closed() bool {
+	return breakerState(b.state.Load()) == circuitClosed && !b.held.Load()
+}
 
 // enter blocks until an attempt may go and reports whether it is the
 // half-open probe. It fails only when ctx ends.
 func (b *breaker) enter(ctx context.Context) (probe bool, err error) {
 	for {
 		b.mu.Lock()
+		if b.held.Load() {
+			wake := b.wake
+			b.mu.Unlock()
+			if err := sleepUntilWake(ctx, wake, -1); err != nil {
+				return false, err
+			}
+			continue
+		}
 		st := breakerState(b.state.Load())
 		now := time.Now()
 		if st == circuitOpen && !now.Before(b.until) {
@@ -150,17 +165,24 @@ func (b *breaker) done(probe, failed bool) (openedUntil time.Time, closed bool) 
 	return time.Time{}, false
 }
 
-// openFor opens the circuit for d whatever its state (a 410).
-func (b *breaker) openFor(d time.Duration) time.Time {
+// hold stops every attempt until reset (a 410 at now).
+func (b *breaker) hold(now time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.openLocked(time.Now(), d)
+	if !b.held.Load() {
+		b.goneAt = now
+	}
+	b.held.Store(true)
+	b.broadcastLocked()
 }
 
-// reset closes the circuit (an operator resumed the destination).
+// reset lifts a hold and closes the circuit (an operator resumed the
+// destination).
 func (b *breaker) reset() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.held.Store(false)
+	b.goneAt = time.Time{}
 	b.resetLocked(time.Now())
 }
 
@@ -207,10 +229,11 @@ func (r *run) recordBreaker(probe bool, res result) {
 // pauseGone pauses the destination after a 410 Gone until an operator
 // resumes it (Resume) or a reload changes its URL.
 func (r *run) pauseGone(res result) {
-	until := r.breaker.openFor(forever)
+	now := time.Now()
+	r.breaker.hold(now)
 	r.log.Error("destination answered 410 Gone: paused until resumed; fix its url and reload, or resume it",
 		zap.String("url", redactURL(r.cfg.URL)), zap.String("consumer", r.consumer), zap.String("last_error", res.err))
-	r.pauseConsumer(until)
+	r.pauseConsumer(now.Add(forever))
 }
 
 // pauseConsumer pauses the durable consumer, so that no Forwarder of this
@@ -225,8 +248,16 @@ func (r *run) pauseConsumer(until time.Time) {
 }
 
 // Resume lifts a pause of the destination (after a 410 or while its
-// circuit is open) and closes its circuit.
+// circuit is open) and closes its circuit. It returns an error wrapping
+// ErrNotPaused, and changes nothing, when the destination is not paused.
 func (f *Forwarder) Resume(ctx context.Context) error {
+	st, err := f.Status(ctx)
+	if err != nil {
+		return err
+	}
+	if !st.Paused {
+		return fmt.Errorf("destination %q: %w; nothing to resume", f.cfg.Name, ErrNotPaused)
+	}
 	// Not ResumeConsumer: in nats-server 2.15.2 it lifts the pause without
 	// waking the consumer, so events handed back during the pause would
 	// wait for the next pull request (up to 30s). A pause that ends a
@@ -235,7 +266,7 @@ func (f *Forwarder) Resume(ctx context.Context) error {
 		return fmt.Errorf("destination %q: resume consumer %q: %w", f.cfg.Name, f.consumer, err)
 	}
 	f.breaker.reset()
-	f.log.Info("destination resumed")
+	f.log.Info("destination resumed", zap.String("was", st.PausedReason))
 	return nil
 }
 
@@ -243,16 +274,16 @@ func (f *Forwarder) Resume(ctx context.Context) error {
 // when it ends.
 const resumeKick = 50 * time.Millisecond
 
-// snapshot returns the circuit's state and, when not closed, until when
-// it is open.
-func (b *breaker) snapshot() (breakerState, time.Time) {
+// snapshot returns the circuit's state, until when it is open (zero when
+// closed), and when a 410 held the destination (zero when not held).
+func (b *breaker) snapshot() (st breakerState, until, goneAt time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	st := breakerState(b.state.Load())
-	if st == circuitClosed {
-		return st, time.Time{}
+	st = breakerState(b.state.Load())
+	if st != circuitClosed {
+		until = b.until
 	}
-	return st, b.until
+	return st, until, b.goneAt
 }
 
 func (s breakerState) String() string {

@@ -200,7 +200,7 @@ func TestObserver(t *testing.T) {
 	waitState(t, e, "reject:1", "reject", StatusFailed)
 	waitFor(t, 5*time.Second, "the 410's pause", func() bool {
 		st, err := fs["gone"].Status(context.Background())
-		return err == nil && st.PausedUntil != nil
+		return err == nil && st.Paused
 	})
 	if err := fs["gone"].Resume(context.Background()); err != nil {
 		t.Fatal(err)

@@ -2,14 +2,16 @@ package forwarder
 
 import (
 	"crypto/tls"
-	"encoding/base64"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/textproto"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/hookgate/hookgate/event"
+	"github.com/hookgate/hookgate/verify"
 )
 
 // Defaults applied by New to zero fields of Config.
@@ -86,9 +88,32 @@ type Config struct {
 	// header. Events without the key are not ordered.
 	OrderedBy string
 	// SignSecret, when set, signs every delivery the Standard Webhooks way
-	// (webhook-id, webhook-timestamp, webhook-signature) with this
-	// "whsec_<base64>" secret, so the destination can verify the gateway.
+	// (webhook-id, webhook-timestamp, webhook-signature) so the destination
+	// can verify the gateway: a "whsec_<base64>" HMAC secret (v1) or a
+	// "whsk_<base64>" Ed25519 private key (v1a), read as verify's
+	// standard-webhooks scheme reads them.
 	SignSecret string
+	// Headers are added to every delivery (a static credential such as
+	// Authorization for the internal service), replacing provider headers
+	// of the same name. Their values are secrets: never logged, shown as
+	// "REDACTED" by Status. Names the forwarder sets itself (Webhook-*,
+	// Idempotency-Key, User-Agent) and hop-by-hop or framing headers are
+	// refused by Validate.
+	Headers http.Header
+	// Filters are CEL expressions over the event (see the variables in
+	// cel.go); an event goes to the destination only when all yield true.
+	// An event filtered out is acked for this destination without a
+	// delivery, and its delivery state is StatusFiltered.
+	Filters []string
+	// Transform, when set, is a CEL expression yielding the body to send:
+	// a map or a list is sent as JSON (Content-Type application/json), a
+	// string or bytes as it is. The stored event never changes; an event
+	// the transformation fails on is dead-lettered (reason
+	// transform_failed).
+	Transform string
+	// TransformHeaders, when set, is a CEL expression yielding a map of
+	// header names to a string (set the header) or null (remove it).
+	TransformHeaders string
 	// Breaker configures the circuit breaker.
 	Breaker BreakerConfig
 	// Observer, when set, is told of every attempt, dead letter and
@@ -159,6 +184,14 @@ func (c Config) withDefaults() Config {
 	}
 	if c.On4xx == "" {
 		c.On4xx = DeadLetter
+	}
+	if len(c.Headers) > 0 {
+		// Canonical names, in a copy the caller cannot change under us.
+		h := make(http.Header, len(c.Headers))
+		for k, vs := range c.Headers {
+			h[textproto.CanonicalMIMEHeaderKey(k)] = append(h[textproto.CanonicalMIMEHeaderKey(k)], vs...)
+		}
+		c.Headers = h
 	}
 	if c.Burst == 0 {
 		c.Burst = 1
@@ -250,8 +283,16 @@ func (c *Config) validate() error {
 		}
 	}
 	if c.SignSecret != "" {
-		if _, err := decodeSecret(c.SignSecret); err != nil {
+		if _, err := newSigner(c.SignSecret); err != nil {
 			return fmt.Errorf("sign standard-webhooks: %w", err)
+		}
+	}
+	if _, err := compileRouting(c); err != nil {
+		return err
+	}
+	for name := range c.Headers {
+		if err := checkHeaderName(name); err != nil {
+			return err
 		}
 	}
 	if r := c.Breaker.Ratio; r < 0 || r > 1 {
@@ -259,6 +300,23 @@ func (c *Config) validate() error {
 	}
 	if c.Breaker.MinRequests < 0 {
 		return fmt.Errorf("breaker min requests %d: must not be negative", c.Breaker.MinRequests)
+	}
+	return nil
+}
+
+// checkHeaderName refuses a configured header the forwarder owns: its own
+// Webhook-* and Idempotency-Key headers (the destination's idempotency
+// check and signature verification depend on them), User-Agent, and the
+// headers dropped from stored events (hop-by-hop, framing, Content-Type).
+func checkHeaderName(name string) error {
+	canon := textproto.CanonicalMIMEHeaderKey(name)
+	switch {
+	case name == "" || strings.ContainsAny(name, " \t\r\n:"):
+		return fmt.Errorf("header %q: not a header name", name)
+	case strings.HasPrefix(canon, "Webhook-") || canon == event.HeaderIdempotencyKey || canon == "User-Agent":
+		return fmt.Errorf("header %s: set by the forwarder on every delivery and cannot be overridden; choose another name", canon)
+	case dropHeader(canon):
+		return fmt.Errorf("header %s: a hop-by-hop or framing header, set by the HTTP client; remove it", canon)
 	}
 	return nil
 }
@@ -328,19 +386,9 @@ func isToken(s string) bool {
 	return true
 }
 
-// decodeSecret reads a Standard Webhooks secret: "whsec_" and the base64 of
-// the key.
-func decodeSecret(s string) ([]byte, error) {
-	b64, ok := strings.CutPrefix(s, "whsec_")
-	if !ok {
-		return nil, errors.New("secret must start with \"whsec_\"")
-	}
-	key, err := base64.StdEncoding.DecodeString(b64)
-	if err != nil {
-		return nil, fmt.Errorf("secret is not base64 after \"whsec_\": %w", err)
-	}
-	if len(key) < 16 {
-		return nil, fmt.Errorf("secret key is %d bytes; use at least 16", len(key))
-	}
-	return key, nil
+// newSigner returns the Standard Webhooks signer of a secret, parsed by
+// verify as the standard-webhooks source reads it: "whsec_<base64>" (or
+// bare base64) signs v1 HMAC-SHA256, "whsk_<base64>" signs v1a Ed25519.
+func newSigner(secret string) (verify.Signer, error) {
+	return verify.NewSigner(verify.Config{Scheme: "standard-webhooks", Secrets: []string{secret}})
 }

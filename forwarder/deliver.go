@@ -3,9 +3,6 @@ package forwarder
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
 	"errors"
 	"io"
 	"net"
@@ -17,6 +14,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/hookgate/hookgate/event"
+	"github.com/hookgate/hookgate/verify"
 )
 
 // outcome is how one attempt went, by the classification table:
@@ -98,7 +96,7 @@ func (r *run) attemptOnce(d *delivery) result {
 			}
 		}()
 	}
-	if len(d.ev.Body) > largeBody {
+	if len(d.out.body) > largeBody {
 		return r.postLarge(d)
 	}
 	return r.post(d)
@@ -112,8 +110,8 @@ func (r *run) post(d *delivery) result {
 	defer fasthttp.ReleaseResponse(resp)
 	req.SetURI(r.uri)
 	req.Header.SetMethod(http.MethodPost)
-	req.SetBodyRaw(d.ev.Body)
-	if d.ev.ContentType == "" {
+	req.SetBodyRaw(d.out.body)
+	if d.out.contentType == "" {
 		req.Header.SetNoDefaultContentType(true)
 	}
 	r.setHeaders(&req.Header, d)
@@ -135,7 +133,7 @@ func (r *run) post(d *delivery) result {
 func (r *run) postLarge(d *delivery) result {
 	ctx, cancel := context.WithTimeout(r.hardCtx, r.cfg.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.cfg.URL, bytes.NewReader(d.ev.Body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.cfg.URL, bytes.NewReader(d.out.body))
 	if err != nil {
 		// The URL was validated; this is out of our hands.
 		return result{outcome: retryable, err: err.Error()}
@@ -194,11 +192,14 @@ func (r *run) describeErr(err error) string {
 type headerSetter interface {
 	Add(key, value string)
 	Set(key, value string)
+	Del(key string)
 }
 
 // setHeaders fills an outgoing request's headers: the provider's kept
-// headers, the original Content-Type, then Hookgate's Webhook-* headers,
-// which win over any provider header of the same name.
+// headers, the original Content-Type (or the transformation's), the
+// destination's configured headers, transform_headers' changes, then
+// Hookgate's Webhook-* headers, which win over any provider header of the
+// same name. What is signed is the body sent.
 func (f *Forwarder) setHeaders(h headerSetter, d *delivery) {
 	for k, vs := range d.ev.Header {
 		if dropHeader(k) {
@@ -208,8 +209,24 @@ func (f *Forwarder) setHeaders(h headerSetter, d *delivery) {
 			h.Add(k, v)
 		}
 	}
-	if d.ev.ContentType != "" {
-		h.Set("Content-Type", d.ev.ContentType)
+	if d.out.contentType != "" {
+		h.Set("Content-Type", d.out.contentType)
+	}
+	for k, vs := range f.cfg.Headers {
+		for i, v := range vs {
+			if i == 0 {
+				h.Set(k, v) // replaces a provider header of the name
+			} else {
+				h.Add(k, v)
+			}
+		}
+	}
+	for _, e := range d.out.edits {
+		if e.remove {
+			h.Del(e.name)
+		} else {
+			h.Set(e.name, e.value)
+		}
 	}
 	h.Set(event.HeaderWebhookID, d.ev.ID)
 	h.Set(event.HeaderIdempotencyKey, d.ev.ID)
@@ -218,10 +235,10 @@ func (f *Forwarder) setHeaders(h headerSetter, d *delivery) {
 		h.Set(event.HeaderWebhookSource, d.ev.Source)
 	}
 	h.Set("User-Agent", "Hookgate")
-	if f.signKey != nil {
-		ts := strconv.FormatInt(time.Now().Unix(), 10)
+	if f.signer != nil {
+		ts, sig := f.sign(d.ev.ID, d.out.body, time.Time{})
 		h.Set(event.HeaderWebhookTimestamp, ts)
-		h.Set(event.HeaderWebhookSignature, signStandard(f.signKey, d.ev.ID, ts, d.ev.Body))
+		h.Set(event.HeaderWebhookSignature, sig)
 	}
 }
 
@@ -230,21 +247,19 @@ func (f *Forwarder) setHeaders(h headerSetter, d *delivery) {
 // ours. Names are canonical.
 func dropHeader(k string) bool {
 	switch k {
-	case "Host", "Content-Length", "Transfer-Encoding", "Connection", "Keep-Alive",
-		"Proxy-Connection", "Te", "Trailer", "Upgrade", "Expect", "Accept-Encoding", "Content-Type":
+	case "Host", "Accept-Encoding", "Content-Type":
 		return true
 	}
-	return false
+	return event.IsHopByHop(k)
 }
 
-// signStandard returns the Standard Webhooks v1 signature of a delivery:
-// "v1," and the base64 HMAC-SHA256 of "<id>.<timestamp>.<body>".
-func signStandard(key []byte, id, ts string, body []byte) string {
-	mac := hmac.New(sha256.New, key)
-	mac.Write([]byte(id))
-	mac.Write([]byte{'.'})
-	mac.Write([]byte(ts))
-	mac.Write([]byte{'.'})
-	mac.Write(body)
-	return "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil))
+// sign returns the Standard Webhooks timestamp and signature of a
+// delivery, signed at now (time.Now() when zero) by verify's
+// standard-webhooks signer, the same code that checks such signatures at
+// ingest.
+func (f *Forwarder) sign(id string, body []byte, now time.Time) (ts, sig string) {
+	r := verify.Request{Header: http.Header{event.HeaderWebhookID: {id}}, Body: body, Now: now}
+	// Sign fails only for a public key, which New refused.
+	_ = f.signer.Sign(&r)
+	return r.Header.Get(event.HeaderWebhookTimestamp), r.Header.Get(event.HeaderWebhookSignature)
 }

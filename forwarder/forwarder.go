@@ -42,6 +42,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/hookgate/hookgate/event"
+	"github.com/hookgate/hookgate/verify"
 )
 
 // ackMargin is added to the HTTP timeout to make the consumer's AckWait, so
@@ -77,7 +78,11 @@ type Forwarder struct {
 	breaker     *breaker
 	obs         Observer
 	keyOf       keyFunc
-	signKey     []byte
+	// routing holds the compiled filters and transformation; nil when
+	// the destination has none.
+	routing *routing
+	// signer signs deliveries the Standard Webhooks way; nil when unsigned.
+	signer verify.Signer
 
 	consumer      string
 	ackWait       time.Duration
@@ -126,8 +131,9 @@ func New(js jetstream.JetStream, cfg Config, logger *zap.Logger) (*Forwarder, er
 		f.keyOf, _ = newKeyFunc(cfg.OrderedBy) // checked by Validate
 	}
 	if cfg.SignSecret != "" {
-		f.signKey, _ = decodeSecret(cfg.SignSecret) // checked by Validate
+		f.signer, _ = newSigner(cfg.SignSecret) // checked by Validate
 	}
+	f.routing, _ = compileRouting(&cfg) // checked by Validate
 	f.obs = cfg.Observer
 	if f.obs == nil {
 		f.obs = nopObserver{}

@@ -1,81 +1,47 @@
 package forwarder
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/textproto"
-	"strconv"
 	"strings"
 
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go"
+
+	"github.com/hookgate/hookgate/verify"
 )
 
-// keyFunc extracts an event's ordering key; "" means the event is not
-// ordered.
-type keyFunc func(jetstream.Msg) string
+// keyFunc extracts an event's ordering key from its stored headers and
+// body; "" means the event is not ordered.
+type keyFunc func(h nats.Header, body []byte) string
 
 // maxKeyLen bounds an ordering key, so a hostile body cannot make the
 // forwarder keep megabytes of keys.
 const maxKeyLen = 256
 
-// newKeyFunc reads an ordered_by spec: "$.a.b.0.c" is a JSON path into the
-// body (object fields and array indexes), anything else a header name.
+// newKeyFunc reads an ordered_by spec. A JSON path into the body is
+// written as the sources' type_field is ("data.object.customer", array
+// indexes as digits: "items.0.id") or with a leading "$."
+// ("$.data.object.customer"), with the same meaning; both are read by
+// verify.JSONPath. A spec without a dot is a header name; a key at the top
+// of the body is "$.customer".
 func newKeyFunc(spec string) (keyFunc, error) {
 	if spec == "" {
 		return nil, errors.New("empty")
 	}
-	path, ok := strings.CutPrefix(spec, "$.")
-	if !ok {
-		if strings.ContainsAny(spec, " \t:\r\n") {
-			return nil, errors.New("want a header name or a JSON path starting with \"$.\"")
-		}
-		name := textproto.CanonicalMIMEHeaderKey(spec)
-		return func(m jetstream.Msg) string { return clip(m.Headers().Get(name)) }, nil
+	if strings.ContainsAny(spec, " \t:\r\n") {
+		return nil, errors.New("want a header name or a JSON path such as data.object.customer or $.customer")
 	}
-	steps := strings.Split(path, ".")
-	for _, s := range steps {
+	if !strings.Contains(spec, ".") {
+		name := textproto.CanonicalMIMEHeaderKey(spec)
+		return func(h nats.Header, _ []byte) string { return clip(h.Get(name)) }, nil
+	}
+	for _, s := range strings.Split(strings.TrimPrefix(spec, "$."), ".") {
 		if s == "" {
 			return nil, fmt.Errorf("JSON path %q has an empty step", spec)
 		}
 	}
-	return func(m jetstream.Msg) string { return clip(jsonKey(m.Data(), steps)) }, nil
-}
-
-// jsonKey walks steps into a JSON document and renders the value found:
-// strings as they are, numbers and booleans as JSON; "" when the path
-// leads nowhere or to an object, array or null.
-func jsonKey(body []byte, steps []string) string {
-	var v any
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	if dec.Decode(&v) != nil {
-		return ""
-	}
-	for _, s := range steps {
-		switch node := v.(type) {
-		case map[string]any:
-			v = node[s]
-		case []any:
-			i, err := strconv.Atoi(s)
-			if err != nil || i < 0 || i >= len(node) {
-				return ""
-			}
-			v = node[i]
-		default:
-			return ""
-		}
-	}
-	switch x := v.(type) {
-	case string:
-		return x
-	case json.Number:
-		return x.String()
-	case bool:
-		return strconv.FormatBool(x)
-	}
-	return ""
+	return func(_ nats.Header, body []byte) string { return clip(verify.JSONPath(body, spec)) }, nil
 }
 
 func clip(s string) string {

@@ -2,6 +2,7 @@ package forwarder
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"sync"
@@ -221,7 +222,7 @@ func TestBreakerOpensProbesCloses(t *testing.T) {
 	cfg.MaxAttempts = 50
 	cfg.Concurrency = 4
 	cfg.Breaker = BreakerConfig{Failures: 3, Cooldown: time.Second}
-	e.start(cfg)
+	f := e.start(cfg)
 	for i := range 6 {
 		e.publish("x:"+itoa(i), "x", "t", []byte(`{}`), nil)
 	}
@@ -231,6 +232,10 @@ func TestBreakerOpensProbesCloses(t *testing.T) {
 		return err == nil && info.Paused
 	})
 	opened := time.Now()
+	if st, err := f.Status(context.Background()); err != nil || !st.Paused || st.Circuit != "open" || st.PausedUntil == nil ||
+		!strings.Contains(st.PausedReason, "circuit open") {
+		t.Errorf("status while the circuit is open: %+v (%v)", st, err)
+	}
 	// With 4 workers, attempts that passed the breaker before it opened
 	// may still reach the sink: let those stragglers land first.
 	time.Sleep(150 * time.Millisecond)
@@ -258,6 +263,9 @@ func TestBreakerOpensProbesCloses(t *testing.T) {
 	info, _ := cons.Info(context.Background())
 	if info.Paused {
 		t.Error("consumer still paused after the circuit closed")
+	}
+	if err := f.Resume(context.Background()); !errors.Is(err, ErrNotPaused) {
+		t.Errorf("resume of a healthy destination: %v, want ErrNotPaused", err)
 	}
 	// Waiting while open spent no attempts: every event used far fewer
 	// than the deliveries the open time would have allowed.

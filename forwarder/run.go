@@ -156,7 +156,7 @@ func (r *run) dispatch(m jetstream.Msg) {
 	t := task{msg: m}
 	r.held.add(m)
 	if r.keyOf != nil {
-		t.key = r.keyOf(m)
+		t.key = r.keyOf(m.Headers(), m.Data())
 		if t.key != "" && !r.order.join(t.key, m) {
 			return // queued behind the key's event in flight
 		}

@@ -1,11 +1,17 @@
 package forwarder
 
 import (
+	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/hookgate/hookgate/verify"
 )
 
 func TestFullJitterBoundsAndSpread(t *testing.T) {
@@ -92,13 +98,14 @@ func TestClassify(t *testing.T) {
 // TestSignStandardVector checks the signature against the Standard
 // Webhooks specification's published example.
 func TestSignStandardVector(t *testing.T) {
-	key, err := decodeSecret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+	signer, err := newSigner("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := signStandard(key, "msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330", []byte(`{"test": 2432232314}`))
-	if want := "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="; got != want {
-		t.Errorf("signature = %s, want %s", got, want)
+	f := &Forwarder{signer: signer}
+	ts, got := f.sign("msg_p5jXN8AQM9LWM0D4loKWxJek", []byte(`{"test": 2432232314}`), time.Unix(1614265330, 0))
+	if want := "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="; got != want || ts != "1614265330" {
+		t.Errorf("signature = %s at %s, want %s at 1614265330", got, ts, want)
 	}
 }
 
@@ -118,23 +125,35 @@ func TestHumanDuration(t *testing.T) {
 	}
 }
 
-func TestJSONKey(t *testing.T) {
+// TestOrderingKeySpecs reads ordering keys through both spellings of a
+// JSON path and a header name.
+func TestOrderingKeySpecs(t *testing.T) {
 	body := []byte(`{"data":{"object":{"customer":"cus_1","n":42,"ok":true,"items":[{"id":"a"},{"id":"b"}]}}}`)
-	for path, want := range map[string]string{
-		"data.object.customer":   "cus_1",
-		"data.object.n":          "42",
-		"data.object.ok":         "true",
-		"data.object.items.1.id": "b",
-		"data.object.items.9.id": "",
-		"data.object":            "",
-		"missing":                "",
+	hdr := nats.Header{"X-Shop": {"shop-1"}}
+	for spec, want := range map[string]string{
+		"data.object.customer":     "cus_1",
+		"$.data.object.customer":   "cus_1",
+		"data.object.n":            "42",
+		"$.data.object.ok":         "true",
+		"data.object.items.1.id":   "b",
+		"$.data.object.items.9.id": "",
+		"data.object":              "",
+		"$.missing":                "",
+		"x-shop":                   "shop-1",
+		"X-Shop":                   "shop-1",
 	} {
-		if got := jsonKey(body, strings.Split(path, ".")); got != want {
-			t.Errorf("jsonKey(%s) = %q, want %q", path, got, want)
+		kf, err := newKeyFunc(spec)
+		if err != nil {
+			t.Fatalf("%s: %v", spec, err)
+		}
+		if got := kf(hdr, body); got != want {
+			t.Errorf("key(%s) = %q, want %q", spec, got, want)
 		}
 	}
-	if got := jsonKey([]byte("not json"), []string{"a"}); got != "" {
-		t.Errorf("bad json: %q", got)
+	for _, bad := range []string{"$..x", "a..b", "a.", "x shop"} {
+		if _, err := newKeyFunc(bad); err == nil {
+			t.Errorf("newKeyFunc(%q) accepted", bad)
+		}
 	}
 }
 
@@ -233,3 +252,42 @@ func TestAppendDeliveryMatchesJSON(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestSignSecretsAsVerifyReadsThem signs with each secret form verify's
+// standard-webhooks scheme reads, and checks the signature with verify
+// itself; a public key cannot sign and is refused by Validate.
+func TestSignSecretsAsVerifyReadsThem(t *testing.T) {
+	seed := make([]byte, ed25519.SeedSize)
+	for i := range seed {
+		seed[i] = byte(i)
+	}
+	pub := ed25519.NewKeyFromSeed(seed).Public().(ed25519.PublicKey)
+	hmacKey := base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
+	for _, tc := range []struct{ sign, check string }{
+		{"whsec_" + hmacKey, "whsec_" + hmacKey},
+		{hmacKey, "whsec_" + hmacKey}, // bare base64, as verify reads it
+		{"whsk_" + base64.StdEncoding.EncodeToString(seed), "whpk_" + base64.StdEncoding.EncodeToString(pub)},
+	} {
+		c := Config{Name: "s", URL: "http://127.0.0.1:1/", SignSecret: tc.sign}
+		if err := c.Validate(); err != nil {
+			t.Fatalf("%s: %v", tc.sign, err)
+		}
+		signer, _ := newSigner(tc.sign)
+		f := &Forwarder{signer: signer}
+		body := []byte(`{"a":1}`)
+		now := time.Now()
+		ts, sig := f.sign("evt:1", body, now)
+		v, err := verify.StandardWebhooks(tc.check)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := http.Header{"Webhook-Id": {"evt:1"}, "Webhook-Timestamp": {ts}, "Webhook-Signature": {sig}}
+		if _, err := v.Verify(&verify.Request{Header: h, Body: body, Now: now}); err != nil {
+			t.Errorf("%s: verify refuses the forwarder's signature %q: %v", tc.sign, sig, err)
+		}
+	}
+	c := Config{Name: "s", URL: "http://127.0.0.1:1/", SignSecret: "whpk_" + base64.StdEncoding.EncodeToString(pub)}
+	if err := c.Validate(); err == nil {
+		t.Error("Validate accepted a public key as the signing secret")
+	}
+}

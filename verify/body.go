@@ -31,11 +31,13 @@ func fields(b []byte, keys ...string) [][]byte {
 	return vals
 }
 
-// field returns the raw value at a dotted path of keys ("event.type").
+// field returns the raw value at a dotted path of keys ("event.type"); a
+// key of digits indexes an array ("events.0.id"), as a key it would find
+// nothing.
 func field(b []byte, path string) []byte {
 	for {
 		key, rest, nested := strings.Cut(path, ".")
-		b = fields(b, key)[0]
+		b = jsonStep(b, key)
 		if !nested || b == nil {
 			return b
 		}

@@ -46,36 +46,55 @@ var jsonSeeds = []string{
 
 var templateSeeds = []string{"", "{body}", "{http.request.method} {http.request.header.X-Id} {body}", "{http.request.body}", "{timestamp}.{body}", "{header.webhook-id}.{timestamp}.{body}", "{method} {url}\n{body}", "{", "}", "{}", "{header.}", "{{body}}", "a{body}b{timestamp}c"}
 
-// fuzzVerifiers covers every scheme, with the secrets of the known-answer
-// tests so their requests are valid seeds.
+// fuzzConfigs covers every scheme, with the secrets of the known-answer
+// tests so their requests are valid seeds; verifySeeds index it.
+var fuzzConfigs = []struct {
+	c         Config
+	bodyBound bool
+}{
+	{Config{Scheme: "github", Secrets: []string{githubDocSecret, "new"}}, true},
+	{Config{Scheme: "stripe", Secrets: []string{stripeSecret}}, true},
+	{Config{Scheme: "standard-webhooks", Secrets: []string{swSecret, "whsk_" + swSeed}}, true},
+	{Config{Scheme: "svix", Secrets: []string{swSecret}}, true},
+	{Config{Scheme: "slack", Secrets: []string{slackSecret}}, true},
+	{Config{Scheme: "shopify", Secrets: []string{shopifySecret}}, true},
+	{Config{Scheme: "twilio", Secrets: []string{twilioToken}}, true},
+	{Config{Scheme: "paddle", Secrets: []string{paddleSecret}}, true},
+	{Config{Scheme: "square", Secrets: []string{squareKey}}, true},
+	{Config{Scheme: "hubspot", Secrets: []string{hubspotSecret}}, true},
+	{Config{Scheme: "hubspot", Secrets: []string{hubspotSecret}, Options: map[string]string{"version": "v1"}}, true},
+	{Config{Scheme: "hubspot", Secrets: []string{hubspotSecret}, Options: map[string]string{"version": "v2"}}, true},
+	{Config{Scheme: "mailgun", Secrets: []string{mailgunKey}}, false},
+	{Config{Scheme: "discord", Secrets: []string{discordPublic}}, true},
+	{Config{Scheme: "gitlab", Secrets: []string{"s3cr3t"}}, false},
+	{Config{Scheme: "hmac", Secrets: []string{rfcKey}, Options: map[string]string{"header": "X-Sig", "prefix": "sha256="}}, true},
+	{Config{Scheme: "hmac", Secrets: []string{strings.TrimPrefix(swSecret, "whsec_")}, Options: map[string]string{
+		"header": "webhook-signature", "prefix": "v1,", "encoding": "base64", "secret_encoding": "base64",
+		"timestamp_header": "webhook-timestamp", "template": "{header.webhook-id}.{timestamp}.{body}", "type_field": "a.b"}}, true},
+	// Issue 16's providers, from index 17 on.
+	{Config{Scheme: "sendgrid", Secrets: []string{sendgridDocPublic}}, true},
+	{Config{Scheme: "zoom", Secrets: []string{zoomSecret}}, true},
+	{Config{Scheme: "x", Secrets: []string{xSecret}}, true},
+	{Config{Scheme: "meta", Secrets: []string{"app-secret"}, Options: map[string]string{"verify_token": "t"}}, true},
+	{Config{Scheme: "dropbox", Secrets: []string{"app-secret"}}, true},
+	{Config{Scheme: "msgraph", Secrets: []string{"client-state"}}, false},
+	{Config{Scheme: "okta", Secrets: []string{"Bearer okta-hook-secret"}}, false},
+	{Config{Scheme: "postmark", Secrets: []string{"hook:new"}}, false},
+	{Config{Scheme: "pagerduty", Secrets: []string{"new"}}, true},
+	{Config{Scheme: "mux", Secrets: []string{"mux-new"}}, true},
+	{Config{Scheme: "typeform", Secrets: []string{"new"}}, true},
+	{Config{Scheme: "clerk", Secrets: []string{swSecret}}, true},
+	{Config{Scheme: "gocardless", Secrets: []string{"new"}}, true},
+	{Config{Scheme: "razorpay", Secrets: []string{"key_secret", "chosen_webhook_secret"}}, true},
+	{Config{Scheme: "plaid", Secrets: []string{"k1:" + p256Priv2}}, true},
+}
+
+// fuzzVerifiers are the verifiers of fuzzConfigs.
 var fuzzVerifiers = sync.OnceValue(func() []struct {
 	v         Verifier
 	bodyBound bool
 } {
-	cfgs := []struct {
-		c         Config
-		bodyBound bool
-	}{
-		{Config{Scheme: "github", Secrets: []string{githubDocSecret, "new"}}, true},
-		{Config{Scheme: "stripe", Secrets: []string{stripeSecret}}, true},
-		{Config{Scheme: "standard-webhooks", Secrets: []string{swSecret, "whsk_" + swSeed}}, true},
-		{Config{Scheme: "svix", Secrets: []string{swSecret}}, true},
-		{Config{Scheme: "slack", Secrets: []string{slackSecret}}, true},
-		{Config{Scheme: "shopify", Secrets: []string{shopifySecret}}, true},
-		{Config{Scheme: "twilio", Secrets: []string{twilioToken}}, true},
-		{Config{Scheme: "paddle", Secrets: []string{paddleSecret}}, true},
-		{Config{Scheme: "square", Secrets: []string{squareKey}}, true},
-		{Config{Scheme: "hubspot", Secrets: []string{hubspotSecret}}, true},
-		{Config{Scheme: "hubspot", Secrets: []string{hubspotSecret}, Options: map[string]string{"version": "v1"}}, true},
-		{Config{Scheme: "hubspot", Secrets: []string{hubspotSecret}, Options: map[string]string{"version": "v2"}}, true},
-		{Config{Scheme: "mailgun", Secrets: []string{mailgunKey}}, false},
-		{Config{Scheme: "discord", Secrets: []string{discordPublic}}, true},
-		{Config{Scheme: "gitlab", Secrets: []string{"s3cr3t"}}, false},
-		{Config{Scheme: "hmac", Secrets: []string{rfcKey}, Options: map[string]string{"header": "X-Sig", "prefix": "sha256="}}, true},
-		{Config{Scheme: "hmac", Secrets: []string{strings.TrimPrefix(swSecret, "whsec_")}, Options: map[string]string{
-			"header": "webhook-signature", "prefix": "v1,", "encoding": "base64", "secret_encoding": "base64",
-			"timestamp_header": "webhook-timestamp", "template": "{header.webhook-id}.{timestamp}.{body}", "type_field": "a.b"}}, true},
-	}
+	cfgs := fuzzConfigs
 	out := make([]struct {
 		v         Verifier
 		bodyBound bool
@@ -120,6 +139,9 @@ var verifySeeds = []verifySeed{
 	{14, "X-Gitlab-Token: s3cr3t\nX-Gitlab-Event: Push Hook", "{}", "", 0},
 	{15, "X-Sig: sha256=" + rfcSHA256, rfcData, "", 0},
 	{16, "webhook-id: " + swID + "\nwebhook-timestamp: 1614265330\nwebhook-signature: " + swSig, swBody, "", swTS},
+	{17, "X-Twilio-Email-Event-Webhook-Signature: " + sendgridDocSig + "\nX-Twilio-Email-Event-Webhook-Timestamp: 1588788367", sendgridDocBody, "", sendgridDocTS},
+	{30, "X-Razorpay-Signature: " + razorpayDocSig + "\nX-Razorpay-Event-Id: evt_1", razorpayDocBody, "", 0},
+	{30, "X-Razorpay-Signature: " + razorpayRubySig, razorpayDocBody, "", 0},
 	{12, "Content-Type: multipart/form-data; boundary=XyZ", "--XyZ\r\nContent-Disposition: form-data; name=\"token\"\r\n\r\nabc\r\n--XyZ--\r\n", "", mailgunTS},
 	{1, "Stripe-Signature: t=9999999999999,v1=00", "", "", -1 << 62},
 	{2, "webhook-id: x\nwebhook-timestamp: 1\nwebhook-signature: v1a,AAAA v1,=", "", "", 1},
@@ -127,7 +149,7 @@ var verifySeeds = []verifySeed{
 }
 
 // invalidSeed is the index of the first seed that must not verify.
-const invalidSeed = 18
+const invalidSeed = 21
 
 func TestVerifySeeds(t *testing.T) {
 	vs := fuzzVerifiers()

@@ -39,6 +39,7 @@ var hmacOptions = []string{"header", "algorithm", "encoding", "prefix", "timesta
 	"secret_encoding", "id_header", "type_header", "id_field", "type_field"}
 
 type generic struct {
+	scheme          string
 	ring            keyring
 	tol             time.Duration
 	header, prefix  string
@@ -66,12 +67,18 @@ func newHMAC(c Config) (Verifier, error) {
 	if err != nil {
 		return nil, err
 	}
-	o := c.Options
+	return newGeneric("hmac", c.Secrets, tol, c.Options)
+}
+
+// newGeneric builds the generic scheme from options o under the name
+// scheme, which its errors carry: the hmac scheme itself, or a provider
+// preset whose options are fixed (see presets.go).
+func newGeneric(scheme string, secrets []string, tol time.Duration, o map[string]string) (*generic, error) {
 	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%w: scheme hmac: %s", ErrConfig, fmt.Sprintf(format, args...))
+		return fmt.Errorf("%w: scheme %s: %s", ErrConfig, scheme, fmt.Sprintf(format, args...))
 	}
 	g := &generic{
-		tol: tol, header: o["header"], prefix: o["prefix"], tsHeader: o["timestamp_header"], tsUnit: time.Second,
+		scheme: scheme, tol: tol, header: o["header"], prefix: o["prefix"], tsHeader: o["timestamp_header"], tsUnit: time.Second,
 		idHeader: o["id_header"], typeH: o["type_header"], idField: o["id_field"], typeF: o["type_field"],
 	}
 	if g.header == "" {
@@ -93,7 +100,7 @@ func newHMAC(c Config) (Verifier, error) {
 	default:
 		return nil, bad("timestamp_unit %q is not s or ms", o["timestamp_unit"])
 	}
-	keys, err := decodeSecrets(c.Secrets, orDefault(o["secret_encoding"], "raw"))
+	keys, err := decodeSecrets(secrets, orDefault(o["secret_encoding"], "raw"))
 	if err != nil {
 		return nil, bad("%v", err)
 	}
@@ -201,13 +208,13 @@ func (g *generic) content(r *Request, ts string) ([][]byte, error) {
 			parts = append(parts, []byte(method(r)))
 		case "url":
 			if r.URL == nil {
-				return nil, fail("hmac", ErrConfig, "the template signs {url} but the URL is unknown: set the source's public_url")
+				return nil, fail(g.scheme, ErrConfig, "the template signs {url} but the URL is unknown: set the source's public_url")
 			}
 			parts = append(parts, []byte(r.URL.String()))
 		case "header":
 			v := r.Header.Get(s.header)
 			if v == "" {
-				return nil, fail("hmac", ErrMissing, "no %s header, which the template signs", s.header)
+				return nil, fail(g.scheme, ErrMissing, "no %s header, which the template signs", s.header)
 			}
 			parts = append(parts, []byte(v))
 		}
@@ -240,16 +247,16 @@ func parseSignatures(value, prefix string, decode func(string) ([]byte, error)) 
 func (g *generic) Verify(r *Request) (Result, error) {
 	value := r.Header.Get(g.header)
 	if value == "" {
-		return Result{}, fail("hmac", ErrMissing, "no %s header", g.header)
+		return Result{}, fail(g.scheme, ErrMissing, "no %s header", g.header)
 	}
 	sigs := parseSignatures(value, g.prefix, g.decode)
 	if len(sigs) == 0 {
-		return Result{}, fail("hmac", ErrMalformed, "%s holds no %q-prefixed signature in the configured encoding", g.header, g.prefix)
+		return Result{}, fail(g.scheme, ErrMalformed, "%s holds no %q-prefixed signature in the configured encoding", g.header, g.prefix)
 	}
 	var ts string
 	if g.tsHeader != "" {
 		ts = r.Header.Get(g.tsHeader)
-		if err := checkTimestamp("hmac", g.tsHeader, ts, g.tsUnit, r.now(), g.tol); err != nil {
+		if err := checkTimestamp(g.scheme, g.tsHeader, ts, g.tsUnit, r.now(), g.tol); err != nil {
 			return Result{}, err
 		}
 	}
@@ -258,7 +265,7 @@ func (g *generic) Verify(r *Request) (Result, error) {
 		return Result{}, err
 	}
 	if !g.ring.match(sigs, parts...) {
-		return Result{}, g.ring.mismatch("hmac", len(sigs))
+		return Result{}, g.ring.mismatch(g.scheme, len(sigs))
 	}
 	return g.result(r), nil
 }
@@ -273,7 +280,7 @@ func (g *generic) result(r *Request) Result {
 			}
 		}
 		if path != "" {
-			return text(field(r.Body, path))
+			return JSONPath(r.Body, path)
 		}
 		return ""
 	}

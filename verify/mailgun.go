@@ -23,11 +23,14 @@ func init() { Register("mailgun", newMailgun) }
 // timestamp + token under the HTTP webhook signing key; the timestamp must
 // be within the tolerance.
 //
-// Mailgun signs the timestamp and token only, not the event: the
-// signature proves the request came from Mailgun recently, and the
-// gateway's dedup on the delivery id stops replays within the window. The
-// delivery id is "event-data.id" and the type "event-data.event" (JSON),
-// or the form's "Message-Id" and "event". No options.
+// Mailgun signs the timestamp and token only, not the event, and a retry
+// resends the first attempt's body, signature included, for up to 8 hours
+// (documentation.mailgun.com, "Webhooks"). So the default tolerance is
+// SchemeTolerance("mailgun"), 8h, and the delivery id is the signed
+// token: Mailgun makes one per delivery and keeps it across retries, so
+// the gateway's dedup on it (dedup_window 8h or more) refuses a replayed
+// signature even with another event in the body. The type is
+// "event-data.event" (JSON) or the form's "event". No options.
 func Mailgun(secrets ...string) (Verifier, error) {
 	return newMailgun(Config{Scheme: "mailgun", Secrets: secrets})
 }
@@ -38,7 +41,7 @@ type mailgun struct {
 }
 
 func newMailgun(c Config) (Verifier, error) {
-	ring, tol, err := rawRing(c, sha256.New)
+	ring, tol, err := rawRing(toleranceOr(c, SchemeTolerance("mailgun")), sha256.New)
 	if err != nil {
 		return nil, err
 	}
@@ -48,7 +51,7 @@ func newMailgun(c Config) (Verifier, error) {
 // mailgunFields is what Mailgun's body says about itself.
 type mailgunFields struct {
 	timestamp, token, signature string
-	id, typ                     string
+	typ                         string
 }
 
 // maxMailgunField bounds each multipart field read, so a huge part named
@@ -69,10 +72,10 @@ func parseMailgunBody(contentType string, body []byte) (mailgunFields, error) {
 			return mailgunFields{}, fail("mailgun", ErrMalformed, "the JSON body is not an object")
 		}
 		sig := fields(f[0], "timestamp", "token", "signature")
-		event := fields(f[1], "id", "event")
+		event := fields(f[1], "event")
 		return mailgunFields{
 			timestamp: text(sig[0]), token: text(sig[1]), signature: text(sig[2]),
-			id: text(event[0]), typ: text(event[1]),
+			typ: text(event[0]),
 		}, nil
 	}
 	form, err := url.ParseQuery(string(body))
@@ -81,7 +84,7 @@ func parseMailgunBody(contentType string, body []byte) (mailgunFields, error) {
 	}
 	return mailgunFields{
 		timestamp: form.Get("timestamp"), token: form.Get("token"), signature: form.Get("signature"),
-		id: form.Get("Message-Id"), typ: form.Get("event"),
+		typ: form.Get("event"),
 	}, nil
 }
 
@@ -109,8 +112,6 @@ func parseMailgunMultipart(boundary string, body []byte) (mailgunFields, error) 
 			dst = &f.token
 		case "signature":
 			dst = &f.signature
-		case "Message-Id":
-			dst = &f.id
 		case "event":
 			dst = &f.typ
 		}
@@ -143,7 +144,7 @@ func (m *mailgun) Verify(r *Request) (Result, error) {
 	if !m.ring.match([][]byte{sig}, []byte(f.timestamp), []byte(f.token)) {
 		return Result{}, m.ring.mismatch("mailgun", 1)
 	}
-	return Result{ID: f.id, Type: f.typ}, nil
+	return Result{ID: f.token, Type: f.typ}, nil
 }
 
 // Sign implements Signer, rewriting r.Body as Mailgun would send it. A

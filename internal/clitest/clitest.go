@@ -10,6 +10,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -43,4 +44,21 @@ func Run(t testing.TB, stdin string, args ...string) (code int, stdout, stderr s
 		t.Fatal(err)
 	}
 	return code, out.String(), errb.String()
+}
+
+// Shim writes an executable named caddy into dir that runs this test
+// binary as the CLI, so that a command line written for users ("caddy
+// webhooks send ...") runs the real command in a shell whose PATH starts
+// with dir.
+func Shim(t testing.TB, dir string) {
+	t.Helper()
+	script := "#!/bin/sh\n" + env + "=1 exec " + shellQuote(os.Args[0]) + " \"$@\"\n"
+	if err := os.WriteFile(filepath.Join(dir, "caddy"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// shellQuote quotes s for a POSIX shell.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
