@@ -15,7 +15,7 @@ import (
 )
 
 // errNoStrace means the power scenario cannot run here.
-var errNoStrace = errors.New("strace is not installed (apt-get install -y strace); the power-loss check needs it to trace the gateway's system calls")
+var errNoStrace = errors.New("strace is not installed or cannot trace here (apt-get install -y strace; ptrace must be allowed); the power-loss check needs it to trace the gateway's system calls")
 
 // powerResult is what the system-call trace shows for each sync mode.
 type powerResult struct {
@@ -63,6 +63,11 @@ func (r *powerResult) powerViolations() []string {
 func runPower(bin, dir string, n int, logf func(string, ...any)) (*powerResult, error) {
 	if _, err := exec.LookPath("strace"); err != nil {
 		return nil, errNoStrace
+	}
+	// strace may be installed yet not allowed to trace (no ptrace in a
+	// container) or too old for --seccomp-bpf.
+	if out, err := exec.Command("strace", "-f", "--seccomp-bpf", "-e", "trace=fsync", "-o", os.DevNull, "true").CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("%w: strace cannot trace here: %v %s", errNoStrace, err, strings.TrimSpace(string(out)))
 	}
 	res := &powerResult{}
 	var err error
