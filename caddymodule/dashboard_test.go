@@ -115,6 +115,11 @@ func TestDashboardAPI(t *testing.T) {
 	if ok.replays() != 1 {
 		t.Errorf("the refused POSTs replayed: %d replays", ok.replays())
 	}
+	code, body = post(t, client, base+"api/replay", "", token, `{"source":"demo","destination":"orders"}`)
+	if code != http.StatusAccepted || !strings.Contains(body, `"matched":2`) {
+		t.Errorf("bulk replay: %d %s", code, body)
+	}
+	waitFor(t, 10*time.Second, "the bulk replay at the sink", func() bool { return ok.replays() == 3 })
 	if code, body := post(t, client, base+"api/dlq/1/redrive", "http://evil.example", token, `{}`); code != http.StatusForbidden {
 		t.Errorf("cross-origin redrive: %d %s", code, body)
 	}
@@ -272,6 +277,30 @@ func TestDashboardInBrowser(t *testing.T) {
 		return text != ""
 	})
 
+	// The id filter, from the keyboard: "/" focuses it, Enter applies.
+	if err := chromedp.Do(ctx, chromedp.KeyEvent("/")); err != nil {
+		t.Fatalf("search: %v", err)
+	}
+	// DevTools sends the "/" as a separate char event, which a real
+	// keyboard's cancelled keydown would not: clear it.
+	if name, err := chromedp.Run(ctx, chromedp.Evaluate[string](`(() => { const e = document.activeElement; e.value = ""; return e.name; })()`)); err != nil || name != "q" {
+		t.Fatalf("'/' focused %q (%v), want the id search", name, err)
+	}
+	if err := chromedp.Do(ctx, chromedp.KeyEvent("demo:o1"), chromedp.KeyEvent(kb.Enter)); err != nil {
+		t.Fatalf("search: %v", err)
+	}
+	waitFor(t, 15*time.Second, "the list filtered to demo:o1", func() bool {
+		n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("#listpane tbody tr").length`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		text, _ := rowText(ctx, "demo:o1")
+		return n == 1 && text != ""
+	})
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#clear`)), chromedp.WaitVisible(chromedp.CSS(`#listpane tr[data-id="demo:live1"]`)), chromedp.KeyEvent(kb.Escape)); err != nil {
+		t.Fatalf("clear the filter: %v", err)
+	}
+
 	// Open an event by keyboard (the third row: live1, o3, o2) and replay
 	// it to orders with its button.
 	if err := chromedp.Do(ctx,
@@ -292,7 +321,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	bodies, hdrs := ok.received()
 	last := len(hdrs) - 1
 	if hdrs[last].Get("Webhook-Id") != "demo:o2" || !strings.Contains(string(bodies[last]), `"ord_2"`) {
-		t.Errorf("replayed %s: %s", hdrs[last].Get("Webhook-Id"), bodies[last])
+		t.Errorf("replayed %s: %s (%v)", hdrs[last].Get("Webhook-Id"), bodies[last], hdrs[last])
 	}
 
 	// The dead letters, by keyboard; Redrive sends one to audit again.
@@ -300,6 +329,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`#listpane tr[data-dlq]`))); err != nil {
 		t.Fatalf("dead letters: %v", err)
 	}
+	screenshot(t, ctx, "dashboard-dlq")
 	before := bad.calls.Load()
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#listpane tr[data-dlq] button`))); err != nil {
 		t.Fatalf("redrive: %v", err)

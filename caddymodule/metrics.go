@@ -76,13 +76,19 @@ func registerMetrics(reg *prometheus.Registry) error {
 	if reg == nil {
 		return nil
 	}
-	for _, c := range []prometheus.Collector{metrics.requests, metrics.storeSeconds, metrics.attempts,
-		metrics.attemptSecs, metrics.deadLetters, metrics.filtered} {
+	for _, c := range processCollectors() {
 		if err := reg.Register(c); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
 			return err
 		}
 	}
 	return nil
+}
+
+// processCollectors lists the collectors made once per process, which
+// registerMetrics adds to every config's registry.
+func processCollectors() []prometheus.Collector {
+	return []prometheus.Collector{metrics.requests, metrics.storeSeconds, metrics.attempts,
+		metrics.attemptSecs, metrics.deadLetters, metrics.filtered}
 }
 
 // destinationObserver feeds a destination's forwarder events to the
