@@ -107,7 +107,7 @@ func TestAdminResumesGoneDestination(t *testing.T) {
 		{http.MethodGet, "/webhooks/destinations/orders/resume", http.StatusMethodNotAllowed},
 		{http.MethodPost, "/webhooks/destinations/nope/resume", http.StatusNotFound},
 		{http.MethodGet, "/webhooks/destinations/orders/other", http.StatusNotFound},
-		{http.MethodGet, "/webhooks/events", http.StatusNotFound},
+		{http.MethodGet, "/webhooks/nope", http.StatusNotFound},
 	} {
 		if code, b := adminCall(t, admin, tc.method, tc.path); code != tc.want {
 			t.Errorf("%s %s: %d %s, want %d", tc.method, tc.path, code, b, tc.want)

@@ -139,6 +139,7 @@ var (
 	problemBadBody   = newProblem(http.StatusBadRequest, "unreadable-body", "The request body could not be read.", zapcore.InfoLevel)
 	problemSignature = newProblem(http.StatusUnauthorized, "invalid-signature", "The request could not be authenticated.", zapcore.InfoLevel)
 	problemForbidden = newProblem(http.StatusForbidden, "client-not-allowed", "This endpoint does not accept requests from your address.", zapcore.InfoLevel)
+	problemHeaders   = newProblem(http.StatusRequestHeaderFieldsTooLarge, "headers-too-large", "The request has more header fields, or larger ones, than this endpoint accepts.", zapcore.InfoLevel)
 	problemTimeout   = newProblem(http.StatusRequestTimeout, "body-timeout", "The request body did not arrive in time.", zapcore.InfoLevel)
 	// A client over its own budget is logged at debug level (a flood
 	// would fill the log); a source over its shared budget at info, as a

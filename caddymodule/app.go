@@ -1,8 +1,3 @@
-// Package caddymodule is Hookgate's Caddy glue: the "webhooks" app that owns
-// the embedded NATS JetStream store and the forwarders, and the
-// "webhook_ingest" HTTP handler that turns a provider's POST into a stored
-// event. Importing it registers both modules, their Caddyfile syntax and the
-// "caddy webhooks" command.
 package caddymodule
 
 import (
@@ -300,6 +295,7 @@ func (a *App) Start() (err error) {
 	a.engine = val.(*engine)
 	defer func() {
 		if err != nil {
+			a.stopEventLog()
 			a.stopForwarders()
 			a.release()
 		}
@@ -315,6 +311,9 @@ func (a *App) Start() (err error) {
 		if _, err := a.engine.js.CreateOrUpdateStream(ctx, sc); err != nil {
 			return fmt.Errorf("stream %s: %w", sc.Name, err)
 		}
+	}
+	if err := a.startEventLog(ctx); err != nil { // eventlog_replay.go
+		return err
 	}
 	for _, fc := range a.fwdConfigs {
 		fc.Observer = newDestinationObserver(fc.Name)
@@ -338,6 +337,7 @@ func (a *App) Start() (err error) {
 // stream) and lets go of the engine; the engine shuts down when no config
 // uses it any more.
 func (a *App) Stop() error {
+	a.stopEventLog()
 	a.stopForwarders()
 	a.release()
 	return nil

@@ -9,6 +9,9 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
 )
 
 // errInflateLimit marks a gzip body that decompresses past a limit.
@@ -89,4 +92,86 @@ func (s *source) gunzip(dst *bytes.Buffer, compressed []byte) error {
 		return fmt.Errorf("gzip body of %d bytes: %w: more than %d bytes (max_body %d, max_ratio %d)", len(compressed), errInflateLimit, limit, s.maxBody, s.maxRatio)
 	}
 	return nil
+}
+
+// Defaults of the bounds on what a request may send.
+const (
+	defaultBodyTimeout = 10 * time.Second
+	// defaultMaxHeaders and defaultMaxHeaderBytes keep a stored event's
+	// headers, with the few the forwarder adds, within what ordinary HTTP
+	// servers accept (Node.js: 16 KiB in all; nginx: 8 KiB a line).
+	defaultMaxHeaders     = 100
+	defaultMaxHeaderBytes = 16 << 10
+)
+
+// checkBounds checks the handler's body and header bounds.
+func (h *Handler) checkBounds() error {
+	return checkBounds(h.BodyTimeout, h.MaxHeaders, h.MaxHeaderBytes)
+}
+
+// sourceBounds sets a source's body and header bounds, the handler's
+// where the source sets none.
+func (h *Handler) sourceBounds(s *Source, rs *source) error {
+	if err := checkBounds(s.BodyTimeout, s.MaxHeaders, s.MaxHeaderBytes); err != nil {
+		return err
+	}
+	rs.bodyTimeout = time.Duration(orDefault(s.BodyTimeout, orDefault(h.BodyTimeout, caddy.Duration(defaultBodyTimeout))))
+	rs.maxHeaders = orDefault(s.MaxHeaders, orDefault(h.MaxHeaders, defaultMaxHeaders))
+	rs.maxHeaderBytes = orDefault(s.MaxHeaderBytes, orDefault(h.MaxHeaderBytes, defaultMaxHeaderBytes))
+	return nil
+}
+
+// checkBounds requires bounds that are positive or unset.
+func checkBounds(bodyTimeout caddy.Duration, maxHeaders int, maxHeaderBytes int64) error {
+	switch {
+	case bodyTimeout < 0:
+		return fmt.Errorf("body_timeout %s: must be positive", time.Duration(bodyTimeout))
+	case maxHeaders < 0:
+		return fmt.Errorf("max_headers %d: must be positive", maxHeaders)
+	case maxHeaderBytes < 0:
+		return fmt.Errorf("max_header_bytes %d: must be positive", maxHeaderBytes)
+	}
+	return nil
+}
+
+// checkHeaders bounds the request's header fields (Host aside, which
+// net/http keeps apart): their number, and their size as sent.
+func (s *source) checkHeaders(h http.Header) error {
+	n, size := 0, int64(0)
+	for k, vs := range h {
+		n += len(vs)
+		for _, v := range vs {
+			size += int64(len(k) + len(v) + len(": \r\n"))
+		}
+	}
+	switch {
+	case n > s.maxHeaders:
+		return fmt.Errorf("%d header fields, above max_headers %d", n, s.maxHeaders)
+	case size > s.maxHeaderBytes:
+		return fmt.Errorf("%d bytes of header fields, above max_header_bytes %d", size, s.maxHeaderBytes)
+	}
+	return nil
+}
+
+// deadlineSetter is a ResponseWriter that can set its connection's read
+// deadline, as http.ResponseController finds it.
+type deadlineSetter interface {
+	SetReadDeadline(time.Time) error
+}
+
+// setReadDeadline sets the read deadline of w's connection, unwrapping w
+// as http.ResponseController does, and reports whether it could. Unlike
+// ResponseController it allocates nothing where it cannot (a test
+// recorder).
+func setReadDeadline(w http.ResponseWriter, t time.Time) bool {
+	for {
+		switch v := w.(type) {
+		case deadlineSetter:
+			return v.SetReadDeadline(t) == nil
+		case interface{ Unwrap() http.ResponseWriter }:
+			w = v.Unwrap()
+		default:
+			return false
+		}
+	}
 }

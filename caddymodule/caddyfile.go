@@ -156,6 +156,9 @@ func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //		publish_timeout <duration>         # default: 5s
 //		retry_after     <duration>         # default: 5s, sent with every 503
 //		rate_per_ip     <n>/<window> [burst <n>] [max_clients <n>]
+//		body_timeout    <duration>         # default: 10s, then 408; sources' default
+//		max_headers     <n>                # default: 100, then 431; sources' default
+//		max_header_bytes <size>            # default: 16KiB, then 431; sources' default
 //		source <name> {
 //			verify      <scheme> [<secret>...] [{
 //				<option> <value>           # scheme-specific, see package verify
@@ -172,6 +175,9 @@ func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //			allow_ips   <cidr>|<ip>|private_ranges...   # others get 403
 //			accept_encoding gzip               # default: identity only (else 415)
 //			max_ratio   <n>                    # gzip expansion cap; default: 100
+//			body_timeout <duration>            # replaces the handler's
+//			max_headers  <n>                   # replaces the handler's
+//			max_header_bytes <size>            # replaces the handler's
 //		}
 //	}
 //
@@ -194,6 +200,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
+	var sources []parsedSource // with their places, for checkHandler
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		var err error
 		switch d.Val() {
@@ -219,6 +226,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.RetryAfter, err = durationArg(d)
 		case "rate_per_ip":
 			h.RatePerIP, err = parseRateLimit(d, true)
+		case "body_timeout":
+			h.BodyTimeout, err = durationArg(d)
+		case "max_headers":
+			h.MaxHeaders, err = intArg(d)
+		case "max_header_bytes":
+			h.MaxHeaderBytes, err = sizeArg(d)
 		case "deprecate":
 			var dep *Deprecation
 			if dep, err = parseDeprecate(d); err == nil {
@@ -230,9 +243,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.Retired = append(h.Retired, args...)
 			}
 		case "source":
+			at := posOf(d)
 			var s *Source
 			if s, err = parseSource(d); err == nil {
 				h.Sources = append(h.Sources, s)
+				sources = append(sources, parsedSource{s, at})
 			}
 		default:
 			return d.Errf("unrecognized webhook_ingest subdirective %q", d.Val())
@@ -241,12 +256,13 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return err
 		}
 	}
-	return nil
+	return checkHandler(d, h, sources)
 }
 
 // parseSource reads "source <name> { ... }"; the dispenser is on "source".
 func parseSource(d *caddyfile.Dispenser) (*Source, error) {
 	s := new(Source)
+	at, verifyAt := posOf(d), posOf(d)
 	var err error
 	if s.Name, err = oneArg(d); err != nil {
 		return nil, err
@@ -265,6 +281,7 @@ func parseSource(d *caddyfile.Dispenser) (*Source, error) {
 				return nil, d.Errf("source %q: verify needs a scheme, e.g. 'verify github {env.GITHUB_WEBHOOK_SECRET}' or 'verify none'", s.Name)
 			}
 			s.Verify = &VerifyConfig{Scheme: args[0], Secrets: args[1:]}
+			verifyAt = posOf(d)
 			for vn := d.Nesting(); d.NextBlock(vn); {
 				opt := d.Val()
 				val, err := oneArg(d)
@@ -314,13 +331,14 @@ func parseSource(d *caddyfile.Dispenser) (*Source, error) {
 				err = wrapErr(d, checkEncoding(enc))
 			}
 			s.AcceptEncoding = []string{enc}
+		case "body_timeout":
+			s.BodyTimeout, err = durationArg(d)
+		case "max_headers":
+			s.MaxHeaders, err = intArg(d)
+		case "max_header_bytes":
+			s.MaxHeaderBytes, err = sizeArg(d)
 		case "max_ratio":
-			var v string
-			if v, err = oneArg(d); err == nil {
-				if s.MaxRatio, err = strconv.Atoi(v); err != nil || s.MaxRatio < 1 {
-					err = d.Errf("max_ratio %q: want a whole number above 0, e.g. 100", v)
-				}
-			}
+			s.MaxRatio, err = intArg(d)
 		default:
 			return nil, d.Errf("unrecognized source subdirective %q", d.Val())
 		}
@@ -331,7 +349,7 @@ func parseSource(d *caddyfile.Dispenser) (*Source, error) {
 	if err := checkVerify(s.Name, s.Verify); err != nil {
 		return nil, d.WrapErr(err)
 	}
-	return s, nil
+	return s, checkSource(s, at, verifyAt)
 }
 
 // segmentArgs reads a line of versions: one or more path segments.

@@ -39,6 +39,7 @@ The body comes from --body-file, or from standard input, byte for byte.
 Schemes: ` + strings.Join(verify.Schemes(), ", ") + `.`,
 		CobraFunc: func(cmd *cobra.Command) {
 			cmd.AddCommand(verifyCommand(), signCommand(), sendCommand(), destinationsCommand(), resumeCommand(), deliveriesCommand(), backupCommand(), restoreCommand())
+			cmd.AddCommand(eventLogCommands()...) // command_events.go
 		},
 	})
 }

@@ -47,15 +47,14 @@ again. Refuses when the gateway already holds events, unless --force.`,
 }
 
 // backupRestoreCommand gives c an --address flag and a run that posts the
-// directory to /webhooks/<op>; a restore then forces a config reload.
+// directory to /webhooks/<op> and prints the manifest; a restore then
+// forces a config reload. Exit 0 on success, 1 when the gateway refused or
+// could not be reached, 2 on a usage error.
 func backupRestoreCommand(c *cobra.Command, op string) *cobra.Command {
-	c.Flags().String("address", "", "the admin API's address (default localhost:2019)")
+	addAddressFlag(c)
 	c.SetFlagErrorFunc(usageError)
-	c.RunE = caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
-		addr, err := caddycmd.DetermineAdminAPIAddress(fl.String("address"), nil, "", "")
-		if err != nil {
-			return exitUsage, err
-		}
+	c.Args = args(c.Args)
+	c.RunE = runCommand(func(fl caddycmd.Flags) (int, error) {
 		dir, err := filepath.Abs(fl.Arg(0))
 		if err != nil {
 			return exitUsage, err
@@ -65,8 +64,7 @@ func backupRestoreCommand(c *cobra.Command, op string) *cobra.Command {
 			req.Force = fl.Bool("force")
 		}
 		body, _ := json.Marshal(req)
-		hdr := http.Header{"Content-Type": {"application/json"}}
-		resp, err := caddycmd.AdminAPIRequest(addr, http.MethodPost, "/webhooks/"+op, hdr, bytes.NewReader(body))
+		resp, err := adminRequest(fl, http.MethodPost, "/webhooks/"+op, bytes.NewReader(body))
 		if err != nil {
 			return exitInvalid, err
 		}
@@ -75,7 +73,7 @@ func backupRestoreCommand(c *cobra.Command, op string) *cobra.Command {
 			return exitInvalid, fmt.Errorf("reading the answer: %w", err)
 		}
 		if op == "restore" {
-			if err := forceReload(addr); err != nil {
+			if err := forceReload(fl); err != nil {
 				return exitInvalid, fmt.Errorf("restored, but the forwarders stay stopped until a reload: %w; run caddy reload --force", err)
 			}
 		}
@@ -85,9 +83,9 @@ func backupRestoreCommand(c *cobra.Command, op string) *cobra.Command {
 }
 
 // forceReload loads the running config again, as caddy reload --force does,
-// so the webhooks app restarts its forwarders.
-func forceReload(addr string) error {
-	resp, err := caddycmd.AdminAPIRequest(addr, http.MethodGet, "/config/", nil, nil)
+// so the webhooks app starts its forwarders anew.
+func forceReload(fl caddycmd.Flags) error {
+	resp, err := adminRequest(fl, http.MethodGet, "/config/", nil)
 	if err != nil {
 		return err
 	}
@@ -96,10 +94,16 @@ func forceReload(addr string) error {
 	if err != nil {
 		return err
 	}
+	addr, err := caddycmd.DetermineAdminAPIAddress(fl.String("address"), nil, "", "")
+	if err != nil {
+		return err
+	}
+	// /load needs a content type, and must-revalidate forces the reload
+	// of an unchanged config (caddy reload --force sends the same).
 	hdr := http.Header{"Content-Type": {"application/json"}, "Cache-Control": {"must-revalidate"}}
 	resp, err = caddycmd.AdminAPIRequest(addr, http.MethodPost, "/load", hdr, bytes.NewReader(cfg))
 	if err != nil {
-		return err
+		return plainAdminError(addr, err)
 	}
 	return resp.Body.Close()
 }

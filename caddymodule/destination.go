@@ -75,6 +75,18 @@ type DestinationConfig struct {
 	// "REDACTED". Webhook-*, Idempotency-Key, User-Agent and hop-by-hop
 	// headers cannot be set.
 	Headers map[string][]string `json:"headers,omitempty"`
+	// Filters are CEL expressions over the event (variables body,
+	// headers, source, version, type, event_id, received_at); an event
+	// goes to the destination only when every one yields true. Others are
+	// acked for this destination with the delivery state "filtered".
+	Filters []string `json:"filters,omitempty"`
+	// Transform is a CEL expression yielding the body to send: a map or a
+	// list is sent as JSON, a string or bytes as it is. The stored event
+	// never changes; a failing transformation dead-letters the event.
+	Transform string `json:"transform,omitempty"`
+	// TransformHeaders is a CEL expression yielding a map of header names
+	// to a string (set) or null (remove).
+	TransformHeaders string `json:"transform_headers,omitempty"`
 	// Sign signs every delivery for the internal hop.
 	Sign *SignConfig `json:"sign,omitempty"`
 	// Breaker configures the circuit breaker. Default: open after 10
@@ -148,6 +160,9 @@ type BreakerConfig struct {
 //		concurrency      <n>                      # default 8
 //		ordered_by       <header>|<json.path>     # data.object.id or $.data.object.id
 //		header           <name> <value>           # added to every delivery; repeatable
+//		filter           <CEL expression>         # repeatable, ANDed; backticks around spaces
+//		transform        <CEL expression>         # the body to send
+//		transform_headers <CEL expression>        # {"X-A": "v", "X-B": null}
 //		sign             standard-webhooks <secret>
 //		breaker          off
 //		breaker          [<failures>] [ratio <fraction>] [window <duration>] [min <n>] [cooldown <duration>]
@@ -239,6 +254,15 @@ func (dc *DestinationConfig) parseLine(d *caddyfile.Dispenser) error {
 			dc.Headers = make(map[string][]string)
 		}
 		dc.Headers[args[0]] = append(dc.Headers[args[0]], args[1])
+	case "filter":
+		var expr string
+		if expr, err = expressionArg(d); err == nil {
+			dc.Filters = append(dc.Filters, expr)
+		}
+	case "transform":
+		dc.Transform, err = expressionArg(d)
+	case "transform_headers":
+		dc.TransformHeaders, err = expressionArg(d)
 	case "breaker":
 		err = dc.parseBreaker(d)
 	case "tls_ca":
@@ -343,6 +367,17 @@ func (dc *DestinationConfig) parseBreaker(d *caddyfile.Dispenser) error {
 	return nil
 }
 
+// expressionArg reads a CEL expression: one token, in backticks when it
+// holds spaces or quotes, as with Caddy's own expression matcher.
+func expressionArg(d *caddyfile.Dispenser) (string, error) {
+	name := d.Val()
+	args := d.RemainingArgs()
+	if len(args) != 1 {
+		return "", d.Errf("%s: want one CEL expression, in backticks when it holds spaces: %s `type.startsWith(\"invoice.\")`", name, name)
+	}
+	return args[0], nil
+}
+
 func intArg(d *caddyfile.Dispenser) (int, error) {
 	name := d.Val()
 	s, err := oneArg(d)
@@ -373,19 +408,22 @@ func (dc *DestinationConfig) forwarderConfig(repl *caddy.Replacer) (forwarder.Co
 		return forwarder.Config{}, fmt.Errorf("url: %w", err)
 	}
 	fc := forwarder.Config{
-		Name:          dc.Name,
-		URL:           u,
-		Subjects:      dc.Subjects,
-		Timeout:       time.Duration(dc.Timeout),
-		MaxAttempts:   dc.MaxAttempts,
-		MaxAge:        time.Duration(dc.MaxAge),
-		BackoffBase:   time.Duration(dc.BackoffBase),
-		BackoffCap:    time.Duration(dc.BackoffCap),
-		RetryAfterCap: time.Duration(dc.RetryAfterCap),
-		On4xx:         forwarder.On4xx(dc.On4xx),
-		Burst:         dc.Burst,
-		Concurrency:   dc.Concurrency,
-		OrderedBy:     dc.OrderedBy,
+		Name:             dc.Name,
+		URL:              u,
+		Subjects:         dc.Subjects,
+		Timeout:          time.Duration(dc.Timeout),
+		MaxAttempts:      dc.MaxAttempts,
+		MaxAge:           time.Duration(dc.MaxAge),
+		BackoffBase:      time.Duration(dc.BackoffBase),
+		BackoffCap:       time.Duration(dc.BackoffCap),
+		RetryAfterCap:    time.Duration(dc.RetryAfterCap),
+		On4xx:            forwarder.On4xx(dc.On4xx),
+		Burst:            dc.Burst,
+		Concurrency:      dc.Concurrency,
+		OrderedBy:        dc.OrderedBy,
+		Filters:          dc.Filters,
+		Transform:        dc.Transform,
+		TransformHeaders: dc.TransformHeaders,
 	}
 	for _, s := range dc.Schedule {
 		fc.Schedule = append(fc.Schedule, time.Duration(s))

@@ -23,6 +23,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/hookgate/hookgate/event"
+	"github.com/hookgate/hookgate/internal/waitfor"
 	"github.com/hookgate/hookgate/verify"
 )
 
@@ -274,7 +275,7 @@ func TestAttackReplayDedup(t *testing.T) {
 	if n := len(g.stored(event.StreamName)); n != 2 {
 		t.Fatalf("%d events stored, want 2 (one per delivery id)", n)
 	}
-	waitFor(t, 10*time.Second, "both events at the sink", func() bool { return sk.calls.Load() >= 2 })
+	waitfor.Until(t, 10*time.Second, "both events at the sink", func() bool { return sk.calls.Load() >= 2 })
 	time.Sleep(500 * time.Millisecond) // a duplicate forward would follow within the backoff cap
 	if n := sk.calls.Load(); n != 2 {
 		t.Fatalf("sink called %d times, want 2: duplicates were forwarded", n)
@@ -440,45 +441,15 @@ func TestAttackSlowClients(t *testing.T) {
 		elapsed time.Duration
 	}
 	results := make(chan outcome, 2*slow)
-	trickle := func(head string, drip string) {
-		start := time.Now()
-		conn, err := net.Dial("tcp", g.addr)
-		if err != nil {
-			results <- outcome{"dial: " + err.Error(), 0}
-			return
-		}
-		defer conn.Close()
-		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-		_, _ = io.WriteString(conn, head)
-		done := make(chan string, 1)
-		go func() {
-			line, err := bufio.NewReader(conn).ReadString('\n')
-			if err != nil {
-				done <- "closed"
-				return
-			}
-			done <- strings.TrimSpace(line)
-		}()
-		tick := time.NewTicker(200 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case answer := <-done:
-				results <- outcome{answer, time.Since(start)}
-				return
-			case <-tick.C:
-				if _, err := io.WriteString(conn, drip); err != nil {
-					results <- outcome{<-done, time.Since(start)}
-					return
-				}
-			}
-		}
+	slowClient := func(head string, drip string) {
+		answer, elapsed := trickle(g.addr, head, drip, 200*time.Millisecond)
+		results <- outcome{answer, elapsed}
 	}
 	for range slow {
 		// Headers one short line at a time, never finished.
-		go trickle("POST /webhooks/v1/demo HTTP/1.1\r\nHost: "+g.addr+"\r\n", "X-Slow: 1\r\n")
+		go slowClient("POST /webhooks/v1/demo HTTP/1.1\r\nHost: "+g.addr+"\r\n", "X-Slow: 1\r\n")
 		// Complete headers, then a body one byte at a time.
-		go trickle("POST /webhooks/v1/demo HTTP/1.1\r\nHost: "+g.addr+"\r\nX-Id: slow\r\nContent-Length: 100\r\n\r\n", "x")
+		go slowClient("POST /webhooks/v1/demo HTTP/1.1\r\nHost: "+g.addr+"\r\nX-Id: slow\r\nContent-Length: 100\r\n\r\n", "x")
 	}
 
 	// Meanwhile, normal deliveries keep succeeding.
@@ -520,7 +491,7 @@ func TestAttackSlowClients(t *testing.T) {
 		}
 	}
 	testClient.CloseIdleConnections()
-	waitFor(t, 5*time.Second, "goroutines back to their level before the slow clients", func() bool {
+	waitfor.Until(t, 5*time.Second, "goroutines back to their level before the slow clients", func() bool {
 		return runtime.NumGoroutine() <= goroutinesBefore+10
 	})
 }
@@ -1246,7 +1217,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 		}
 	}
 	var logs []byte
-	waitFor(t, 5*time.Second, "the access log", func() bool {
+	waitfor.Until(t, 5*time.Second, "the access log", func() bool {
 		a, _ := os.ReadFile(accessLog)
 		return bytes.Count(a, []byte("\n")) >= len(requests)
 	})
@@ -1319,3 +1290,138 @@ var raceEnabled = func() bool {
 	}
 	return false
 }()
+
+// trickle sends head on a new connection, then drip every interval, and
+// returns the status line the server answers with ("closed" when it
+// closes without one) and how long that took.
+func trickle(addr, head, drip string, every time.Duration) (string, time.Duration) {
+	start := time.Now()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		return "dial: " + err.Error(), 0
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(15 * time.Second))
+	_, _ = io.WriteString(conn, head)
+	done := make(chan string, 1)
+	go func() {
+		line, err := bufio.NewReader(conn).ReadString('\n')
+		if err != nil {
+			done <- "closed"
+			return
+		}
+		done <- strings.TrimSpace(line)
+	}()
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case answer := <-done:
+			return answer, time.Since(start)
+		case <-tick.C:
+			if _, err := io.WriteString(conn, drip); err != nil {
+				return <-done, time.Since(start)
+			}
+		}
+	}
+}
+
+// slowBody sends complete headers, then the body one byte every 100ms.
+func (g *gateway) slowBody(path string) (string, time.Duration) {
+	return trickle(g.addr, "POST "+path+" HTTP/1.1\r\nHost: "+g.addr+"\r\nX-Id: slow\r\nContent-Length: 100\r\n\r\n", "x", 100*time.Millisecond)
+}
+
+// Row: a slow body with no server timeouts at all → the handler's own
+// body_timeout answers 408 (the handler's default, or the source's own).
+func TestBodyTimeout(t *testing.T) {
+	g := startEdge(t, edgeConfig{gatewayConfig: gatewayConfig{
+		Ingest: "\t\tbody_timeout 1s",
+		Sources: demoSources + `
+		source quick {
+			verify none
+			body_timeout 300ms
+		}`,
+	}})
+	for _, tc := range []struct {
+		path     string
+		at, most time.Duration
+	}{
+		{"/webhooks/v1/demo", time.Second, 5 * time.Second},
+		{"/webhooks/v1/quick", 300 * time.Millisecond, 900 * time.Millisecond},
+	} {
+		answer, took := g.slowBody(tc.path)
+		if !strings.Contains(answer, " 408 ") {
+			t.Fatalf("%s: a slow body got %q after %s, want 408", tc.path, answer, took)
+		}
+		if took < tc.at || took > tc.most {
+			t.Fatalf("%s: 408 after %s, want it at body_timeout %s", tc.path, took, tc.at)
+		}
+	}
+	g.assertNothingStored()
+	// A normal delivery is not held to the deadline of the request before.
+	if status, _, b := g.post("/webhooks/v1/quick", []byte(`{}`), nil); status != http.StatusOK {
+		t.Fatalf("a normal delivery: status %d %s", status, b)
+	}
+}
+
+// headerRequest is a raw POST with n header fields (Content-Length among
+// them) whose lines are padded to total bytes in all.
+func headerRequest(n, total int) string {
+	var b strings.Builder
+	b.WriteString("POST /webhooks/v1/demo HTTP/1.1\r\nHost: x\r\n")
+	line := func(s string) { b.WriteString(s + "\r\n") }
+	used := len("Content-Length: 2\r\n") + len("X-Id: bound\r\n")
+	line("Content-Length: 2")
+	line("X-Id: bound")
+	for i := 2; i < n; i++ {
+		name := fmt.Sprintf("X-H%03d", i)
+		pad := ""
+		if i == n-1 {
+			pad = strings.Repeat("a", max(0, total-used-len(name)-len(": \r\n")))
+		}
+		line(name + ": " + pad)
+		used += len(name) + len(": \r\n") + len(pad)
+	}
+	b.WriteString("\r\n{}")
+	return b.String()
+}
+
+// Row: too many or too large header fields → 431 before anything is
+// stored; at the bounds → 2xx, and the event reaches an ordinary net/http
+// server.
+func TestHeaderBounds(t *testing.T) {
+	sk := newSink(t, always(http.StatusOK))
+	g := startEdge(t, edgeConfig{gatewayConfig: gatewayConfig{
+		Destinations: destination("plain", sk.srv.URL, ""),
+	}})
+	for _, tc := range []struct {
+		name         string
+		fields, size int
+	}{
+		{"1000 headers", 1000, 0},
+		{"101 headers", 101, 0},
+		{"16 KiB + 1", 50, 16<<10 + 1},
+	} {
+		resp, b, err := g.raw(headerRequest(tc.fields, tc.size))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+			t.Fatalf("%s: status %d, want 431 (%s)", tc.name, resp.StatusCode, b)
+		}
+		if p := problemOf(t, resp.Header, b); p["type"] != "urn:hookgate:problem:headers-too-large" {
+			t.Fatalf("%s: problem %v", tc.name, p)
+		}
+	}
+	g.assertNothingStored()
+
+	resp, b, err := g.raw(headerRequest(100, 16<<10))
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("at the bounds: %v %v %s", resp, err, b)
+	}
+	waitfor.Until(t, 10*time.Second, "the event at the plain net/http server", func() bool { return sk.calls.Load() >= 1 })
+	_, hdrs := sk.received()
+	if got := len(hdrs[0]); got < 98 {
+		t.Fatalf("the destination got %d header fields, want the 98 provider ones and more", got)
+	}
+}

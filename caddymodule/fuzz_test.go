@@ -71,7 +71,7 @@ func FuzzRoute(f *testing.F) {
 // frontDoorStatuses are every answer the handler may give.
 var frontDoorStatuses = map[int]bool{
 	200: true, 400: true, 401: true, 403: true, 404: true, 405: true, 408: true,
-	410: true, 413: true, 415: true, 429: true, 503: true,
+	410: true, 413: true, 415: true, 429: true, 431: true, 503: true,
 }
 
 // FuzzFrontDoor drives ServeHTTP with requests as Go's HTTP parser reads

@@ -22,6 +22,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/hookgate/hookgate/event"
+	"github.com/hookgate/hookgate/internal/waitfor"
 )
 
 // gateway is a real Caddy, loaded in this process from a real Caddyfile,
@@ -191,16 +192,11 @@ func (g *gateway) stored(stream string) []*jetstream.RawStreamMsg {
 	return msgs
 }
 
-// waitFor polls cond until it holds or the deadline passes.
+// waitFor is waitfor.Until, kept for the test files that still call it
+// by this name.
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitfor.Until(t, d, what, cond)
 }
 
 func freeAddr(t testing.TB) string {
@@ -333,7 +329,7 @@ func TestIngestStoresAndForwards(t *testing.T) {
 		t.Errorf("received-at %q: %v", m.Header.Get(event.HeaderReceivedAt), err)
 	}
 
-	waitFor(t, 10*time.Second, "the sink to receive the event", func() bool { return sk.calls.Load() >= 1 })
+	waitfor.Until(t, 10*time.Second, "the sink to receive the event", func() bool { return sk.calls.Load() >= 1 })
 	bodies, hdrs := sk.received()
 	if !bytes.Equal(bodies[0], body) {
 		t.Errorf("sink got %q, want the posted bytes %q", bodies[0], body)
@@ -512,7 +508,7 @@ func TestForwardRetriesThenSucceeds(t *testing.T) {
 	if status, _, b := g.post("/webhooks/v1/demo", []byte(`{"try":1}`), map[string]string{"X-Id": "retry-1"}); status != http.StatusOK {
 		t.Fatalf("status %d %s", status, b)
 	}
-	waitFor(t, 10*time.Second, "three calls", func() bool { return sk.calls.Load() >= 3 })
+	waitfor.Until(t, 10*time.Second, "three calls", func() bool { return sk.calls.Load() >= 3 })
 	time.Sleep(500 * time.Millisecond) // a fourth call would come within the 100ms backoff cap
 	if n := sk.calls.Load(); n != 3 {
 		t.Fatalf("sink called %d times, want exactly 3", n)
@@ -537,7 +533,7 @@ func TestForwardDeadLetters(t *testing.T) {
 		t.Fatalf("status %d %s", status, b)
 	}
 	var dlq []*jetstream.RawStreamMsg
-	waitFor(t, 10*time.Second, "a dead letter", func() bool {
+	waitfor.Until(t, 10*time.Second, "a dead letter", func() bool {
 		dlq = g.stored(event.DLQStreamName)
 		return len(dlq) > 0
 	})

@@ -72,6 +72,22 @@ type Handler struct {
 	// successor. They must not be among Versions.
 	Retired []string `json:"retired,omitempty"`
 
+	// BodyTimeout bounds how long a source waits for the whole body once
+	// the headers are in; past it, 408 and the connection is closed. It
+	// is the default of the sources' own body_timeout. Default: 10s.
+	BodyTimeout caddy.Duration `json:"body_timeout,omitempty"`
+
+	// MaxHeaders bounds the header fields of a request (Host aside); past
+	// it, 431. Together with MaxHeaderBytes it keeps every stored event
+	// deliverable to an ordinary HTTP server. The default of the sources'
+	// own max_headers. Default: 100.
+	MaxHeaders int `json:"max_headers,omitempty"`
+
+	// MaxHeaderBytes bounds the header fields' size as sent ("Name: value"
+	// and a line end each); past it, 431. The default of the sources' own
+	// max_header_bytes. Default: 16 KiB.
+	MaxHeaderBytes int64 `json:"max_header_bytes,omitempty"`
+
 	// RatePerIP limits each client IP (as Caddy resolves it, honouring the
 	// server's trusted_proxies; an IPv6 client is its /64) on every path
 	// of this handler, unknown ones included, except the sources that set
@@ -93,6 +109,10 @@ type Handler struct {
 	perIP          *ipTable
 	limiters       limiterSet
 	logger         *zap.Logger
+	// trapWarned is when the prefix trap was last warned about (Unix
+	// nanoseconds), so the warning comes at most every prefixTrapEvery.
+	// Read and written with sync/atomic.
+	trapWarned int64
 }
 
 // CaddyModule returns the Caddy module information.
@@ -112,7 +132,29 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.app = appIface.(*App)
 	h.events = h.app
-	return h.provision()
+	if err := h.provision(); err != nil {
+		return err
+	}
+	h.warnIfUnverified()
+	return nil
+}
+
+// warnIfUnverified warns, once per provisioning, about sources that accept
+// unsigned requests: valid, and right behind a trusted proxy or on a
+// private network, but on the internet anyone who finds the path can store
+// events that internal services will trust.
+func (h *Handler) warnIfUnverified() {
+	var paths []string
+	for _, s := range h.Sources {
+		if s.Verify != nil && s.Verify.Scheme == "none" {
+			paths = append(paths, h.prefix+"/<version>/"+s.Name)
+		}
+	}
+	if len(paths) == 0 {
+		return
+	}
+	h.logger.Warn("webhook sources accept unsigned requests (verify none): anyone who can reach them can store events; use a signature scheme, or allow_ips, on a public listener",
+		zap.Strings("paths", paths))
 }
 
 // provision does the part of Provision that needs no Caddy context.
@@ -120,6 +162,9 @@ func (h *Handler) provision() error {
 	h.prefix = strings.TrimSuffix(orDefault(h.Prefix, defaultPrefix), "/")
 	if h.prefix != "" && !strings.HasPrefix(h.prefix, "/") {
 		return fmt.Errorf("prefix %q must start with /", h.Prefix)
+	}
+	if err := h.checkBounds(); err != nil {
+		return err
 	}
 	if err := h.acceptVersions(); err != nil {
 		return err
@@ -165,6 +210,9 @@ func (h *Handler) provisionSources(deprecated map[string]*deprecation) error {
 		}
 		if err == nil {
 			err = h.sourceLimits(s, rs)
+		}
+		if err == nil {
+			err = h.sourceBounds(s, rs)
 		}
 		if err != nil {
 			return fmt.Errorf("source %q: %w", s.Name, err)
@@ -273,6 +321,7 @@ func (h *Handler) admit(q *request) (*problem, error) {
 		}
 	}
 	if src == nil {
+		h.notePrefixTrap(routePath(r), q.now)
 		return problemNotFound, nil
 	}
 	hdr := q.w.Header()
@@ -301,6 +350,9 @@ func (h *Handler) admit(q *request) (*problem, error) {
 	if !storeReady(h.events) {
 		return problemNotReady, nil
 	}
+	if err := src.checkHeaders(r.Header); err != nil {
+		return problemHeaders, err
+	}
 	if r.ContentLength > src.maxBody {
 		return problemTooLarge, fmt.Errorf("Content-Length %d is above max_body %d", r.ContentLength, src.maxBody)
 	}
@@ -324,7 +376,16 @@ func (h *Handler) read(q *request) (*problem, error) {
 	}
 	buf := bodyPool.Get().(*bytes.Buffer)
 	q.bufs[0] = buf
-	if err := readBody(buf, q.w, q.r, src.maxBody); err != nil {
+	// The body must be in by then; the server's own timeouts, if
+	// shorter, still apply (Caddy lets a handler tighten them only).
+	timed := setReadDeadline(q.w, q.now.Add(src.bodyTimeout))
+	err := readBody(buf, q.w, q.r, src.maxBody)
+	if timed && err == nil {
+		// Lift it, so that a store slower than the rest of the
+		// budget cannot fail the connection's next read.
+		setReadDeadline(q.w, time.Time{})
+	}
+	if err != nil {
 		var tooBig *http.MaxBytesError
 		var netErr net.Error
 		switch {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -12,6 +13,9 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // TestRoute: only <prefix>/<version>/<source> with a known version the
@@ -84,5 +88,42 @@ func TestStoreFaultIs503(t *testing.T) {
 	}
 	if n := store.calls.Load(); n != 1 {
 		t.Fatalf("%d writes, want 1", n)
+	}
+}
+
+// TestWarnIfUnverified: a config with verify none gets one warning naming
+// the unsigned paths; a fully signed one gets none.
+func TestWarnIfUnverified(t *testing.T) {
+	for _, tc := range []struct {
+		sources []*Source
+		want    []any
+	}{
+		{[]*Source{{Name: "gh", Verify: &VerifyConfig{Scheme: "github", Secrets: []string{"s"}}}}, nil},
+		{[]*Source{
+			{Name: "gh", Verify: &VerifyConfig{Scheme: "github", Secrets: []string{"s"}}},
+			{Name: "a", Verify: &VerifyConfig{Scheme: "none"}},
+			{Name: "b", Verify: &VerifyConfig{Scheme: "none"}},
+		}, []any{"/webhooks/<version>/a", "/webhooks/<version>/b"}},
+	} {
+		core, logs := observer.New(zapcore.WarnLevel)
+		h := &Handler{Sources: tc.sources}
+		if err := h.provision(); err != nil {
+			t.Fatal(err)
+		}
+		h.logger = zap.New(core)
+		h.warnIfUnverified()
+		entries := logs.All()
+		if tc.want == nil {
+			if len(entries) != 0 {
+				t.Fatalf("warned about a signed config: %v", entries)
+			}
+			continue
+		}
+		if len(entries) != 1 || !strings.Contains(entries[0].Message, "verify none") {
+			t.Fatalf("want one warning about verify none, got %v", entries)
+		}
+		if got := entries[0].ContextMap()["paths"]; !reflect.DeepEqual(got, tc.want) {
+			t.Fatalf("paths %v, want %v", got, tc.want)
+		}
 	}
 }

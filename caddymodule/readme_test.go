@@ -2,11 +2,14 @@ package caddymodule
 
 import (
 	"encoding/base64"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/caddyserver/caddy/v2"
 
 	"github.com/hookgate/hookgate/internal/testcert"
 )
@@ -99,4 +102,40 @@ func setReadmeSecrets(t *testing.T, cfg string) {
 			t.Setenv(n[1], value)
 		}
 	}
+}
+
+// TestREADMETimeouts: with the README's recommended server timeouts,
+// scaled down 20 times, a body that never finishes gets the promised 408
+// (not a closed connection), even when read_body cuts it before the
+// handler's body_timeout would.
+func TestREADMETimeouts(t *testing.T) {
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := regexp.MustCompile(`(?s)timeouts \{(.*?)\}`).FindStringSubmatch(string(b))
+	if block == nil {
+		t.Fatal("no timeouts block in the README")
+	}
+	scaled := ""
+	for _, name := range []string{"read_header", "read_body", "write", "idle"} {
+		m := regexp.MustCompile(`(?m)^\s*` + name + `\s+(\S+)`).FindStringSubmatch(block[1])
+		if m == nil {
+			t.Fatalf("the README's timeouts have no %s", name)
+		}
+		d, err := caddy.ParseDuration(m[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		scaled += fmt.Sprintf("\t\t\t%s %s\n", name, d/20)
+	}
+	g := startEdge(t, edgeConfig{
+		gatewayConfig: gatewayConfig{Ingest: "\t\tbody_timeout 1m"},
+		Options:       "\tservers {\n\t\ttimeouts {\n" + scaled + "\t\t}\n\t}",
+	})
+	answer, took := g.slowBody("/webhooks/v1/demo")
+	if !strings.Contains(answer, " 408 ") {
+		t.Fatalf("with the README's timeouts (%s), a slow body got %q after %s, want 408", strings.Fields(scaled), answer, took)
+	}
+	g.assertNothingStored()
 }

@@ -83,6 +83,19 @@ type Source struct {
 	// is the decompressed body without its Content-Encoding.
 	AcceptEncoding []string `json:"accept_encoding,omitempty"`
 
+	// BodyTimeout bounds how long the source waits for the whole body once
+	// the headers are in; past it, 408 Request Timeout and the connection
+	// is closed. Default: the handler's body_timeout (10s).
+	BodyTimeout caddy.Duration `json:"body_timeout,omitempty"`
+
+	// MaxHeaders bounds the request's header fields; past it, 431.
+	// Default: the handler's max_headers (100).
+	MaxHeaders int `json:"max_headers,omitempty"`
+
+	// MaxHeaderBytes bounds the header fields' size as sent; past it, 431.
+	// Default: the handler's max_header_bytes (16 KiB).
+	MaxHeaderBytes int64 `json:"max_header_bytes,omitempty"`
+
 	// MaxRatio bounds how many times larger than its compressed size a
 	// gzip body may decompress; past it, 413. Default: 100.
 	MaxRatio int `json:"max_ratio,omitempty"`
@@ -127,6 +140,11 @@ type source struct {
 	maxRatio int64
 	// acceptEncoding is the Accept-Encoding sent with a 415.
 	acceptEncoding string
+	// bodyTimeout bounds the wait for the body.
+	bodyTimeout time.Duration
+	// maxHeaders and maxHeaderBytes bound the stored headers.
+	maxHeaders     int
+	maxHeaderBytes int64
 	// getHandshake is set when the provider's handshake is a GET
 	// (verify.GetHandshaker): then a GET reaches the verifier.
 	getHandshake bool
@@ -208,11 +226,8 @@ func (s *Source) verifier(repl *caddy.Replacer) (verify.Verifier, error) {
 	secrets := make([]string, 0, len(s.Verify.Secrets))
 	for i, sec := range s.Verify.Secrets {
 		v, err := repl.ReplaceOrErr(sec, true, true)
-		if err != nil {
-			return nil, fmt.Errorf("verify: secret %d: %w", i+1, err)
-		}
-		if v == "" {
-			return nil, fmt.Errorf("verify: secret %d is empty (is its environment variable or file set?)", i+1)
+		if err != nil || v == "" {
+			return nil, fmt.Errorf("verify: %w", placeholderError(i+1, sec, err))
 		}
 		secrets = append(secrets, v)
 	}

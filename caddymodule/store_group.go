@@ -5,12 +5,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
+
+	"github.com/hookgate/hookgate/event"
 )
 
 // groupCommit keeps the promise "a 2xx means the event is on disk" while
@@ -25,12 +29,12 @@ import (
 // event's bytes are in the page cache; what is missing is the fsync.
 //
 // publish publishes, then waits for a sync round that started after its
-// PubAck. One goroutine runs the rounds back to back: each is one syncfs(2)
-// of the store's filesystem (every dirty page of it: block files, index
-// files, directory entries), and it answers every request that joined
-// before it started. While a round runs, the next one gathers its
-// requests, so under load one fsync answers many requests and with one
-// request it costs one fsync, like SyncAlways.
+// PubAck. One goroutine runs the rounds back to back: on Linux each is one
+// fdatasync of the stream's block files written since the previous round
+// (store_sync_linux.go), and it answers every request that joined before
+// it started. While a round runs, the next one gathers its requests, so
+// under load one fsync answers many requests, and with one request it
+// costs one fsync, like SyncAlways.
 //
 // A failed round is sticky: fsync errors may drop the dirty pages (Linux
 // marks them clean), so no later round can prove anything. Every waiting
@@ -93,7 +97,7 @@ func newGroupCommit(dir string, publishRaw func(context.Context, *nats.Msg) (*je
 	if !grouped {
 		return &groupCommit{publishRaw: publishRaw, log: log}, nil
 	}
-	syncFn, closeFn, err := storeSyncer(dir)
+	syncFn, closeFn, err := storeSyncer(dir, log)
 	if err != nil {
 		return nil, fmt.Errorf("store %s: group commit: %w", dir, err)
 	}
@@ -245,3 +249,11 @@ func (g *groupCommit) close() error {
 
 // Interface guard.
 var _ publisher = (*groupCommit)(nil)
+
+// streamBlockDir is where nats-server keeps the WEBHOOKS stream's block
+// files: <store>/jetstream/<account>/streams/<stream>/msgs
+// (filestore.go: JetStreamStoreDir, streamsDir, msgDir), the gateway's
+// in-process connection being in the global account $G.
+func streamBlockDir(storeDir string) string {
+	return filepath.Join(storeDir, "jetstream", server.DEFAULT_GLOBAL_ACCOUNT, "streams", event.StreamName, "msgs")
+}

@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -34,13 +36,6 @@ func TestPinNatsServerVersion(t *testing.T) {
 		t.Fatalf("nats-server is %s, group commit was verified against %s: re-read filestore.go (writeMsgRecordLocked, flushPendingMsgsLocked) and stream.go (AsyncFlush), run the TestPin* tests, then update pinnedNatsServer",
 			server.VERSION, pinnedNatsServer)
 	}
-}
-
-// streamBlockDir is where nats-server keeps the WEBHOOKS stream's block
-// files: <store>/jetstream/<account>/streams/<stream>/msgs, the gateway's
-// in-process connection being in the global account $G.
-func streamBlockDir(storeDir string) string {
-	return filepath.Join(storeDir, "jetstream", server.DEFAULT_GLOBAL_ACCOUNT, "streams", event.StreamName, "msgs")
 }
 
 // blockBytes reads every .blk file of the stream.
@@ -116,4 +111,106 @@ func randomBody(t *testing.T) []byte {
 		t.Fatal(err)
 	}
 	return []byte(hex.EncodeToString(b))
+}
+
+// TestPinBlocksGrowByOne: the stream's block files are named <n>.blk,
+// a new block takes the next n, and a message is written into the newest
+// block present when it was published or a later one. The group commit's
+// rounds (store_sync_linux.go) sync from the newest block they saw
+// upwards; if this fails, a round could miss an event's block.
+func TestPinBlocksGrowByOne(t *testing.T) {
+	e := startStore(t, "always", false, 100<<10) // 32 KB blocks
+	syncer := &blockSyncer{msgs: streamBlockDir(e.cfg.StoreDir)}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := range 120 {
+		before, err := syncer.scan()
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := randomBody(t)
+		msg := nats.NewMsg(event.SubjectRoot + ".v1.pin.test")
+		msg.Data = bytes.Repeat(body, 4) // 512 bytes
+		if _, err := e.publishRaw(ctx, msg); err != nil {
+			t.Fatalf("publish %d: %v", i, err)
+		}
+		found := false
+		for n := max(before, 1); ; n++ {
+			b, err := os.ReadFile(syncer.blockPath(n))
+			if err != nil {
+				break
+			}
+			found = found || bytes.Contains(b, msg.Data)
+		}
+		if !found {
+			t.Fatalf("message %d is not in block %d (the newest before it) or a later one: nats-server's block layout changed; group commit rounds may miss events", i, before)
+		}
+	}
+	entries, err := os.ReadDir(syncer.msgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var blocks []string
+	for _, en := range entries {
+		if strings.HasSuffix(en.Name(), ".blk") {
+			blocks = append(blocks, en.Name())
+		}
+	}
+	newest, _ := syncer.scan()
+	if len(blocks) < 2 || uint64(len(blocks)) != newest {
+		t.Fatalf("blocks %v after 60 KB in 32 KB blocks: want 1.blk … n.blk with n ≥ 2, consecutive", blocks)
+	}
+}
+
+// TestPinStaleIndexRecoversFromBlocks: group commit fsyncs the block files
+// an event is in, not the stream's index file (index.db), which may then be
+// older than the blocks after a power loss. nats-server must rebuild the
+// stream's state from the blocks when the index is stale: here an old
+// index.db is put back before a restart, and every event is still there.
+func TestPinStaleIndexRecoversFromBlocks(t *testing.T) {
+	dir := t.TempDir()
+	publishN := func(from, n int) {
+		a := openStoreAt(t, dir)
+		defer func() { _ = a.Stop() }()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for i := from; i < from+n; i++ {
+			msg := nats.NewMsg(event.SubjectRoot + ".v1.pin.test")
+			msg.Data = []byte(strconv.Itoa(i))
+			if _, err := a.engine.publish(ctx, msg); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	index := filepath.Join(dir, "jetstream", server.DEFAULT_GLOBAL_ACCOUNT, "streams", event.StreamName, "msgs", "index.db")
+	publishN(0, 10)
+	stale, err := os.ReadFile(index)
+	if err != nil {
+		t.Fatalf("no index.db where expected (%v): nats-server's layout changed; re-check what group commit must fsync", err)
+	}
+	publishN(10, 10)
+	if err := os.WriteFile(index, stale, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a := openStoreAt(t, dir)
+	defer func() { _ = a.Stop() }()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := a.engine.js.Stream(ctx, event.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := s.CachedInfo().State; st.Msgs != 20 || st.LastSeq != 20 {
+		t.Fatalf("after a restart on a stale index.db: %d messages, last seq %d; want 20 and 20 (nats-server no longer rebuilds from the blocks)", st.Msgs, st.LastSeq)
+	}
+}
+
+// openStoreAt starts a webhooks app on the store dir; the caller stops it.
+func openStoreAt(t *testing.T, dir string) *App {
+	t.Helper()
+	a := provisionApp(t, &App{Store: dir, Listen: "off"})
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return a
 }

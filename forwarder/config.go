@@ -100,6 +100,20 @@ type Config struct {
 	// Idempotency-Key, User-Agent) and hop-by-hop or framing headers are
 	// refused by Validate.
 	Headers http.Header
+	// Filters are CEL expressions over the event (see the variables in
+	// cel.go); an event goes to the destination only when all yield true.
+	// An event filtered out is acked for this destination without a
+	// delivery, and its delivery state is StatusFiltered.
+	Filters []string
+	// Transform, when set, is a CEL expression yielding the body to send:
+	// a map or a list is sent as JSON (Content-Type application/json), a
+	// string or bytes as it is. The stored event never changes; an event
+	// the transformation fails on is dead-lettered (reason
+	// transform_failed).
+	Transform string
+	// TransformHeaders, when set, is a CEL expression yielding a map of
+	// header names to a string (set the header) or null (remove it).
+	TransformHeaders string
 	// Breaker configures the circuit breaker.
 	Breaker BreakerConfig
 	// Observer, when set, is told of every attempt, dead letter and
@@ -272,6 +286,9 @@ func (c *Config) validate() error {
 		if _, err := newSigner(c.SignSecret); err != nil {
 			return fmt.Errorf("sign standard-webhooks: %w", err)
 		}
+	}
+	if _, err := compileRouting(c); err != nil {
+		return err
 	}
 	for name := range c.Headers {
 		if err := checkHeaderName(name); err != nil {

@@ -39,7 +39,8 @@ type result struct {
 	err        string
 	latency    time.Duration
 	retryAfter time.Duration
-	reason     string // why a dead letter died
+	reason     string  // why a dead letter died
+	answer     *answer // the destination's headers and body start (attempts.go)
 }
 
 // classify maps an HTTP status to an outcome.
@@ -95,7 +96,7 @@ func (r *run) attemptOnce(d *delivery) result {
 			}
 		}()
 	}
-	if len(d.ev.Body) > largeBody {
+	if len(d.out.body) > largeBody {
 		return r.postLarge(d)
 	}
 	return r.post(d)
@@ -109,8 +110,8 @@ func (r *run) post(d *delivery) result {
 	defer fasthttp.ReleaseResponse(resp)
 	req.SetURI(r.uri)
 	req.Header.SetMethod(http.MethodPost)
-	req.SetBodyRaw(d.ev.Body)
-	if d.ev.ContentType == "" {
+	req.SetBodyRaw(d.out.body)
+	if d.out.contentType == "" {
 		req.Header.SetNoDefaultContentType(true)
 	}
 	r.setHeaders(&req.Header, d)
@@ -123,14 +124,16 @@ func (r *run) post(d *delivery) result {
 	if err != nil && !errors.Is(err, fasthttp.ErrBodyTooLarge) {
 		return result{outcome: retryable, latency: latency, err: r.describeErr(err)}
 	}
-	return r.answered(resp.StatusCode(), string(resp.Header.Peek("Retry-After")), latency)
+	res := r.answered(resp.StatusCode(), string(resp.Header.Peek("Retry-After")), latency)
+	res.answer = fastAnswer(resp)
+	return res
 }
 
 // postLarge makes the attempt with net/http (see largeBody).
 func (r *run) postLarge(d *delivery) result {
 	ctx, cancel := context.WithTimeout(r.hardCtx, r.cfg.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.cfg.URL, bytes.NewReader(d.ev.Body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.cfg.URL, bytes.NewReader(d.out.body))
 	if err != nil {
 		// The URL was validated; this is out of our hands.
 		return result{outcome: retryable, err: err.Error()}
@@ -141,9 +144,12 @@ func (r *run) postLarge(d *delivery) result {
 	if err != nil {
 		return result{outcome: retryable, latency: time.Since(start), err: r.describeErr(err)}
 	}
+	ans := httpAnswer(resp)
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, drainLimit))
 	resp.Body.Close()
-	return r.answered(resp.StatusCode, resp.Header.Get("Retry-After"), time.Since(start))
+	res := r.answered(resp.StatusCode, resp.Header.Get("Retry-After"), time.Since(start))
+	res.answer = ans
+	return res
 }
 
 // answered classifies the destination's answer.
@@ -186,12 +192,14 @@ func (r *run) describeErr(err error) string {
 type headerSetter interface {
 	Add(key, value string)
 	Set(key, value string)
+	Del(key string)
 }
 
 // setHeaders fills an outgoing request's headers: the provider's kept
-// headers, the original Content-Type, the destination's configured
-// headers, then Hookgate's Webhook-* headers, which win over any provider
-// header of the same name.
+// headers, the original Content-Type (or the transformation's), the
+// destination's configured headers, transform_headers' changes, then
+// Hookgate's Webhook-* headers, which win over any provider header of the
+// same name. What is signed is the body sent.
 func (f *Forwarder) setHeaders(h headerSetter, d *delivery) {
 	for k, vs := range d.ev.Header {
 		if dropHeader(k) {
@@ -201,8 +209,8 @@ func (f *Forwarder) setHeaders(h headerSetter, d *delivery) {
 			h.Add(k, v)
 		}
 	}
-	if d.ev.ContentType != "" {
-		h.Set("Content-Type", d.ev.ContentType)
+	if d.out.contentType != "" {
+		h.Set("Content-Type", d.out.contentType)
 	}
 	for k, vs := range f.cfg.Headers {
 		for i, v := range vs {
@@ -213,6 +221,13 @@ func (f *Forwarder) setHeaders(h headerSetter, d *delivery) {
 			}
 		}
 	}
+	for _, e := range d.out.edits {
+		if e.remove {
+			h.Del(e.name)
+		} else {
+			h.Set(e.name, e.value)
+		}
+	}
 	h.Set(event.HeaderWebhookID, d.ev.ID)
 	h.Set(event.HeaderIdempotencyKey, d.ev.ID)
 	h.Set(event.HeaderWebhookAttempt, strconv.Itoa(d.attempt))
@@ -221,7 +236,7 @@ func (f *Forwarder) setHeaders(h headerSetter, d *delivery) {
 	}
 	h.Set("User-Agent", "Hookgate")
 	if f.signer != nil {
-		ts, sig := f.sign(d.ev.ID, d.ev.Body, time.Time{})
+		ts, sig := f.sign(d.ev.ID, d.out.body, time.Time{})
 		h.Set(event.HeaderWebhookTimestamp, ts)
 		h.Set(event.HeaderWebhookSignature, sig)
 	}

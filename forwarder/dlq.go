@@ -23,6 +23,7 @@ const (
 	reasonRejected      = "rejected"
 	reasonMaxDeliveries = "max_deliveries"
 	reasonUndecodable   = "undecodable"
+	reasonTransform     = "transform_failed"
 )
 
 // AdvisoryStream captures JetStream's max-deliveries advisories for the

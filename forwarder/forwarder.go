@@ -78,6 +78,9 @@ type Forwarder struct {
 	breaker     *breaker
 	obs         Observer
 	keyOf       keyFunc
+	// routing holds the compiled filters and transformation; nil when
+	// the destination has none.
+	routing *routing
 	// signer signs deliveries the Standard Webhooks way; nil when unsigned.
 	signer verify.Signer
 
@@ -130,6 +133,7 @@ func New(js jetstream.JetStream, cfg Config, logger *zap.Logger) (*Forwarder, er
 	if cfg.SignSecret != "" {
 		f.signer, _ = newSigner(cfg.SignSecret) // checked by Validate
 	}
+	f.routing, _ = compileRouting(&cfg) // checked by Validate
 	f.obs = cfg.Observer
 	if f.obs == nil {
 		f.obs = nopObserver{}

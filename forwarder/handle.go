@@ -22,6 +22,9 @@ type delivery struct {
 	attempt int
 	// received is when the gateway took the event, the origin of MaxAge.
 	received time.Time
+	// out is the request to send: the stored body and Content-Type, or
+	// what the destination's transformation made of them.
+	out outgoing
 }
 
 // handle takes one event from its first look to its fate for this
@@ -33,7 +36,7 @@ func (r *run) handle(m jetstream.Msg) {
 		return
 	}
 	d, ok := r.open(m)
-	if !ok {
+	if !ok || !r.route(d) {
 		return
 	}
 	for {
@@ -47,6 +50,7 @@ func (r *run) handle(m jetstream.Msg) {
 			return
 		}
 		res := r.attemptOnce(d)
+		r.recordAttempt(d, res)
 		r.obs.Attempted(res.outcome.String(), res.latency)
 		r.recordBreaker(probe, res)
 		if !r.settle(d, res) {
@@ -76,12 +80,45 @@ func (r *run) open(m jetstream.Msg) (d *delivery, ok bool) {
 		return nil, false
 	}
 	ev.Sequence = md.Sequence.Stream
-	d = &delivery{msg: m, ev: ev, md: md, received: ev.ReceivedAt}
+	d = &delivery{msg: m, ev: ev, md: md, received: ev.ReceivedAt,
+		out: outgoing{body: ev.Body, contentType: ev.ContentType}}
 	if d.received.IsZero() {
 		d.received = md.Timestamp
 	}
 	d.attempt = r.nextAttempt(d)
 	return d, true
+}
+
+// route applies the destination's filters and transformation, and
+// reports whether the event is to be delivered. A filtered event is acked
+// with the state "filtered"; an event the transformation fails on is
+// dead-lettered. Both are settled before any attempt.
+func (r *run) route(d *delivery) bool {
+	if r.routing == nil {
+		return true
+	}
+	act := vars(d.ev)
+	ok, err := r.routing.filters.match(act)
+	if !ok {
+		res := result{}
+		if err != nil {
+			res.err = err.Error()
+		}
+		d.attempt = 0
+		r.ack(d.msg)
+		r.attempts.forget(d.md.Sequence.Stream)
+		r.writeState(d, StatusFiltered, res, time.Time{})
+		if ce := r.log.Check(zapcore.DebugLevel, "filtered"); ce != nil {
+			ce.Write(zap.String("event_id", d.ev.ID), zap.String("filter_error", res.err))
+		}
+		return false
+	}
+	if err := r.routing.apply(act, &d.out); err != nil {
+		d.attempt = 0
+		r.deadLetter(d, reasonTransform, result{err: err.Error()})
+		return false
+	}
+	return true
 }
 
 // settle carries out decide's verdict on an attempt's result. It reports

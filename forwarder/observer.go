@@ -26,7 +26,7 @@ const (
 var AttemptOutcomes = []string{AttemptDelivered, AttemptError, AttemptRejected, AttemptGone}
 
 // DeadLetterReasons lists every reason Observer.DeadLettered reports.
-var DeadLetterReasons = []string{reasonRejected, reasonMaxAttempts, reasonMaxAge, reasonMaxDeliveries, reasonUndecodable}
+var DeadLetterReasons = []string{reasonRejected, reasonMaxAttempts, reasonMaxAge, reasonMaxDeliveries, reasonUndecodable, reasonTransform}
 
 func (o outcome) String() string {
 	switch o {

@@ -39,6 +39,10 @@ const (
 	StatusDelivered Status = "delivered"
 	// StatusFailed: the event was dead-lettered.
 	StatusFailed Status = "failed"
+	// StatusFiltered: the destination's filter rejected the event, which
+	// was acked for it without a delivery. LastError says why when a
+	// filter could not be evaluated.
+	StatusFiltered Status = "filtered"
 )
 
 // ErrNoDelivery means no delivery state is stored for the event and

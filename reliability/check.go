@@ -73,7 +73,8 @@ func (r report) violations() []string {
 }
 
 // check compares the recorder with the stream and, when s is not nil, the
-// sink, waiting up to deliverWait for deliveries to finish.
+// sink, waiting for deliveries to finish while they progress (giving up
+// after deliverWait without progress).
 func check(rec *recorder, stored map[string]int, s *sink, deliverWait time.Duration) report {
 	ok, failed, unknown := rec.ids(outcomeOK), rec.ids(outcomeFailed), rec.ids(outcomeUnknown)
 	r := report{OK: len(ok), Failed: len(failed), Unknown: len(unknown), NonOK: rec.statusCounts()}
@@ -126,26 +127,20 @@ func check(rec *recorder, stored map[string]int, s *sink, deliverWait time.Durat
 // credential the gateway keeps in its store directory when there is one.
 func connectNATS(addr, store string) (*nats.Conn, error) {
 	opts := []nats.Option{nats.Name("reliability-checker"), nats.Timeout(5 * time.Second)}
-	if creds, _ := filepath.Glob(filepath.Join(store, "*.creds")); len(creds) > 0 {
-		opts = append(opts, nats.UserCredentials(creds[0]))
-	} else if seed := filepath.Join(store, "subscriber.nk"); fileExists(seed) {
-		// The subscriber credential the gateway generates (an nkey seed).
-		auth, err := nats.NkeyOptionFromSeed(seed)
+	// The gateway generates the subscriber credential on first start
+	// (an nkey seed, caddymodule/auth.go); subscribers log in with it.
+	if seed := filepath.Join(store, "subscriber.nk"); exists(seed) {
+		opt, err := nats.NkeyOptionFromSeed(seed)
 		if err != nil {
-			return nil, fmt.Errorf("subscriber credential %s: %w", seed, err)
+			return nil, fmt.Errorf("subscriber credential: %w", err)
 		}
-		opts = append(opts, auth)
+		opts = append(opts, opt)
 	}
 	nc, err := nats.Connect("nats://"+addr, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to the gateway's NATS listener %s: %w", addr, err)
 	}
 	return nc, nil
-}
-
-func fileExists(path string) bool {
-	_, err := os.Stat(path)
-	return err == nil
 }
 
 // storedIDs reads every event of the stream through the gateway's NATS

@@ -77,7 +77,7 @@ func runCrash(bin, dir string, o crashOpts, logf func(string, ...any)) (*crashRe
 	if err != nil {
 		return nil, err
 	}
-	res.report = check(rec, stored, snk, 3*time.Minute)
+	res.report = check(rec, stored, snk, time.Minute)
 	return res, nil
 }
 

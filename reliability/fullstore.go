@@ -106,7 +106,7 @@ func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { retu
 // "" when nothing explains it.
 func explainNonOK(key string) string {
 	switch {
-	case key == "connection reset":
+	case key == "connection reset", strings.Contains(key, "server closed idle connection"):
 		return "a keep-alive request raced the old server's shutdown on reload: no answer, the provider retries (unknown outcome, nothing lost)"
 	case strings.HasPrefix(key, "503 not-ready"):
 		return "the new config's handler answered before its app had the store (503 + Retry-After: the provider retries)"

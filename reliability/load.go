@@ -120,7 +120,13 @@ func classify(err error) (outcome, string) {
 	if errors.As(err, &ne) && ne.Timeout() {
 		return outcomeUnknown, "timeout"
 	}
-	return outcomeUnknown, "transport error"
+	// Keep the error's last words ("server closed idle connection"),
+	// not the addresses before them.
+	msg := err.Error()
+	if i := strings.LastIndex(msg, ": "); i >= 0 {
+		msg = msg[i+2:]
+	}
+	return outcomeUnknown, "transport error: " + msg
 }
 
 func (r *recorder) record(id string, o outcome, class string, start time.Time, d time.Duration) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"time"
 )
@@ -14,6 +15,8 @@ type outageOpts struct {
 	After   time.Duration // load after recovery
 	Workers int
 	Pause   time.Duration // between one worker's requests
+	// Breaker is the destination's breaker line; "" keeps the default.
+	Breaker string
 }
 
 // outageResult is the outage's outcome.
@@ -47,7 +50,11 @@ func runOutage(bin, dir string, o outageOpts, logf func(string, ...any)) (*outag
 	}
 	defer snk.close()
 	cfg := newGWConfig(filepath.Join(dir, "outage-"+o.Mode.String()))
-	cfg.Destinations = []destConfig{{Name: "sink", URL: snk.url(), Extra: "\t\t\ttimeout 2s\n\t\t\tmax_attempts 1000\n\t\t\tbackoff 200ms 5s"}}
+	extra := "\t\t\ttimeout 2s\n\t\t\tmax_attempts 1000\n\t\t\tbackoff 200ms 5s"
+	if o.Breaker != "" {
+		extra += "\n\t\t\t" + o.Breaker
+	}
+	cfg.Destinations = []destConfig{{Name: "sink", URL: snk.url(), Extra: extra}}
 	g, err := startGateway(bin, cfg)
 	if err != nil {
 		return nil, err
@@ -69,6 +76,7 @@ func runOutage(bin, dir string, o outageOpts, logf func(string, ...any)) (*outag
 	time.Sleep(o.Outage)
 	t2 := time.Now()
 	okDuring := rec.count(outcomeOK) - okBefore
+	backlog := rec.ids(outcomeOK)
 	snk.setMode(sinkOK)
 	logf("destination recovered; %d events acknowledged during the outage", okDuring)
 	time.Sleep(o.After)
@@ -82,20 +90,34 @@ func runOutage(bin, dir string, o outageOpts, logf func(string, ...any)) (*outag
 	if err != nil {
 		return nil, err
 	}
-	res.report = check(rec, stored, snk, 3*time.Minute)
+	res.report = check(rec, stored, snk, 2*time.Minute)
 	if t := snk.firstDeliveryAfter(t2); !t.IsZero() {
 		res.ResumeAfter = t.Sub(t2)
 	}
-	res.DrainAfter = lastDelivery(snk).Sub(t2)
+	// The backlog of the outage is drained when the last event
+	// acknowledged before recovery is delivered.
+	for _, id := range backlog {
+		if t := snk.deliveredAt(id); !t.IsZero() {
+			res.DrainAfter = max(res.DrainAfter, t.Sub(t2))
+		}
+	}
 	return res, nil
 }
 
-// lastDelivery returns the time of the sink's last delivery.
-func lastDelivery(s *sink) time.Time {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.firstOK) == 0 {
-		return time.Time{}
+// outageViolations lists what broke the promise: lost or undelivered
+// events, ingest refusing events because a destination failed, or a retry
+// storm (more attempts during the outage than events acknowledged in it:
+// without the breaker each event would be tried several times).
+func (r *outageResult) outageViolations() []string {
+	v := r.violations()
+	if n := r.Failed + r.Unknown; n > r.NonOK["connection refused"] {
+		v = append(v, fmt.Sprintf("ingest answered %d requests with something other than a 2xx while a destination failed: %v", n, r.NonOK))
 	}
-	return s.firstOK[len(s.firstOK)-1]
+	if limit := max(r.AckedDuringOutage, 50); r.AttemptsDuringOutage > limit {
+		v = append(v, fmt.Sprintf("retry storm: %d attempts during the outage for %d new events (limit %d)", r.AttemptsDuringOutage, r.AckedDuringOutage, limit))
+	}
+	if r.AckedDuringOutage == 0 {
+		v = append(v, "no event was acknowledged during the outage")
+	}
+	return v
 }

@@ -83,7 +83,7 @@ func runReload(bin, dir string, reloads, workers int, logf func(string, ...any))
 	if err != nil {
 		return nil, err
 	}
-	res.report = check(rec, stored, snk, 2*time.Minute)
+	res.report = check(rec, stored, snk, time.Minute)
 	for k := range res.NonOK {
 		if why := explainNonOK(k); why != "" {
 			res.Explained[k] = why

@@ -35,11 +35,12 @@ type sink struct {
 	refuse func(id string) bool
 
 	mu        sync.Mutex
-	delivered map[string]int // Idempotency-Key → 2xx answers
-	attempts  []time.Time    // every request, in arrival order
-	firstOK   []time.Time    // time of each delivery
-	modeSince time.Time      // when the mode last changed
-	changed   chan struct{}  // closed on each mode change
+	delivered map[string]int       // Idempotency-Key → 2xx answers
+	firstAt   map[string]time.Time // Idempotency-Key → first 2xx answer
+	attempts  []time.Time          // every request, in arrival order
+	firstOK   []time.Time          // time of each delivery
+	modeSince time.Time            // when the mode last changed
+	changed   chan struct{}        // closed on each mode change
 }
 
 // newSink starts a sink on a free loopback port.
@@ -48,7 +49,7 @@ func newSink() (*sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &sink{ln: ln, delivered: map[string]int{}, changed: make(chan struct{}), modeSince: time.Now()}
+	s := &sink{ln: ln, delivered: map[string]int{}, firstAt: map[string]time.Time{}, changed: make(chan struct{}), modeSince: time.Now()}
 	s.srv = &http.Server{Handler: http.HandlerFunc(s.serve), ReadHeaderTimeout: 10 * time.Second}
 	go s.srv.Serve(ln)
 	return s, nil
@@ -103,6 +104,9 @@ func (s *sink) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	s.delivered[id]++
+	if s.delivered[id] == 1 {
+		s.firstAt[id] = time.Now()
+	}
 	s.firstOK = append(s.firstOK, time.Now())
 	s.mu.Unlock()
 	w.WriteHeader(http.StatusNoContent)
@@ -183,15 +187,27 @@ func (s *sink) firstDeliveryAfter(t time.Time) time.Time {
 	return time.Time{}
 }
 
-// waitDelivered waits up to d for every id to be delivered and returns how
-// many are still missing.
+// waitDelivered waits for every id to be delivered, giving up once d
+// passes without progress, and returns how many are still missing. A
+// large backlog may take long; a stuck one fails after d.
 func (s *sink) waitDelivered(ids []string, d time.Duration) int {
-	deadline := time.Now().Add(d)
+	last, deadline := -1, time.Now().Add(d)
 	for {
 		missing := s.has(ids)
 		if missing == 0 || time.Now().After(deadline) {
 			return missing
 		}
+		if missing != last {
+			last, deadline = missing, time.Now().Add(d)
+		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// deliveredAt returns when the event posted with id was first delivered,
+// or the zero time.
+func (s *sink) deliveredAt(id string) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.firstAt[eventID(id)]
 }

@@ -46,6 +46,9 @@ func (r *tmpfsResult) tmpfsViolations() []string {
 	if r.MissingRetryAfter > 0 {
 		v = append(v, fmt.Sprintf("%d 503s without Retry-After", r.MissingRetryAfter))
 	}
+	if r.Slowest503 >= tmpfsPublishTimeout {
+		v = append(v, fmt.Sprintf("a refusal took %s: the gateway waited for publish_timeout instead of knowing the disk was full", r.Slowest503))
+	}
 	if r.ExpectRecovery && !r.Recovered {
 		v = append(v, fmt.Sprintf("the gateway did not store events again within %s of space coming back", r.RecoveryWait))
 	}
@@ -53,9 +56,13 @@ func (r *tmpfsResult) tmpfsViolations() []string {
 }
 
 // tmpfsExpectRecovery says whether the gateway recovers from a full disk
-// by itself. TODO(engine): true once the engine's full-disk recovery is
-// on main; until then the scenario reports it and restarts the gateway.
-const tmpfsExpectRecovery = false
+// by itself: it does since the engine watches for free space
+// (caddymodule/health.go).
+const tmpfsExpectRecovery = true
+
+// tmpfsPublishTimeout is the handler's publish_timeout in the full-disk
+// run: a refusal as slow as this waited for it.
+const tmpfsPublishTimeout = 3 * time.Second
 
 // runTmpfs puts the store on a small tmpfs, fills the filesystem, posts
 // until refused and on, frees the space, and waits for the gateway to
@@ -65,13 +72,13 @@ func runTmpfs(bin, dir string, logf func(string, ...any)) (*tmpfsResult, error) 
 	if err := os.MkdirAll(mnt, 0o700); err != nil {
 		return nil, err
 	}
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", mnt).CombinedOutput(); err != nil {
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", mnt).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("%w: %s", errNoMount, strings.TrimSpace(string(out)))
 	}
 	defer exec.Command("umount", "-l", mnt).Run()
 	cfg := newGWConfig(filepath.Join(dir, "tmpfs-gw"))
 	cfg.Store = filepath.Join(mnt, "store")
-	cfg.Ingest = "\t\tpublish_timeout 3s\n\t\tretry_after 7s"
+	cfg.Ingest = fmt.Sprintf("\t\tpublish_timeout %s\n\t\tretry_after 7s", tmpfsPublishTimeout)
 	g, err := startGateway(bin, cfg)
 	if err != nil {
 		return nil, err
@@ -81,7 +88,9 @@ func runTmpfs(bin, dir string, logf func(string, ...any)) (*tmpfsResult, error) 
 	if _, err := g.waitReady(60*time.Second, rec); err != nil {
 		return nil, err
 	}
-	// Leave about 1 MiB free.
+	// Leave about 1 MiB free. The tmpfs is larger than the free space the
+	// engine waits for before recovering (4 × the largest message, 16 MiB
+	// with the default max_event_size).
 	filler := filepath.Join(mnt, "filler")
 	if err := fillFS(mnt, filler, 1<<20); err != nil {
 		return nil, err

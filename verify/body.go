@@ -37,11 +37,7 @@ func fields(b []byte, keys ...string) [][]byte {
 func field(b []byte, path string) []byte {
 	for {
 		key, rest, nested := strings.Cut(path, ".")
-		if n, ok := parseUnix(key); ok && len(key) <= 4 && isArray(b) {
-			b = element(b, int(n))
-		} else {
-			b = fields(b, key)[0]
-		}
+		b = jsonStep(b, key)
 		if !nested || b == nil {
 			return b
 		}
@@ -125,28 +121,6 @@ func eachField(b []byte, fn func(key, value []byte)) bool {
 			return false
 		}
 	}
-}
-
-// isArray reports whether b starts as a JSON array.
-func isArray(b []byte) bool {
-	i := skipSpace(b, 0)
-	return i < len(b) && b[i] == '['
-}
-
-// element returns the raw n-th (from 0) element of the JSON array b, nil
-// when there is none or b is not a whole array.
-func element(b []byte, n int) []byte {
-	var v []byte
-	i := 0
-	if !eachElement(b, func(e []byte) {
-		if i == n {
-			v = e
-		}
-		i++
-	}) {
-		return nil
-	}
-	return v
 }
 
 // eachElement calls fn for each element of the JSON array that is the

@@ -85,6 +85,8 @@ var fuzzConfigs = []struct {
 	{Config{Scheme: "typeform", Secrets: []string{"new"}}, true},
 	{Config{Scheme: "clerk", Secrets: []string{swSecret}}, true},
 	{Config{Scheme: "gocardless", Secrets: []string{"new"}}, true},
+	{Config{Scheme: "razorpay", Secrets: []string{"key_secret", "chosen_webhook_secret"}}, true},
+	{Config{Scheme: "plaid", Secrets: []string{"k1:" + p256Priv2}}, true},
 }
 
 // fuzzVerifiers are the verifiers of fuzzConfigs.
@@ -138,6 +140,8 @@ var verifySeeds = []verifySeed{
 	{15, "X-Sig: sha256=" + rfcSHA256, rfcData, "", 0},
 	{16, "webhook-id: " + swID + "\nwebhook-timestamp: 1614265330\nwebhook-signature: " + swSig, swBody, "", swTS},
 	{17, "X-Twilio-Email-Event-Webhook-Signature: " + sendgridDocSig + "\nX-Twilio-Email-Event-Webhook-Timestamp: 1588788367", sendgridDocBody, "", sendgridDocTS},
+	{30, "X-Razorpay-Signature: " + razorpayDocSig + "\nX-Razorpay-Event-Id: evt_1", razorpayDocBody, "", 0},
+	{30, "X-Razorpay-Signature: " + razorpayRubySig, razorpayDocBody, "", 0},
 	{12, "Content-Type: multipart/form-data; boundary=XyZ", "--XyZ\r\nContent-Disposition: form-data; name=\"token\"\r\n\r\nabc\r\n--XyZ--\r\n", "", mailgunTS},
 	{1, "Stripe-Signature: t=9999999999999,v1=00", "", "", -1 << 62},
 	{2, "webhook-id: x\nwebhook-timestamp: 1\nwebhook-signature: v1a,AAAA v1,=", "", "", 1},
@@ -145,7 +149,7 @@ var verifySeeds = []verifySeed{
 }
 
 // invalidSeed is the index of the first seed that must not verify.
-const invalidSeed = 19
+const invalidSeed = 21
 
 func TestVerifySeeds(t *testing.T) {
 	vs := fuzzVerifiers()

@@ -38,7 +38,7 @@ func textAnswer(body string) *Handshake {
 
 const (
 	zoomSecret    = "zoom-secret-token"
-	zoomPlain     = "qgg8vlvZRS6UYooatFL8Aw" // plainToken of Zoom's documented example
+	zoomPlain     = "qgg8vlvZRS6UYooatFL8Aw" // shaped like the plainToken of Zoom's "Validate your webhook endpoint" example
 	zoomValidBody = `{"payload":{"plainToken":"` + zoomPlain + `"},"event_ts":1654503849680,"event":"endpoint.url_validation"}`
 	// printf '%s' qgg8vlvZRS6UYooatFL8Aw | openssl dgst -sha256 -hmac zoom-secret-token
 	zoomEncrypted = "d9e0d764a78494688ba3f2d5c0ed4ca311394b4834d959759213424d2df961e3"
@@ -46,8 +46,9 @@ const (
 	xCRC          = "d2VsY29tZSB0byBob29rZ2F0ZQ"
 	// printf '%s' d2VsY29tZSB0byBob29rZ2F0ZQ | openssl dgst -sha256 -hmac x-consumer-secret -binary | base64
 	xResponse = "sha256=N5sKW/ifoi/zvWMsT7gKt9lG4TNvACJhmbU2gH9nm/Y="
-	// The validationToken of Microsoft Graph's documented example
-	// (learn.microsoft.com/graph/change-notifications-delivery-webhooks).
+	// Shaped like the validationToken of Microsoft Graph's documentation
+	// (learn.microsoft.com/graph/change-notifications-delivery-webhooks,
+	// "Notification endpoint validation"); the request id is made up.
 	graphToken = "Validation: Testing client application reachability for subscription Request-Id: 9b7a8ec4-6a19-4d4a-b4b6-ed6a0c2d2f10"
 )
 

@@ -1,6 +1,10 @@
 package verify
 
-import "encoding/base64"
+import (
+	"encoding/base64"
+	"strings"
+	"testing"
+)
 
 // Shared-test cases of the named providers added for issue 16: each runs
 // through TestRoundTripAndRotation, TestNegatives, TestMalformedHeaders,
@@ -60,10 +64,34 @@ func init() {
 		schemeCase{scheme: "okta", newS: "Bearer new", oldS: "Bearer old", wrongS: "Bearer wrong", body: `{"eventId":"e1","data":{"events":[{"eventType":"user.session.start"}]}}`, sigHeaders: []string{"Authorization"}},
 		schemeCase{scheme: "msgraph", newS: "state-new", oldS: "state-old", wrongS: "state-wrong", body: `{"changeType":"created","resource":"users/1"}`, contentType: "application/json"},
 		schemeCase{scheme: "postmark", newS: "hook:new", oldS: "hook:old", wrongS: "hook:wrong", body: `{"RecordType":"Delivery","MessageID":"m1"}`, sigHeaders: []string{"Authorization"}},
+		schemeCase{scheme: "plaid", newS: "k1:" + sendgridPriv, oldS: "k2:" + p256Priv2, wrongS: "k1:" + p256Priv3, body: plaidBody, bodyBound: true, timed: true, sigHeaders: []string{"Plaid-Verification"}},
 		svixLike("clerk", "svix-signature"),
 		svixLike("resend", "svix-signature"),
 		svixLike("brex", "webhook-signature"),
 		svixLike("openai", "webhook-signature"),
 		svixLike("replicate", "webhook-signature"),
 	)
+}
+
+// Razorpay's vector, shared by razorpay-python (tests/test_client_utility.py
+// test_verify_webhook_signature, secret "key_secret") and razorpay-ruby
+// (test/razorpay/test_utility.rb, secret "chosen_webhook_secret"): the body
+// is their tests/mocks/fake_payment_authorized_webhook.json, final newline
+// included.
+const (
+	razorpayDocBody = "{\n  \"event\": \"payment.authorized\",\n  \"entity\": \"event\",\n  \"contains\": [\n    \"payment\"\n  ],\n  \"payload\": {\n    \"payment\": {\n      \"entity\": {\n        \"id\": \"pay_6koWN7bvxujzxM\",\n        \"entity\": \"payment\",\n        \"amount\": 1000000,\n        \"currency\": \"INR\",\n        \"status\": \"captured\",\n        \"order_id\": \"order_100000000order\",\n        \"international\": false,\n        \"method\": \"card\",\n        \"amount_refunded\": 0,\n        \"refund_status\": null,\n        \"captured\": true,\n        \"description\": \"random description\",\n        \"card_id\": \"card_6koWNAT6LASUqy\",\n        \"bank\": null,\n        \"wallet\": null,\n        \"vpa\": null,\n        \"email\": \"a@b.com\",\n        \"contact\": \"+919999999999\",\n        \"notes\": {\n          \"merchant_order_id\": \"random order id\"\n        },\n        \"fee\": 23000,\n        \"service_tax\": 3000,\n        \"error_code\": null,\n        \"error_description\": null,\n        \"created_at\": 1479978483\n      }\n    }\n  },\n  \"created_at\": 1400826760\n}\n"
+	razorpayDocSig  = "d60e67fd884556c045e9be7dad57903e33efc7172c17c6e3ef77db42d2b366e9"
+	razorpayRubySig = "dda9ca344c56ccbd90167b1be0fd99dfa92fe2b827020f27e2a46024e31c7c99"
+)
+
+func TestRazorpayKnownAnswer(t *testing.T) {
+	v := mustNew(t, Config{Scheme: "razorpay", Secrets: []string{"key_secret", "chosen_webhook_secret"}})
+	want := Result{ID: "evt_1", Type: "payment.authorized"}
+	accept(t, v, request(razorpayDocBody, signedAt, "X-Razorpay-Signature", razorpayDocSig, "X-Razorpay-Event-Id", "evt_1"), want)
+	accept(t, v, request(razorpayDocBody, signedAt, "X-Razorpay-Signature", razorpayRubySig, "X-Razorpay-Event-Id", "evt_1"), want)
+	// The SDKs' negative case: a dummy signature; and the body without its
+	// final newline.
+	reject(t, v, request(razorpayDocBody, signedAt, "X-Razorpay-Signature", strings.Repeat("_dummy_signature", 4)), ErrMalformed)
+	reject(t, v, request(strings.TrimSuffix(razorpayDocBody, "\n"), signedAt, "X-Razorpay-Signature", razorpayDocSig), ErrMismatch)
+	reject(t, v, request(razorpayDocBody, signedAt), ErrMissing)
 }

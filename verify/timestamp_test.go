@@ -208,7 +208,7 @@ func TestTimestampedSchemesFarTimes(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"stripe", "slack", "standard-webhooks", "svix", "paddle", "hubspot", "mailgun", "discord", "hmac",
-		"zoom", "mux", "calendly", "sendgrid", "clerk", "resend", "brex", "openai", "replicate"} {
+		"zoom", "mux", "calendly", "sendgrid", "plaid", "clerk", "resend", "brex", "openai", "replicate"} {
 		if !schemes[want] {
 			t.Errorf("timestamped scheme %s not covered", want)
 		}

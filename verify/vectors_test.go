@@ -214,6 +214,7 @@ var seedSources = map[int]struct {
 	15: {"RFC 4231 test case 2 (HMAC-SHA256, key \"Jefe\")", false},
 	16: {"Standard Webhooks test vector through the generic scheme's options", false},
 	17: {"sendgrid/sendgrid-go helpers/eventwebhook/eventwebhook_test.go TestVerifySignature", false},
+	30: {"razorpay/razorpay-python tests/test_client_utility.py test_verify_webhook_signature (secret key_secret) and razorpay/razorpay-ruby test/razorpay/test_utility.rb (secret chosen_webhook_secret), body tests/mocks/fake_payment_authorized_webhook.json", false},
 }
 
 // vectorHeaders flattens headers to one value each.

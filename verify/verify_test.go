@@ -111,7 +111,7 @@ func (c schemeCase) trySigned(secret string, now time.Time) (*Request, error) {
 func TestSchemesRegistered(t *testing.T) {
 	want := []string{"bitbucket", "brex", "calendly", "clerk", "coinbase-commerce", "discord", "dropbox", "gitea", "github", "gitlab",
 		"gocardless", "hmac", "hubspot", "instagram", "intercom", "jira", "lemon-squeezy", "linear", "mailgun", "meta", "msgraph", "mux",
-		"none", "okta", "openai", "paddle", "pagerduty", "postmark", "razorpay", "replicate", "resend", "segment", "sendgrid", "sentry",
+		"none", "okta", "openai", "paddle", "pagerduty", "plaid", "postmark", "razorpay", "replicate", "resend", "segment", "sendgrid", "sentry",
 		"shopify", "slack", "square", "standard-webhooks", "stripe", "svix", "twilio", "twitter", "typeform", "vercel", "whatsapp",
 		"woocommerce", "x", "zoom"}
 	if got := Schemes(); !slices.Equal(got, want) {

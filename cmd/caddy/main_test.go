@@ -40,7 +40,7 @@ func TestListModules(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	for _, m := range []string{"webhooks", "http.handlers.webhook_ingest", "admin.api.webhooks"} {
+	for _, m := range []string{"webhooks", "http.handlers.webhook_ingest", "admin.api.webhooks", "http.handlers.webhook_dashboard"} {
 		if !strings.Contains(out, m+"\n") {
 			t.Errorf("list-modules lacks %s", m)
 		}

@@ -1,0 +1,428 @@
+package caddymodule
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/hookgate/hookgate/forwarder"
+)
+
+// Replays and redrives are durable: each (event, destination) to deliver
+// again is one message in the work-queue stream WEBHOOKS_REPLAY, on
+// subject "hookgate_replay.<destination>". Each destination has its own
+// consumer of it ("replay-<destination>") that delivers one replay at a
+// time through the destination's forwarder (forwarder.Forwarder.Replay):
+// the stored bytes, the same idempotency key, the destination's rate
+// limit and circuit breaker. Fresh events keep the destination's own
+// consumer and workers, so a bulk replay never holds them back; a replay
+// adds at most one request in flight to the destination's concurrency.
+const (
+	replayStream      = "WEBHOOKS_REPLAY"
+	replaySubjectRoot = "hookgate_replay"
+	// replayRetryIdle is how long a replay waits when its forwarder is not
+	// running (a reload under way).
+	replayRetryIdle = 5 * time.Second
+)
+
+// replayTask is one message of WEBHOOKS_REPLAY.
+type replayTask struct {
+	Seq     uint64 `json:"seq"`
+	EventID string `json:"event_id"`
+	// Job is the bulk replay or redrive job it belongs to, "" for none.
+	Job string `json:"job,omitempty"`
+}
+
+// ensureEventLog creates the streams of the event log. Called by App.Start
+// before the forwarders start.
+func (a *App) ensureEventLog(ctx context.Context) error {
+	events := a.streams[0]
+	if err := forwarder.EnsureAttemptStream(ctx, a.engine.js, events.MaxAge, events.Replicas); err != nil {
+		return err
+	}
+	_, err := a.engine.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        replayStream,
+		Description: "Hookgate replays and redrives waiting for delivery",
+		Subjects:    []string{replaySubjectRoot + ".>"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.WorkQueuePolicy,
+		Discard:     jetstream.DiscardNew,
+		MaxAge:      events.MaxAge,
+		MaxBytes:    64 << 20,
+		Duplicates:  2 * time.Minute,
+		Replicas:    max(1, events.Replicas),
+	})
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", replayStream, err)
+	}
+	return nil
+}
+
+// replayers holds the running replay consumers of each App.
+var replayers = struct {
+	mu  sync.Mutex
+	ccs map[*App][]jetstream.ConsumeContext
+}{ccs: map[*App][]jetstream.ConsumeContext{}}
+
+// startEventLog creates the event log's streams and starts one replay
+// consumer per configured destination. App.Start calls it before it
+// starts the forwarders; replays wait until their forwarder runs.
+func (a *App) startEventLog(ctx context.Context) error {
+	if err := a.ensureEventLog(ctx); err != nil {
+		return err
+	}
+	startSampler()
+	for _, cfg := range a.fwdConfigs {
+		name := cfg.Name
+		cons, err := a.engine.js.CreateOrUpdateConsumer(ctx, replayStream, jetstream.ConsumerConfig{
+			Durable:       "replay-" + name,
+			Description:   "Hookgate replays to destination " + name,
+			FilterSubject: replaySubjectRoot + "." + name,
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       cfg.Timeout + 30*time.Second,
+			MaxAckPending: 1,
+		})
+		if err != nil {
+			return fmt.Errorf("destination %q: replay consumer: %w", name, err)
+		}
+		cc, err := cons.Consume(func(m jetstream.Msg) { a.onReplay(name, m) }, jetstream.PullMaxMessages(1),
+			jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+				a.logger.Debug("consume replays", zap.String("destination", name), zap.Error(err))
+			}))
+		if err != nil {
+			return fmt.Errorf("destination %q: consume replays: %w", name, err)
+		}
+		replayers.mu.Lock()
+		replayers.ccs[a] = append(replayers.ccs[a], cc)
+		replayers.mu.Unlock()
+	}
+	return nil
+}
+
+// stopEventLog stops taking replays; a replay in flight finishes or comes
+// back after its AckWait. App.Stop calls it before stopping the
+// forwarders.
+func (a *App) stopEventLog() {
+	replayers.mu.Lock()
+	ccs := replayers.ccs[a]
+	delete(replayers.ccs, a)
+	replayers.mu.Unlock()
+	for _, cc := range ccs {
+		cc.Stop()
+	}
+}
+
+// onReplay delivers one queued replay.
+func (a *App) onReplay(dest string, m jetstream.Msg) {
+	var t replayTask
+	if err := json.Unmarshal(m.Data(), &t); err != nil || t.Seq == 0 {
+		a.logger.Error("unreadable replay task; dropped", zap.String("destination", dest), zap.Error(err))
+		_ = m.Term()
+		return
+	}
+	f := a.forwarder(dest)
+	if f == nil {
+		_ = m.NakWithDelay(replayRetryIdle)
+		return
+	}
+	md, err := m.Metadata()
+	attempts := 0
+	if err == nil {
+		attempts = int(md.NumDelivered) - 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), f.Config().Timeout+10*time.Second)
+	defer cancel()
+	res, err := f.Replay(ctx, t.Seq, attempts)
+	job := jobs.get(t.Job)
+	switch {
+	case errors.Is(err, forwarder.ErrEventGone):
+		a.logger.Warn("replay of an expired event dropped", zap.String("event_id", t.EventID), zap.String("destination", dest))
+		job.count(forwarder.StatusFailed)
+		_ = m.Term()
+	case err != nil:
+		a.logger.Warn("replay failed; will retry", zap.String("event_id", t.EventID), zap.String("destination", dest), zap.Error(err))
+		_ = m.NakWithDelay(replayRetryIdle)
+	case res.Status == forwarder.StatusRetrying:
+		_ = m.NakWithDelay(res.RetryIn)
+	default:
+		job.count(res.Status)
+		_ = m.Ack()
+	}
+}
+
+// enqueueReplay puts one replay in WEBHOOKS_REPLAY and waits for the
+// store's acknowledgement. msgID deduplicates a repeated request.
+func enqueueReplay(ctx context.Context, e *engine, dest string, t replayTask, msgID string) error {
+	data, err := json.Marshal(t)
+	if err != nil {
+		return err
+	}
+	msg := nats.NewMsg(replaySubjectRoot + "." + dest)
+	msg.Data = data
+	_, err = e.js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID), jetstream.WithExpectStream(replayStream))
+	return err
+}
+
+// ReplayQueued answers a replay of one event.
+type ReplayQueued struct {
+	EventID   string `json:"id"`
+	StreamSeq uint64 `json:"stream_seq"`
+	// Destinations are where the event is queued for delivery again.
+	Destinations []string `json:"destinations"`
+	Status       string   `json:"status"`
+}
+
+// replayEvent queues the stored event id for delivery again to dest, or
+// to every running destination it matches when dest is "".
+func (a *App) replayEvent(ctx context.Context, id, dest string) (*ReplayQueued, error) {
+	e, err := a.eventLogEngine()
+	if err != nil {
+		return nil, err
+	}
+	if dest != "" && a.forwarder(dest) == nil {
+		return nil, errNotFound("no destination %q in the running config; replays go to configured destinations only (GET /webhooks/destinations)", dest)
+	}
+	m, err := a.lookupEvent(ctx, e, id)
+	if err != nil {
+		return nil, err
+	}
+	s, _ := a.summary(m, dest)
+	if len(s.Status) == 0 {
+		if dest != "" {
+			return nil, apiError(http.StatusConflict, "event %q (subject %s) does not match destination %q's subjects", id, s.Subject, dest)
+		}
+		return nil, apiError(http.StatusConflict, "event %q (subject %s) matches no running destination", id, s.Subject)
+	}
+	out := &ReplayQueued{EventID: s.ID, StreamSeq: s.StreamSeq, Status: "queued"}
+	stamp := time.Now().UnixNano()
+	for d := range s.Status {
+		t := replayTask{Seq: s.StreamSeq, EventID: s.ID}
+		if err := enqueueReplay(ctx, e, d, t, fmt.Sprintf("replay:%s:%d:%d", d, s.StreamSeq, stamp)); err != nil {
+			return nil, apiError(http.StatusServiceUnavailable, "queue replay of %q to %q: %v; try again", id, d, err)
+		}
+		out.Destinations = append(out.Destinations, d)
+	}
+	slices.Sort(out.Destinations)
+	return out, nil
+}
+
+// ReplayJob is a bulk replay or redrive running in the background. The
+// counts are of (event, destination) deliveries, except Matched, which
+// counts events (replay) or dead letters (redrive).
+type ReplayJob struct {
+	ID   string `json:"id"`
+	Kind string `json:"kind"` // replay or redrive
+	// Filter is what the job was asked for.
+	Filter EventFilter `json:"filter"`
+	// Matched is how many events or dead letters matched when the job
+	// started; Queued how many deliveries it queued so far.
+	Matched   int `json:"matched"`
+	Queued    int `json:"queued"`
+	Delivered int `json:"delivered"`
+	Failed    int `json:"failed"`
+	// State is queuing, running (all queued, deliveries outstanding) or
+	// done; Error says why queuing stopped early.
+	State      string     `json:"state"`
+	Error      string     `json:"error,omitempty"`
+	StartedAt  time.Time  `json:"started_at"`
+	FinishedAt *time.Time `json:"finished_at,omitempty"`
+}
+
+// job is the live state behind a ReplayJob.
+type job struct {
+	mu        sync.Mutex
+	v         ReplayJob
+	delivered atomic.Int64
+	failed    atomic.Int64
+	queuedAll atomic.Bool
+}
+
+func (j *job) count(st forwarder.Status) {
+	if j == nil {
+		return
+	}
+	if st == forwarder.StatusDelivered {
+		j.delivered.Add(1)
+	} else {
+		j.failed.Add(1)
+	}
+}
+
+func (j *job) snapshot() ReplayJob {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	v := j.v
+	v.Delivered, v.Failed = int(j.delivered.Load()), int(j.failed.Load())
+	switch {
+	case v.Error != "" || !j.queuedAll.Load():
+		if v.Error != "" {
+			v.State = "failed"
+		} else {
+			v.State = "queuing"
+		}
+	case v.Delivered+v.Failed >= v.Queued:
+		v.State = "done"
+	default:
+		v.State = "running"
+	}
+	return v
+}
+
+// jobRegistry holds the jobs of this process (they are not kept across a
+// restart; their queued deliveries are).
+type jobRegistry struct {
+	mu sync.Mutex
+	m  map[string]*job
+}
+
+var jobs = &jobRegistry{m: map[string]*job{}}
+
+func (r *jobRegistry) add(kind string, f EventFilter, matched int) *job {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	j := &job{v: ReplayJob{ID: kind + "_" + hex.EncodeToString(b[:]), Kind: kind, Filter: f, Matched: matched, StartedAt: time.Now().UTC()}}
+	r.mu.Lock()
+	r.m[j.v.ID] = j
+	r.mu.Unlock()
+	return j
+}
+
+func (r *jobRegistry) get(id string) *job {
+	if id == "" {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.m[id]
+}
+
+// replayJob returns a job's progress.
+func (a *App) replayJob(id string) (*ReplayJob, error) {
+	j := jobs.get(id)
+	if j == nil {
+		return nil, errNotFound("no replay job %q in this process: jobs are kept until Caddy restarts", id)
+	}
+	v := j.snapshot()
+	return &v, nil
+}
+
+// matchAll collects every event matching f, newest first, as (sequence,
+// id, destinations). Used by bulk replay, which needs the exact count.
+func (a *App) matchAll(ctx context.Context, f EventFilter) ([]EventSummary, error) {
+	var all []EventSummary
+	f.Limit = maxPageLimit
+	for {
+		p, err := a.listEvents(ctx, f)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, p.Events...)
+		if p.NextCursor == "" {
+			return all, nil
+		}
+		f.Cursor = p.NextCursor
+	}
+}
+
+// startReplay starts a bulk replay of every event matching f to the
+// destinations each matches (only f.Destination when set) and returns the
+// job, whose Matched is the exact number of events.
+func (a *App) startReplay(ctx context.Context, f EventFilter) (*ReplayJob, error) {
+	if f.Q != "" || f.Cursor != "" {
+		return nil, apiError(http.StatusBadRequest, "a bulk replay takes source, version, type, status, destination, since and until; not q or cursor")
+	}
+	e, err := a.eventLogEngine()
+	if err != nil {
+		return nil, err
+	}
+	matches, err := a.matchAll(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	j := jobs.add("replay", f, len(matches))
+	go a.queueJob(j, func(ctx context.Context, i int) error {
+		s := matches[i]
+		for d, st := range s.Status {
+			if f.Status != "" && string(st) != f.Status && f.Destination == "" {
+				continue // replay where the status matched
+			}
+			t := replayTask{Seq: s.StreamSeq, EventID: s.ID, Job: j.v.ID}
+			if err := enqueueReplay(ctx, e, d, t, fmt.Sprintf("replay:%s:%s:%d", j.v.ID, d, s.StreamSeq)); err != nil {
+				return err
+			}
+			j.mu.Lock()
+			j.v.Queued++
+			j.mu.Unlock()
+		}
+		return nil
+	}, len(matches))
+	v := j.snapshot()
+	return &v, nil
+}
+
+// redriveAll starts a background redrive of every dead letter matching f
+// (destination, source, version, type, since).
+func (a *App) redriveAll(ctx context.Context, f EventFilter) (*ReplayJob, error) {
+	if err := a.checkFilter(&f); err != nil {
+		return nil, err
+	}
+	e, err := a.eventLogEngine()
+	if err != nil {
+		return nil, err
+	}
+	var recs []*nats.Msg
+	f.Limit = maxPageLimit
+	if _, err := a.walkDLQ(ctx, e, f, func(m *nats.Msg) bool {
+		if f.Until.IsZero() || deadLetter(m).ReceivedAt.Before(f.Until) {
+			recs = append(recs, m)
+		}
+		return true
+	}); err != nil {
+		return nil, err
+	}
+	j := jobs.add("redrive", f, len(recs))
+	go a.queueJob(j, func(ctx context.Context, i int) error {
+		if _, err := a.redriveRecord(ctx, e, recs[i], j.v.ID); err != nil {
+			return err
+		}
+		j.mu.Lock()
+		j.v.Queued++
+		j.mu.Unlock()
+		return nil
+	}, len(recs))
+	v := j.snapshot()
+	return &v, nil
+}
+
+// queueJob runs queue for each of n items, stopping at the first error.
+func (a *App) queueJob(j *job, queue func(context.Context, int) error, n int) {
+	for i := range n {
+		ctx, cancel := context.WithTimeout(context.Background(), adminTimeout)
+		err := queue(ctx, i)
+		cancel()
+		if err != nil {
+			j.mu.Lock()
+			j.v.Error = err.Error()
+			j.mu.Unlock()
+			a.logger.Error("replay job stopped", zap.String("job", j.v.ID), zap.Error(err))
+			break
+		}
+	}
+	now := time.Now().UTC()
+	j.mu.Lock()
+	j.v.FinishedAt = &now
+	j.mu.Unlock()
+	j.queuedAll.Store(true)
+}

@@ -1,0 +1,149 @@
+package forwarder
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+
+	"cel.dev/cel-go/cel"
+	"cel.dev/cel-go/common"
+	"cel.dev/cel-go/ext"
+	"cel.dev/cel-go/interpreter"
+
+	"github.com/hookgate/hookgate/event"
+)
+
+// Filters and transformations are CEL expressions (https://cel.dev), the
+// language Caddy's own `expression` matcher uses: small, typed, with no
+// I/O, no loops beyond bounded comprehensions, and cost tracking, so an
+// expression can be checked at provisioning and bounded per evaluation.
+// Each expression sees the same variables:
+//
+//	body         dyn                  the body parsed as JSON; null when it is not JSON
+//	headers      map(string, string)  the stored provider headers, canonical names, first value
+//	source       string               the source the provider posted to ("stripe")
+//	version      string               the version path segment ("v1")
+//	type         string               the event type ("invoice.paid"), "" when none
+//	event_id     string               the event id ("stripe:evt_1")
+//	received_at  timestamp            when the gateway received the event
+//
+// JSON numbers are doubles (CEL compares them with ints, so
+// body.amount > 1000 works; arithmetic wants doubles: body.amount / 100.0).
+// The standard library is extended with cel-go's strings, lists, math,
+// encoders, bindings (cel.bind), two-variable comprehensions and optional
+// values (body.?data.?id.orValue("")).
+
+// CELCostLimit bounds the cost of one evaluation of one expression, in
+// CEL's cost units (about one per value visited, so some tens of
+// thousands of array elements). An evaluation over it fails.
+const CELCostLimit = 1_000_000
+
+// MaxTransformOutput bounds the body a transformation may produce.
+const MaxTransformOutput = 1 << 20
+
+// celEnv is the environment every expression is compiled in; made once.
+var celEnv = sync.OnceValues(func() (*cel.Env, error) {
+	return cel.NewEnv(
+		cel.Variable("body", cel.DynType),
+		cel.Variable("headers", cel.MapType(cel.StringType, cel.StringType)),
+		cel.Variable("source", cel.StringType),
+		cel.Variable("version", cel.StringType),
+		cel.Variable("type", cel.StringType),
+		cel.Variable("event_id", cel.StringType),
+		cel.Variable("received_at", cel.TimestampType),
+		cel.CrossTypeNumericComparisons(true),
+		cel.OptionalTypes(),
+		ext.Strings(),
+		ext.Lists(),
+		ext.Math(),
+		ext.Encoders(),
+		ext.Bindings(),
+		ext.TwoVarComprehensions(),
+	)
+})
+
+// program is one compiled expression.
+type program struct {
+	// what names the expression in errors ("filter 2", "transform").
+	what string
+	prg  cel.Program
+}
+
+// compile parses and type-checks src as what. The result's type must be
+// one of want, or dyn (known only per event). A syntax or type error
+// names the line and column, as "<what>:1:12: ...".
+func compile(what, src string, want ...*cel.Type) (*program, error) {
+	env, err := celEnv()
+	if err != nil {
+		return nil, fmt.Errorf("%s: CEL environment: %w", what, err)
+	}
+	if strings.TrimSpace(src) == "" {
+		return nil, fmt.Errorf("%s: empty expression", what)
+	}
+	ast, iss := env.CompileSource(common.NewStringSource(src, what))
+	if iss.Err() != nil {
+		return nil, fmt.Errorf("%s `%s`: %w", what, src, iss.Err())
+	}
+	if out := ast.OutputType(); !out.IsExactType(cel.DynType) && !isOneOf(out, want) {
+		return nil, fmt.Errorf("%s `%s`: yields %s, want %s", what, src, out, typeNames(want))
+	}
+	prg, err := env.Program(ast, cel.CostLimit(CELCostLimit), cel.EvalOptions(cel.OptOptimize))
+	if err != nil {
+		return nil, fmt.Errorf("%s `%s`: %w", what, src, err)
+	}
+	return &program{what: what, prg: prg}, nil
+}
+
+func isOneOf(t *cel.Type, want []*cel.Type) bool {
+	for _, w := range want {
+		if t.IsAssignableType(w) || w.IsAssignableType(t) {
+			return true
+		}
+	}
+	return false
+}
+
+func typeNames(ts []*cel.Type) string {
+	names := make([]string, len(ts))
+	for i, t := range ts {
+		names[i] = t.String()
+	}
+	return strings.Join(names, " or ")
+}
+
+// vars returns the variables of one event for evaluation. body and
+// headers are built on first use, once for every expression that reads
+// them.
+func vars(ev *event.Event) interpreter.Activation {
+	act, _ := interpreter.NewActivation(map[string]any{
+		"body":        func() any { return parseBody(ev.Body) },
+		"headers":     func() any { return firstValues(ev.Header) },
+		"source":      ev.Source,
+		"version":     ev.Version,
+		"type":        ev.Type,
+		"event_id":    ev.ID,
+		"received_at": ev.ReceivedAt,
+	})
+	return act
+}
+
+// parseBody decodes a JSON body, or returns nil (CEL's null) when the body
+// is not JSON.
+func parseBody(b []byte) any {
+	var v any
+	if json.Unmarshal(b, &v) != nil {
+		return nil
+	}
+	return v
+}
+
+func firstValues(h map[string][]string) map[string]string {
+	m := make(map[string]string, len(h))
+	for k, vs := range h {
+		if len(vs) > 0 {
+			m[k] = vs[0]
+		}
+	}
+	return m
+}

@@ -1,0 +1,156 @@
+package forwarder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/hookgate/hookgate/event"
+)
+
+// ErrNotRunning means the destination's forwarder is not started, so it
+// cannot make a replay attempt now; the caller retries later.
+var ErrNotRunning = errors.New("forwarder: destination is not running")
+
+// ErrEventGone means the event is no longer in the WEBHOOKS stream (its
+// retention ran out): it cannot be replayed.
+var ErrEventGone = errors.New("forwarder: event no longer stored")
+
+// ReplayResult is what one replay attempt came to.
+type ReplayResult struct {
+	// EventID is the replayed event's id.
+	EventID string
+	// Attempt is the Webhook-Attempt number the attempt carried.
+	Attempt int
+	// Status is the event's delivery status at the destination afterwards:
+	// delivered, retrying (RetryIn says when to try again) or failed (the
+	// event was dead-lettered again).
+	Status Status
+	// RetryIn is the backoff before the next replay attempt, while
+	// retrying.
+	RetryIn time.Duration
+	// StatusCode and Error describe the attempt.
+	StatusCode int
+	Error      string
+}
+
+// Replay delivers the stored event at stream sequence seq to this
+// destination once more: the stored bytes and headers, the same Webhook-Id
+// and Idempotency-Key, Webhook-Attempt continuing from the last attempt
+// recorded in the delivery state, and Webhook-Replay: true. It waits for
+// the destination's rate limiter and does not call a destination whose
+// circuit is open (the result is then retrying). The attempt is written to
+// the attempt history and the delivery state. replayAttempts counts the
+// replay attempts made so far for this replay (0 for the first); when it
+// reaches MaxAttempts a retryable failure dead-letters the event again.
+//
+// Replay does not use the destination's consumer, so the event is never
+// stored twice and fresh events keep their own workers; callers run
+// replays one at a time per destination.
+func (f *Forwarder) Replay(ctx context.Context, seq uint64, replayAttempts int) (*ReplayResult, error) {
+	f.mu.Lock()
+	r := f.run
+	f.mu.Unlock()
+	if r == nil || r.isStopping() {
+		return nil, ErrNotRunning
+	}
+	d, err := r.loadForReplay(ctx, seq)
+	if err != nil {
+		return nil, err
+	}
+	out := &ReplayResult{EventID: d.ev.ID, Attempt: d.attempt}
+	if !f.breaker.closed() {
+		out.Status, out.RetryIn, out.Error = StatusRetrying, f.cfg.retryDelay(replayAttempts+1, 0), "the destination's circuit is open"
+		return out, nil
+	}
+	if f.limiter != nil {
+		if err := f.limiter.Wait(ctx); err != nil {
+			return nil, fmt.Errorf("destination %q: wait for the rate limit: %w", f.cfg.Name, err)
+		}
+	}
+	res := r.attemptOnce(d)
+	f.recordAttempt(d, res)
+	f.obs.Attempted(res.outcome.String(), res.latency)
+	r.recordBreaker(false, res)
+	out.StatusCode, out.Error = res.status, res.err
+	switch {
+	case res.outcome == delivered:
+		out.Status = StatusDelivered
+		f.writeState(d, StatusDelivered, res, time.Time{})
+	case res.outcome == rejected || replayAttempts+1 >= f.cfg.MaxAttempts:
+		reason := reasonRejected
+		if res.outcome != rejected {
+			reason = reasonMaxAttempts
+		}
+		res.reason = reason
+		if err := r.copyToDLQ(d.ev.Subject, d.msg.Headers(), d.ev.Body, seq, d.attempt, res); err != nil {
+			return nil, fmt.Errorf("destination %q: dead-letter replayed event %q: %w", f.cfg.Name, d.ev.ID, err)
+		}
+		out.Status = StatusFailed
+		f.writeState(d, StatusFailed, res, time.Time{})
+		f.obs.DeadLettered(reason)
+	default:
+		if res.outcome == gone {
+			r.pauseGone(res)
+		}
+		out.Status = StatusRetrying
+		out.RetryIn = f.cfg.retryDelay(replayAttempts+1, res.retryAfter)
+		f.writeState(d, StatusRetrying, res, time.Now().Add(out.RetryIn))
+	}
+	f.log.Info("event replayed", zap.String("event_id", d.ev.ID), zap.Int("attempt", d.attempt),
+		zap.String("status", string(out.Status)), zap.Int("status_code", res.status))
+	return out, nil
+}
+
+// loadForReplay reads the stored event and numbers the attempt.
+func (r *run) loadForReplay(ctx context.Context, seq uint64) (*delivery, error) {
+	msgs, err := DirectBatch(ctx, r.js.Conn(), event.StreamName, DirectRequest{Seq: seq})
+	if err != nil {
+		return nil, fmt.Errorf("destination %q: read event %d: %w", r.cfg.Name, seq, err)
+	}
+	if len(msgs) == 0 || msgs[0].Header.Get(jetstream.SequenceHeader) != fmt.Sprint(seq) {
+		return nil, fmt.Errorf("destination %q: event %d: %w", r.cfg.Name, seq, ErrEventGone)
+	}
+	raw := msgs[0]
+	subject := raw.Header.Get(jetstream.SubjectHeader)
+	ev, err := event.Decode(&nats.Msg{Subject: subject, Header: raw.Header, Data: raw.Data})
+	if err != nil {
+		return nil, fmt.Errorf("destination %q: event %d: %w", r.cfg.Name, seq, err)
+	}
+	ev.Sequence = seq
+	ev.Header = ev.Header.Clone()
+	ev.Header.Set(HeaderWebhookReplay, "true")
+	d := &delivery{
+		msg:      &storedMsg{subject: subject, header: raw.Header, data: raw.Data},
+		ev:       ev,
+		md:       &jetstream.MsgMetadata{Sequence: jetstream.SequencePair{Stream: seq}},
+		attempt:  1,
+		received: ev.ReceivedAt,
+	}
+	st, err := r.readState(ctx, ev.ID)
+	switch {
+	case err == nil && st.Sequence == seq:
+		d.attempt = st.Attempts + 1
+	case err != nil && !errors.Is(err, ErrNoDelivery):
+		return nil, fmt.Errorf("destination %q: %w", r.cfg.Name, err)
+	}
+	return d, nil
+}
+
+// storedMsg is a stored event read by direct get, standing in for a
+// consumer's message where a delivery needs one; it cannot be acked.
+type storedMsg struct {
+	jetstream.Msg
+	subject string
+	header  nats.Header
+	data    []byte
+}
+
+func (m *storedMsg) Subject() string      { return m.subject }
+func (m *storedMsg) Headers() nats.Header { return m.header }
+func (m *storedMsg) Data() []byte         { return m.data }

@@ -1,0 +1,240 @@
+package forwarder
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/textproto"
+	"slices"
+	"strings"
+	"time"
+
+	"cel.dev/cel-go/cel"
+	"cel.dev/cel-go/common/types"
+	"cel.dev/cel-go/common/types/ref"
+	"cel.dev/cel-go/common/types/traits"
+	"cel.dev/cel-go/interpreter"
+)
+
+// routing is what a destination's filter, transform and
+// transform_headers lines compile to; nil when it has none.
+type routing struct {
+	filters filters
+	// body yields the body to send; nil keeps the stored body.
+	body *program
+	// headers yields headers to set (a string) or remove (null); nil
+	// changes none.
+	headers *program
+}
+
+// compileRouting compiles a config's expressions; nil when there are none.
+func compileRouting(c *Config) (*routing, error) {
+	if len(c.Filters) == 0 && c.Transform == "" && c.TransformHeaders == "" {
+		return nil, nil
+	}
+	rt := &routing{}
+	var err error
+	if rt.filters, err = compileFilters(c.Filters); err != nil {
+		return nil, err
+	}
+	if c.Transform != "" {
+		rt.body, err = compile("transform", c.Transform, cel.MapType(cel.DynType, cel.DynType), cel.ListType(cel.DynType), cel.StringType, cel.BytesType)
+		if err != nil {
+			return nil, err
+		}
+	}
+	if c.TransformHeaders != "" {
+		rt.headers, err = compile("transform_headers", c.TransformHeaders, cel.MapType(cel.DynType, cel.DynType))
+		if err != nil {
+			return nil, err
+		}
+	}
+	return rt, nil
+}
+
+// outgoing is what a transformation makes of an event: the request to
+// send instead of the stored one. The stored event is never changed.
+type outgoing struct {
+	body []byte
+	// contentType is the Content-Type to send ("" to send none).
+	contentType string
+	// edits are transform_headers' changes, applied after the configured
+	// headers.
+	edits []headerEdit
+}
+
+// headerEdit sets a header (remove false) or removes it.
+type headerEdit struct {
+	name, value string
+	remove      bool
+}
+
+// apply runs the transformation on one event, starting from its stored
+// body and Content-Type. Any failure (an evaluation error, the cost limit,
+// a result of the wrong shape, an output over MaxTransformOutput, a header
+// the forwarder owns) fails the whole transformation: no half-built body.
+func (rt *routing) apply(act interpreter.Activation, out *outgoing) error {
+	if rt.body != nil {
+		v, _, err := rt.body.prg.Eval(act)
+		if err != nil {
+			return fmt.Errorf("transform: %w", err)
+		}
+		body, jsonOut, err := encodeBody(v)
+		if err != nil {
+			return fmt.Errorf("transform: %w", err)
+		}
+		out.body = body
+		if jsonOut {
+			out.contentType = "application/json"
+		}
+	}
+	if rt.headers != nil {
+		v, _, err := rt.headers.prg.Eval(act)
+		if err != nil {
+			return fmt.Errorf("transform_headers: %w", err)
+		}
+		if out.edits, err = headerEdits(v); err != nil {
+			return fmt.Errorf("transform_headers: %w", err)
+		}
+		for _, e := range out.edits {
+			if e.name == "Content-Type" {
+				out.contentType = e.value
+			}
+		}
+	}
+	return nil
+}
+
+// encodeBody turns a transformation's result into the body to send: a
+// string or bytes as it is, a map or a list as JSON (jsonOut true).
+func encodeBody(v ref.Val) (body []byte, jsonOut bool, err error) {
+	switch x := v.(type) {
+	case types.String:
+		body = []byte(x)
+	case types.Bytes:
+		body = []byte(x)
+	case traits.Mapper, traits.Lister:
+		native, err := toJSON(v, 0)
+		if err != nil {
+			return nil, false, err
+		}
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(native); err != nil {
+			return nil, false, err
+		}
+		body, jsonOut = bytes.TrimSuffix(buf.Bytes(), []byte{'\n'}), true
+	default:
+		return nil, false, fmt.Errorf("yields %s; want a map or a list (sent as JSON), a string or bytes", v.Type().TypeName())
+	}
+	if len(body) > MaxTransformOutput {
+		return nil, false, fmt.Errorf("output of %d bytes is over the %d-byte limit", len(body), MaxTransformOutput)
+	}
+	return body, jsonOut, nil
+}
+
+// maxJSONDepth bounds the nesting toJSON follows.
+const maxJSONDepth = 64
+
+// toJSON converts a CEL value to what encoding/json encodes as JSON: maps
+// with string keys, lists, strings, numbers, booleans, null; bytes as
+// base64, timestamps as RFC 3339, durations as Go durations ("1h2m").
+func toJSON(v ref.Val, depth int) (any, error) {
+	if depth > maxJSONDepth {
+		return nil, fmt.Errorf("result nested deeper than %d levels", maxJSONDepth)
+	}
+	switch x := v.(type) {
+	case types.Null:
+		return nil, nil
+	case types.Bool:
+		return bool(x), nil
+	case types.Int:
+		return int64(x), nil
+	case types.Uint:
+		return uint64(x), nil
+	case types.Double:
+		if f := float64(x); math.IsNaN(f) || math.IsInf(f, 0) {
+			return nil, fmt.Errorf("%v has no JSON form", f)
+		}
+		return float64(x), nil
+	case types.String:
+		return string(x), nil
+	case types.Bytes:
+		return []byte(x), nil
+	case types.Timestamp:
+		return x.Time.UTC().Format(time.RFC3339Nano), nil
+	case types.Duration:
+		return x.Duration.String(), nil
+	case traits.Mapper:
+		return mapToJSON(x, depth)
+	case traits.Lister:
+		n, _ := x.Size().(types.Int)
+		out := make([]any, 0, int(n))
+		for it := x.Iterator(); it.HasNext() == types.True; {
+			e, err := toJSON(it.Next(), depth+1)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, e)
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("a %s has no JSON form", v.Type().TypeName())
+}
+
+func mapToJSON(m traits.Mapper, depth int) (map[string]any, error) {
+	out := make(map[string]any)
+	for it := m.Iterator(); it.HasNext() == types.True; {
+		k := it.Next()
+		ks, ok := k.(types.String)
+		if !ok {
+			return nil, fmt.Errorf("map key %v is a %s; JSON keys are strings", k, k.Type().TypeName())
+		}
+		e, err := toJSON(m.Get(k), depth+1)
+		if err != nil {
+			return nil, err
+		}
+		out[string(ks)] = e
+	}
+	return out, nil
+}
+
+// headerEdits reads transform_headers' map: a string value sets the
+// header, null removes it. Names the forwarder owns are refused.
+func headerEdits(v ref.Val) ([]headerEdit, error) {
+	m, ok := v.(traits.Mapper)
+	if !ok {
+		return nil, fmt.Errorf("yields %s; want a map of header names to strings (set) or null (remove)", v.Type().TypeName())
+	}
+	var edits []headerEdit
+	for it := m.Iterator(); it.HasNext() == types.True; {
+		k := it.Next()
+		name, ok := k.(types.String)
+		if !ok {
+			return nil, fmt.Errorf("header name %v is not a string", k)
+		}
+		canon := textproto.CanonicalMIMEHeaderKey(string(name))
+		if canon != "Content-Type" {
+			if err := checkHeaderName(string(name)); err != nil {
+				return nil, err
+			}
+		}
+		switch val := m.Get(k).(type) {
+		case types.String:
+			edits = append(edits, headerEdit{name: canon, value: string(val)})
+		case types.Null:
+			if canon == "Content-Type" {
+				return nil, errors.New("header Content-Type: cannot be removed; set it instead")
+			}
+			edits = append(edits, headerEdit{name: canon, remove: true})
+		default:
+			return nil, fmt.Errorf("header %s: value is a %s; want a string or null", canon, val.Type().TypeName())
+		}
+	}
+	// Map order is not defined; a stable order makes requests repeatable.
+	slices.SortFunc(edits, func(a, b headerEdit) int { return strings.Compare(a.name, b.name) })
+	return edits, nil
+}

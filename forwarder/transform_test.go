@@ -1,0 +1,153 @@
+package forwarder
+
+import (
+	"encoding/json"
+	"net/http"
+	"reflect"
+	"strings"
+	"testing"
+
+	"cel.dev/cel-go/common/types"
+
+	"github.com/hookgate/hookgate/event"
+)
+
+// jsonEq reports whether two JSON texts hold the same value.
+func jsonEq(t *testing.T, a, b []byte) bool {
+	t.Helper()
+	var va, vb any
+	if err := json.Unmarshal(a, &va); err != nil {
+		t.Fatalf("%s: %v", a, err)
+	}
+	if err := json.Unmarshal(b, &vb); err != nil {
+		t.Fatalf("%s: %v", b, err)
+	}
+	return reflect.DeepEqual(va, vb)
+}
+
+// TestTransformRows runs transformations over real provider payloads:
+// the body sent, its Content-Type, and failures that must fail the whole
+// event.
+func TestTransformRows(t *testing.T) {
+	stripe, github, shopify, form, large := samples(t)
+	rows := []struct {
+		ev       *event.Event
+		expr     string
+		wantJSON string // the body, compared as JSON; "" when wantRaw applies
+		wantRaw  string
+		wantCT   string
+		errHas   string
+	}{
+		{stripe, `{"id": body.id, "type": type, "customer": body.data.object.customer,
+			"amount": body.data.object.amount_paid / 100.0, "currency": body.data.object.currency.upperAscii()}`,
+			`{"id":"evt_1QdTvZ2eZvKYlo2C8sV3dPq1","type":"invoice.paid","customer":"cus_RWmV3xgN5j2k1a","amount":1299,"currency":"EUR"}`, "", "application/json", ""},
+		{stripe, `{"name": body.data.object.customer_name, "note": body.?data.?object.?discount.orValue("none")}`,
+			`{"name":null,"note":"none"}`, "", "application/json", ""},
+		{github, `{"repo": body.repository.full_name, "branch": body.ref.replace("refs/heads/", ""),
+			"commits": body.commits.map(c, c.id), "files": body.commits.map(c, c.modified).flatten()}`,
+			`{"repo":"octo-org/octo-repo","branch":"main","commits":["0000000000000000000000000000000000000001"],"files":["forwarder/retry.go"]}`, "", "application/json", ""},
+		{shopify, `{"source": source, "event_id": event_id, "type": type, "received_at": received_at, "shop": headers["X-Shopify-Shop-Domain"], "data": body}`,
+			"", "", "application/json", ""},
+		{shopify, `body.line_items.filter(i, i.vendor != null).map(i, {"sku": i.sku, "qty": i.quantity})`,
+			`[{"sku":"CASE-01","qty":2}]`, "", "application/json", ""},
+		{shopify, `"order " + body.name`, "", "order #9999", "application/json", ""},
+		{form, `b"raw bytes"`, "", "raw bytes", "application/x-www-form-urlencoded", ""},
+		{form, `body == null ? {"form": true} : body`, `{"form":true}`, "", "application/json", ""},
+		{large, `{"count": body.line_items.size(), "skus": body.line_items.map(i, i.sku)}`, "", "", "application/json", ""},
+		{stripe, `body.data.object.discount`, "", "", "", "no such key"},
+		{stripe, `body.data.object.amount_paid`, "", "", "", "yields double"},
+		{stripe, `{"n": body.data.object.amount_paid / 0.0}`, "", "", "", "no JSON form"},
+		{stripe, `{body.data.object.attempt_count: "a"}`, "", "", "", "JSON keys are strings"},
+		{large, `body.line_items.map(i, body.line_items.map(j, j.id))`, "", "", "", "cost limit"},
+	}
+	for _, r := range rows {
+		rt, err := compileRouting(&Config{Transform: r.expr})
+		if err != nil {
+			t.Errorf("%s: compile: %v", r.expr, err)
+			continue
+		}
+		out := outgoing{body: r.ev.Body, contentType: r.ev.ContentType}
+		err = rt.apply(vars(r.ev), &out)
+		if r.errHas != "" {
+			if err == nil || !strings.Contains(err.Error(), r.errHas) {
+				t.Errorf("%s: error %v, want %q", r.expr, err, r.errHas)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v", r.expr, err)
+			continue
+		}
+		if out.contentType != r.wantCT {
+			t.Errorf("%s: content type %q, want %q", r.expr, out.contentType, r.wantCT)
+		}
+		switch {
+		case r.wantJSON != "" && !jsonEq(t, out.body, []byte(r.wantJSON)):
+			t.Errorf("%s:\n got %s\nwant %s", r.expr, out.body, r.wantJSON)
+		case r.wantRaw != "" && string(out.body) != r.wantRaw:
+			t.Errorf("%s: body %q, want %q", r.expr, out.body, r.wantRaw)
+		}
+	}
+	// The envelope holds the body as stored, and the stored event is
+	// untouched.
+	rt, _ := compileRouting(&Config{Transform: `{"data": body, "received_at": received_at}`})
+	before := string(shopify.Body)
+	out := outgoing{}
+	if err := rt.apply(vars(shopify), &out); err != nil {
+		t.Fatal(err)
+	}
+	var env struct {
+		Data       json.RawMessage `json:"data"`
+		ReceivedAt string          `json:"received_at"`
+	}
+	if err := json.Unmarshal(out.body, &env); err != nil || !jsonEq(t, env.Data, shopify.Body) || env.ReceivedAt != "2026-01-15T10:00:00Z" {
+		t.Errorf("envelope %s (%v)", out.body, err)
+	}
+	if string(shopify.Body) != before {
+		t.Error("the transformation changed the stored body")
+	}
+}
+
+// TestTransformHeaders sets and removes headers; the forwarder's own
+// headers cannot be touched.
+func TestTransformHeaders(t *testing.T) {
+	ev := sample(t, "shopify", "orders/create", "shopify_orders_create.json", http.Header{"X-Shopify-Shop-Domain": {"shop.myshopify.com"}})
+	rt, err := compileRouting(&Config{TransformHeaders: `{"x-shop": headers["X-Shopify-Shop-Domain"], "X-Shopify-Hmac-Sha256": null, "content-type": "application/vnd.orders+json"}`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := outgoing{body: ev.Body, contentType: ev.ContentType}
+	if err := rt.apply(vars(ev), &out); err != nil {
+		t.Fatal(err)
+	}
+	want := []headerEdit{{name: "Content-Type", value: "application/vnd.orders+json"}, {name: "X-Shop", value: "shop.myshopify.com"}, {name: "X-Shopify-Hmac-Sha256", remove: true}}
+	if !reflect.DeepEqual(out.edits, want) || out.contentType != "application/vnd.orders+json" {
+		t.Errorf("edits %+v, content type %q", out.edits, out.contentType)
+	}
+	for expr, errHas := range map[string]string{
+		`{"Webhook-Id": "x"}`:       "cannot be overridden",
+		`{"idempotency-key": null}`: "cannot be overridden",
+		`{"Content-Length": "1"}`:   "hop-by-hop",
+		`{"X-A": 1}`:                "want a string or null",
+		`{"Content-Type": null}`:    "cannot be removed",
+	} {
+		rt, err := compileRouting(&Config{TransformHeaders: expr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := outgoing{}
+		if err := rt.apply(vars(ev), &out); err == nil || !strings.Contains(err.Error(), errHas) {
+			t.Errorf("%s: %v, want %q", expr, err, errHas)
+		}
+	}
+}
+
+// TestTransformOutputLimit: an output over MaxTransformOutput fails.
+func TestTransformOutputLimit(t *testing.T) {
+	if _, _, err := encodeBody(types.String(strings.Repeat("x", MaxTransformOutput+1))); err == nil || !strings.Contains(err.Error(), "limit") {
+		t.Errorf("oversized output: %v", err)
+	}
+	if b, _, err := encodeBody(types.String(strings.Repeat("x", MaxTransformOutput))); err != nil || len(b) != MaxTransformOutput {
+		t.Errorf("output at the limit: %d bytes, %v", len(b), err)
+	}
+}
