@@ -132,6 +132,10 @@ func (r *run) loadForReplay(ctx context.Context, seq uint64) (*delivery, error) 
 		attempt:  1,
 		received: ev.ReceivedAt,
 	}
+	// The transformation of the running config, as on every attempt.
+	if err := r.transform(d, nil); err != nil {
+		return nil, fmt.Errorf("destination %q: event %d: %w", r.cfg.Name, seq, err)
+	}
 	st, err := r.readState(ctx, ev.ID)
 	switch {
 	case err == nil && st.Sequence == seq:
