@@ -267,7 +267,11 @@ func TestDashboardInBrowser(t *testing.T) {
 	})
 	screenshot(t, ctx, "dashboard-events")
 
-	// A new event appears without a reload.
+	// A new event appears without a reload: a mark left in the page's
+	// window survives.
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.hookgateTestMark = true`)); err != nil {
+		t.Fatal(err)
+	}
 	g.postAll(t, "live1")
 	waitFor(t, 15*time.Second, "the new event in the open page", func() bool {
 		text, err := rowText(ctx, "demo:live1")
@@ -276,6 +280,9 @@ func TestDashboardInBrowser(t *testing.T) {
 		}
 		return text != ""
 	})
+	if mark, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.hookgateTestMark === true`)); err != nil || !mark {
+		t.Fatalf("the page was reloaded (mark %v, %v)", mark, err)
+	}
 
 	// The id filter, from the keyboard: "/" focuses it, Enter applies.
 	if err := chromedp.Do(ctx, chromedp.KeyEvent("/")); err != nil {
