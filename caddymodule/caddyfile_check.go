@@ -51,8 +51,44 @@ func checkSource(s *Source, at, verifyAt caddyfilePos) error {
 	if err := checkVerifier(s); err != nil {
 		return verifyAt.errf("source %q: verify: %v", s.Name, err)
 	}
-	if s.MaxRatio != 0 && !slices.Contains(s.AcceptEncoding, "gzip") {
-		return at.errf("source %q: max_ratio %d: applies to gzip bodies only; add 'accept_encoding gzip'", s.Name, s.MaxRatio)
+	if err := checkMaxRatio(s.MaxRatio, slices.Contains(s.AcceptEncoding, "gzip")); err != nil {
+		return at.errf("source %q: %v", s.Name, err)
+	}
+	return nil
+}
+
+// The rules below are checked here, with the file and line, and by
+// Provision for JSON configs, in the same words (as rules.go's).
+
+// checkPrefix requires an absolute path prefix ("" is the default).
+func checkPrefix(prefix string) error {
+	if prefix != "" && !strings.HasPrefix(prefix, "/") {
+		return fmt.Errorf("prefix %q must start with /", prefix)
+	}
+	return nil
+}
+
+// checkHasSources requires at least one source.
+func checkHasSources(n int) error {
+	if n == 0 {
+		return errors.New("no source: add at least one 'source <name> { verify ... }'")
+	}
+	return nil
+}
+
+// errDuplicateSource says that name is given to two sources.
+func errDuplicateSource(name string) error {
+	return fmt.Errorf("source %q is defined twice", name)
+}
+
+// checkMaxRatio requires max_ratio (0 is the default) to be positive and
+// to come with gzip.
+func checkMaxRatio(ratio int, gzip bool) error {
+	switch {
+	case ratio < 0:
+		return fmt.Errorf("max_ratio %d: must be positive", ratio)
+	case ratio != 0 && !gzip:
+		return fmt.Errorf("max_ratio %d: applies to gzip bodies only; add 'accept_encoding gzip'", ratio)
 	}
 	return nil
 }
@@ -83,11 +119,11 @@ func checkVerifier(s *Source) error {
 // name twice, and versions, retirements and deprecations that agree. It
 // uses the handler's own checks on a scratch handler.
 func checkHandler(d *caddyfile.Dispenser, h *Handler, sources []parsedSource) error {
-	if h.Prefix != "" && !strings.HasPrefix(h.Prefix, "/") {
-		return d.Errf("prefix %q must start with /", h.Prefix)
+	if err := checkPrefix(h.Prefix); err != nil {
+		return d.WrapErr(err)
 	}
-	if len(sources) == 0 {
-		return d.Errf("no source: add at least one 'source <name> { verify ... }'")
+	if err := checkHasSources(len(sources)); err != nil {
+		return d.WrapErr(err)
 	}
 	scratch := &Handler{Versions: h.Versions, Retired: h.Retired, Deprecated: h.Deprecated}
 	if err := scratch.acceptVersions(); err != nil {
@@ -100,7 +136,7 @@ func checkHandler(d *caddyfile.Dispenser, h *Handler, sources []parsedSource) er
 	seen := map[string]bool{}
 	for _, s := range sources {
 		if seen[s.Name] {
-			return s.at.errf("source %q is defined twice", s.Name)
+			return s.at.errf("%v", errDuplicateSource(s.Name))
 		}
 		seen[s.Name] = true
 		if err := scratch.sourceVersions(s.Source, new(source), deprecated); err != nil {
