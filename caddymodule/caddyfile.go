@@ -48,9 +48,9 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //		dedup_window   <duration>          # default: 6h
 //		listen         <host:port>|off     # NATS clients; default: 127.0.0.1:4222
 //		server_name    <name>              # default: hookgate
-//		user           <name>              # NATS client credentials
-//		password       <password>
-//		nkey           <public nkey>...
+//		user           <name>              # NATS subscribers' login, instead of
+//		password       <password>          #   the generated <store>/subscriber.nk
+//		nkey           <public nkey>...    # or subscribers' public nkeys (U...)
 //		tls            <cert_file> <key_file>  # TLS for NATS clients
 //		destination    <name> {
 //			...                            # see parseDestination

@@ -123,7 +123,6 @@ func EncodeBody(b []byte) (text, encoding string) {
 	return base64.StdEncoding.EncodeToString(b), "base64"
 }
 
-
 // RedactHeader returns a copy of h in which the values of credential
 // headers are Redacted: Authorization, Cookie, Set-Cookie, and any name
 // holding "signature", "token", "secret", "hmac" or "api-key" (the

@@ -88,6 +88,10 @@ func (f *Forwarder) Replay(ctx context.Context, seq uint64, replayAttempts int) 
 			reason = reasonMaxAttempts
 		}
 		res.reason = reason
+		// A replay fails again within the dead-letter stream's duplicate
+		// window of the first failure: its own id keeps it from being
+		// taken for that one.
+		res.dlqID = fmt.Sprintf("dlq:%s:%d:replay:%d", f.cfg.Name, seq, d.attempt)
 		if err := r.copyToDLQ(d.ev.Subject, d.msg.Headers(), d.ev.Body, seq, d.attempt, res); err != nil {
 			return nil, fmt.Errorf("destination %q: dead-letter replayed event %q: %w", f.cfg.Name, d.ev.ID, err)
 		}
@@ -133,6 +137,10 @@ func (r *run) loadForReplay(ctx context.Context, seq uint64) (*delivery, error) 
 		received: ev.ReceivedAt,
 		// As open does for a consumer's message: the stored body goes out.
 		out: outgoing{body: ev.Body, contentType: ev.ContentType},
+	}
+	// The transformation of the running config, as on every attempt.
+	if err := r.transform(d, nil); err != nil {
+		return nil, fmt.Errorf("destination %q: event %d: %w", r.cfg.Name, seq, err)
 	}
 	st, err := r.readState(ctx, ev.ID)
 	switch {
