@@ -97,7 +97,7 @@ func TestConfigErrors(t *testing.T) {
 		{"max_body above store limit", site("source a {\nverify none\nmax_body 100MiB\n}"), "above the store's max_event_size"},
 		{"bad dedup", site("source a {\nverify none\ndedup header\n}"), `dedup "header"`},
 		{"bad public_url", site("source a {\nverify none\npublic_url /relative\n}"), "public_url"},
-		{"unset secret env", site("source a {\nverify github {env.HOOKGATE_TEST_UNSET_SECRET}\n}"), "secret 1"},
+		{"unset secret env", site("source a {\nverify github {env.HOOKGATE_TEST_UNSET_SECRET}\n}"), "secret {env.HOOKGATE_TEST_UNSET_SECRET}: environment variable HOOKGATE_TEST_UNSET_SECRET is not set"},
 		{"bad rate_per_ip", site("rate_per_ip fast\nsource a {\nverify none\n}"), `rate "fast": want <events>/<window>`},
 		{"zero rate", site("source a {\nverify none\nrate 0/s\n}"), `events "0" must be a whole number above 0`},
 		{"bad rate window", site("source a {\nverify none\nrate 5/fortnight\n}"), `window "fortnight"`},

@@ -32,22 +32,73 @@ import (
 // /replay on a POST.
 
 func init() {
-	adminRoutes = append(adminRoutes, eventLogRoutes...)
+	for _, rt := range eventLogRoutes {
+		adminRoutes = append(adminRoutes, adminRoute{rt.method, rt.match, withApp(rt.serve)})
+	}
 }
 
-// eventLogRoutes are the rows of the event log in admin.go's adminRoutes.
-var eventLogRoutes = []adminRoute{
-	{http.MethodGet, exactPath("events"), withApp(listEventsRoute)},
-	{http.MethodPost, idBetween("events/", "/replay"), withApp(replayEventRoute)},
-	{http.MethodGet, idBetween("events/", ""), withApp(getEventRoute)},
-	{http.MethodPost, exactPath("replay"), withApp(startReplayRoute)},
-	{http.MethodGet, pathBetween("replay/", ""), withApp(replayJobRoute)},
-	{http.MethodGet, exactPath("dlq"), withApp(listDLQRoute)},
-	{http.MethodPost, exactPath("dlq/redrive"), withApp(redriveAllRoute)},
-	{http.MethodPost, pathBetween("dlq/", "/redrive"), withApp(redriveRoute)},
-	{http.MethodGet, pathBetween("dlq/", ""), withApp(getDLQRoute)},
-	{http.MethodDelete, pathBetween("dlq/", ""), withApp(deleteDLQRoute)},
-	{http.MethodGet, exactPath("status"), withApp(statusRoute)},
+// eventLogRoute is one event log endpoint, served for an App: the admin
+// API's rows (admin.go's adminRoutes, added in init) use the running one,
+// the dashboard its own.
+type eventLogRoute struct {
+	method string
+	match  func(path string) (arg string, ok bool)
+	serve  eventLogHandler
+}
+
+// eventLogRoutes are the event log's endpoints, paths under /webhooks/.
+var eventLogRoutes = []eventLogRoute{
+	{http.MethodGet, exactPath("events"), listEventsRoute},
+	{http.MethodPost, idBetween("events/", "/replay"), replayEventRoute},
+	{http.MethodGet, idBetween("events/", ""), getEventRoute},
+	{http.MethodPost, exactPath("replay"), startReplayRoute},
+	{http.MethodGet, pathBetween("replay/", ""), replayJobRoute},
+	{http.MethodGet, exactPath("dlq"), listDLQRoute},
+	{http.MethodPost, exactPath("dlq/redrive"), redriveAllRoute},
+	{http.MethodPost, pathBetween("dlq/", "/redrive"), redriveRoute},
+	{http.MethodGet, pathBetween("dlq/", ""), getDLQRoute},
+	{http.MethodDelete, pathBetween("dlq/", ""), deleteDLQRoute},
+	{http.MethodGet, exactPath("status"), statusRoute},
+}
+
+// serveEventLogPath answers one event log path (as under /webhooks/) for
+// app: 404 for a path that is none of them, 405 with Allow for a known
+// path asked with another method.
+func serveEventLogPath(ctx context.Context, app *App, w http.ResponseWriter, r *http.Request, path string) error {
+	var methods []string
+	for _, rt := range eventLogRoutes {
+		arg, ok := rt.match(path)
+		if !ok {
+			continue
+		}
+		if r.Method == rt.method {
+			return rt.serve(ctx, app, w, r, arg)
+		}
+		methods = append(methods, rt.method)
+	}
+	if len(methods) > 0 {
+		w.Header().Set("Allow", strings.Join(methods, ", "))
+		return apiError(http.StatusMethodNotAllowed, "%s %s: use %s", r.Method, r.URL.Path, strings.Join(methods, " or "))
+	}
+	return apiError(http.StatusNotFound, "no event log endpoint %s", r.URL.Path)
+}
+
+// routeEvents, routeReplay, routeDLQ and routeStatus serve the paths under
+// events/, replay/, dlq/ and status for app (the dashboard's endpoints).
+func routeEvents(ctx context.Context, app *App, w http.ResponseWriter, r *http.Request, rest string) error {
+	return serveEventLogPath(ctx, app, w, r, "events/"+rest)
+}
+
+func routeReplay(ctx context.Context, app *App, w http.ResponseWriter, r *http.Request, rest string) error {
+	return serveEventLogPath(ctx, app, w, r, "replay/"+rest)
+}
+
+func routeDLQ(ctx context.Context, app *App, w http.ResponseWriter, r *http.Request, rest string) error {
+	return serveEventLogPath(ctx, app, w, r, "dlq/"+rest)
+}
+
+func routeStatus(ctx context.Context, app *App, w http.ResponseWriter, r *http.Request, rest string) error {
+	return serveEventLogPath(ctx, app, w, r, "status/"+rest)
 }
 
 // idBetween matches prefix + an event id + suffix; the id may hold '/'.

@@ -80,24 +80,35 @@ type App struct {
 
 	// Listen is the host:port where internal services connect to the
 	// embedded NATS server to read events directly, or "off". Default:
-	// 127.0.0.1:4222.
+	// 127.0.0.1:4222. Clients must log in (User, NKeys, or the generated
+	// subscriber.nk) and may only read.
 	Listen string `json:"listen,omitempty"`
 
 	// ServerName is the embedded NATS server's name. Default: "hookgate".
 	ServerName string `json:"server_name,omitempty"`
 
-	// User and Password, when set, are required of NATS clients.
-	// Placeholders such as {env.NATS_PASSWORD} are resolved at load time.
-	User     string `json:"user,omitempty"`
+	// User is the login of the listener's NATS clients (subscribers),
+	// instead of the credential generated in the store directory
+	// (subscriber.nk). Subscribers may read events and use consumers of
+	// their own, never write; see the README. Placeholders such as
+	// {env.NATS_USER} are resolved at load time.
+	User string `json:"user,omitempty"`
+
+	// Password is User's password; use {env.X} or {file.X} so it stays
+	// out of the autosaved config.
 	Password string `json:"password,omitempty"`
 
-	// NKeys are the public nkeys ("U...") of NATS clients allowed in.
+	// NKeys are the public nkeys ("U...") of the listener's NATS clients,
+	// with the same read-only rights as User. Set either or both to
+	// replace the generated credential.
 	NKeys []string `json:"nkeys,omitempty"`
 
-	// TLSCert and TLSKey are PEM files; when set, NATS clients must use
-	// TLS. (The gateway's own connection is in-process.)
+	// TLSCert is a PEM certificate file; with TLSKey, NATS clients must
+	// use TLS. (The gateway's own connection is in-process.)
 	TLSCert string `json:"tls_cert,omitempty"`
-	TLSKey  string `json:"tls_key,omitempty"`
+
+	// TLSKey is the PEM private key file of TLSCert.
+	TLSKey string `json:"tls_key,omitempty"`
 
 	// Destinations are the internal HTTP services events are forwarded to.
 	Destinations []*DestinationConfig `json:"destinations,omitempty"`

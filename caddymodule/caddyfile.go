@@ -48,9 +48,9 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //		dedup_window   <duration>          # default: 6h
 //		listen         <host:port>|off     # NATS clients; default: 127.0.0.1:4222
 //		server_name    <name>              # default: hookgate
-//		user           <name>              # NATS client credentials
-//		password       <password>
-//		nkey           <public nkey>...
+//		user           <name>              # NATS subscribers' login, instead of
+//		password       <password>          #   the generated <store>/subscriber.nk
+//		nkey           <public nkey>...    # or subscribers' public nkeys (U...)
 //		tls            <cert_file> <key_file>  # TLS for NATS clients
 //		destination    <name> {
 //			...                            # see parseDestination
@@ -200,6 +200,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
+	var sources []parsedSource // with their places, for checkHandler
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		var err error
 		switch d.Val() {
@@ -242,9 +243,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.Retired = append(h.Retired, args...)
 			}
 		case "source":
+			at := posOf(d)
 			var s *Source
 			if s, err = parseSource(d); err == nil {
 				h.Sources = append(h.Sources, s)
+				sources = append(sources, parsedSource{s, at})
 			}
 		default:
 			return d.Errf("unrecognized webhook_ingest subdirective %q", d.Val())
@@ -253,12 +256,13 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return err
 		}
 	}
-	return nil
+	return checkHandler(d, h, sources)
 }
 
 // parseSource reads "source <name> { ... }"; the dispenser is on "source".
 func parseSource(d *caddyfile.Dispenser) (*Source, error) {
 	s := new(Source)
+	at, verifyAt := posOf(d), posOf(d)
 	var err error
 	if s.Name, err = oneArg(d); err != nil {
 		return nil, err
@@ -277,6 +281,7 @@ func parseSource(d *caddyfile.Dispenser) (*Source, error) {
 				return nil, d.Errf("source %q: verify needs a scheme, e.g. 'verify github {env.GITHUB_WEBHOOK_SECRET}' or 'verify none'", s.Name)
 			}
 			s.Verify = &VerifyConfig{Scheme: args[0], Secrets: args[1:]}
+			verifyAt = posOf(d)
 			for vn := d.Nesting(); d.NextBlock(vn); {
 				opt := d.Val()
 				val, err := oneArg(d)
@@ -344,7 +349,7 @@ func parseSource(d *caddyfile.Dispenser) (*Source, error) {
 	if err := checkVerify(s.Name, s.Verify); err != nil {
 		return nil, d.WrapErr(err)
 	}
-	return s, nil
+	return s, checkSource(s, at, verifyAt)
 }
 
 // segmentArgs reads a line of versions: one or more path segments.

@@ -121,7 +121,7 @@ func plainAdminError(addr string, err error) error {
 		if i := strings.LastIndex(cause, ": "); i >= 0 {
 			cause = cause[i+2:]
 		}
-		return fmt.Errorf("cannot reach the admin API at %s (%s): is the gateway running? Give its admin address with --address", addr, cause)
+		return fmt.Errorf("the admin API is not reachable at %s (%s): is the gateway running? Give its admin address with --address", addr, cause)
 	}
 	var answer struct {
 		Error string `json:"error"`

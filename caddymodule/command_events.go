@@ -71,19 +71,9 @@ func eventLogCommand(c *cobra.Command, run func(*client, caddycmd.Flags) error) 
 	c.Flags().String("address", "", "the admin API's address (default localhost:2019)")
 	c.Flags().Bool("json", false, "print the admin API's JSON instead of a table")
 	c.SetFlagErrorFunc(usageError)
-	c.RunE = func(cmd *cobra.Command, args []string) error {
+	c.RunE = func(cmd *cobra.Command, _ []string) error {
 		code, err := runEventLog(flagsOf(cmd), run)
-		if err != nil {
-			// Plain text, not Caddy's structured log line: this is an
-			// answer for the person at the terminal.
-			fmt.Fprintf(os.Stderr, "caddy webhooks %s: %v\n", cmd.Name(), err)
-			cmd.SilenceErrors, cmd.SilenceUsage = true, true
-		}
-		if code > exitInvalid {
-			// Caddy's wrapper is the only way to another exit status.
-			return caddycmd.WrapCommandFuncForCobra(func(caddycmd.Flags) (int, error) { return code, nil })(cmd, args)
-		}
-		return err
+		return exit(cmd, code, err) // command.go: one plain line on stderr
 	}
 	return c
 }
@@ -131,17 +121,7 @@ func (c *client) call(method, path string, body any) ([]byte, error) {
 	}
 	resp, err := caddycmd.AdminAPIRequest(c.addr, method, path, nil, rd)
 	if err != nil {
-		msg := err.Error()
-		if strings.HasPrefix(msg, "performing request") {
-			return nil, fmt.Errorf("the gateway is not reachable at %s (%v): is Caddy running? Give its admin address with --address", c.addr, err)
-		}
-		if i := strings.Index(msg, "{"); i >= 0 {
-			var e struct{ Error string }
-			if json.Unmarshal([]byte(msg[i:]), &e) == nil && e.Error != "" {
-				return nil, fmt.Errorf("%s (%s)", e.Error, strings.TrimSpace(strings.TrimPrefix(msg[:i], "caddy responded with error: ")))
-			}
-		}
-		return nil, err
+		return nil, plainAdminError(c.addr, err) // command_admin.go
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)

@@ -57,7 +57,10 @@ type engineConfig struct {
 // engine is one embedded nats-server with JetStream and the gateway's own
 // in-process connection to it.
 type engine struct {
-	cfg  engineConfig
+	// cfg is the applied configuration; optsMu guards it.
+	cfg engineConfig
+	// dir is cfg.StoreDir, which never changes: read it without a lock.
+	dir  string
 	srv  *server.Server
 	nc   *nats.Conn
 	js   jetstream.JetStream
@@ -104,7 +107,7 @@ func newEngine(cfg engineConfig, log *zap.Logger) (*engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &engine{cfg: cfg, lock: lock, log: log, stopping: make(chan struct{})}
+	e := &engine{cfg: cfg, dir: cfg.StoreDir, lock: lock, log: log, stopping: make(chan struct{})}
 	if e.internalKey, err = nkeys.CreateUser(); err != nil {
 		return nil, fmt.Errorf("embedded NATS: internal credential: %w", err)
 	}
@@ -223,6 +226,7 @@ func (e *engine) reload(cfg engineConfig) error {
 	if cfg.StoreDir != e.cfg.StoreDir {
 		return fmt.Errorf("store %s: internal error: reload across stores", cfg.StoreDir)
 	}
+	hadKey := e.subscriberKey != ""
 	if err := e.ensureSubscriberKey(cfg); err != nil {
 		return err
 	}
@@ -234,12 +238,15 @@ func (e *engine) reload(cfg engineConfig) error {
 		return fmt.Errorf("embedded NATS: cannot apply the new settings without a restart (%w); restart Caddy (caddy stop; caddy run) to apply them", err)
 	}
 	e.cfg = cfg
+	if !hadKey {
+		e.logSubscriberCredential()
+	}
 	return nil
 }
 
 // Destruct is called by the pool when the last App let go of the engine.
 func (e *engine) Destruct() error {
-	e.log.Info("event store stopping", zap.String("store", e.cfg.StoreDir))
+	e.log.Info("event store stopping", zap.String("store", e.dir))
 	return e.shutdown()
 }
 

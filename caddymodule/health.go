@@ -58,9 +58,9 @@ func newStoreHealth() *storeHealth {
 
 func (h *storeHealth) isFull() bool { return h.ctx.Err() != nil }
 
-// writable reports whether the store takes new events now. It is cheap (an
-// atomic load and a channel poll): any publisher may call it per request to
-// fail fast with errStoreFull.
+// writable reports whether the store takes new events now. It is cheap
+// (an atomic load and a context's Err, no I/O): any publisher may call it
+// per request to fail fast with errStoreFull, and the readiness check does.
 func (e *engine) writable() bool {
 	return !e.health.Load().isFull()
 }
@@ -81,9 +81,9 @@ func (e *engine) markFull() {
 	default:
 	}
 	h.full()
+	// No optsMu here: the server may log this while a reload holds it.
 	e.log.Error("event store: the disk is full; answering 503 + Retry-After until space is freed, then resuming by itself",
-		zap.String("store", e.cfg.StoreDir),
-		zap.Int64("free_bytes_needed", e.spaceNeeded()))
+		zap.String("store", e.dir))
 	e.recovery.Add(1)
 	go e.recoverWhenSpace()
 }
@@ -91,6 +91,8 @@ func (e *engine) markFull() {
 // spaceNeeded is the free space after which a full store tries to take
 // writes again: room for a few of the largest events, at least 1 MiB.
 func (e *engine) spaceNeeded() int64 {
+	e.optsMu.Lock()
+	defer e.optsMu.Unlock()
 	return max(4*int64(e.cfg.MaxPayload), 1<<20)
 }
 
@@ -100,13 +102,14 @@ func (e *engine) recoverWhenSpace() {
 	defer e.recovery.Done()
 	tick := time.NewTicker(spaceCheckEvery)
 	defer tick.Stop()
+	e.log.Info("event store: waiting for free space", zap.String("store", e.dir), zap.Int64("free_bytes_needed", e.spaceNeeded()))
 	for {
 		select {
 		case <-e.stopping:
 			return
 		case <-tick.C:
 		}
-		if free, err := freeBytes(e.cfg.StoreDir); err == nil && free < e.spaceNeeded() {
+		if free, err := freeBytes(e.dir); err == nil && free < e.spaceNeeded() {
 			continue
 		}
 		if err := e.restartJetStream(); err != nil {
@@ -116,7 +119,7 @@ func (e *engine) recoverWhenSpace() {
 		e.healthMu.Lock()
 		e.health.Store(newStoreHealth())
 		e.healthMu.Unlock()
-		e.log.Info("event store: space is back; accepting events again", zap.String("store", e.cfg.StoreDir))
+		e.log.Info("event store: space is back; accepting events again", zap.String("store", e.dir))
 		return
 	}
 }
@@ -164,12 +167,12 @@ func (e *engine) publish(ctx context.Context, msg *nats.Msg) (*jetstream.PubAck,
 	if h.isFull() {
 		return nil, errStoreFull
 	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	stop := context.AfterFunc(h.ctx, func() { cancel(errStoreFull) })
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(h.ctx, cancel)
 	defer stop()
 	ack, err := e.commit.publish(ctx, msg)
-	if err != nil && errors.Is(context.Cause(ctx), errStoreFull) {
+	if err != nil && h.isFull() {
 		return nil, fmt.Errorf("%w (%v)", errStoreFull, err)
 	}
 	return ack, err

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -269,5 +270,39 @@ func TestStartInterrupted(t *testing.T) {
 	nl := &natsLogger{log: zap.NewNop()}
 	if err := runServer(srv, nl, func() bool { return true }, time.Minute); !errors.Is(err, errStartInterrupted) {
 		t.Fatalf("runServer while exiting: %v, want errStartInterrupted", err)
+	}
+}
+
+// TestRunWithTakenPortExits: "caddy run" with a taken NATS port exits on
+// its own with the advice on stderr, well before the old 30s readiness
+// wait would have ended (the process is killed at 20s).
+func TestRunWithTakenPortExits(t *testing.T) {
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	root := t.TempDir()
+	cfg := gatewayConfig{Store: root, Addr: freeAddr(t), Sources: demoSources, Global: "\t\tlisten " + held.Addr().String()}
+	file := filepath.Join(root, "Caddyfile")
+	if err := os.WriteFile(file, []byte(cfg.caddyfile()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "run", "--config", file, "--adapter", "caddyfile")
+	cmd.Env = append(os.Environ(), "HOOKGATE_TEST_RUN_MAIN=1")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	err = cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("caddy run was still starting after 20s:\n%s", stderr.String())
+	}
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() == 0 {
+		t.Fatalf("caddy run: %v, want a non-zero exit", err)
+	}
+	if !strings.Contains(stderr.String(), "listen off") || !strings.Contains(stderr.String(), held.Addr().String()) {
+		t.Fatalf("stderr does not say what to change:\n%s", stderr.String())
 	}
 }

@@ -231,11 +231,22 @@ func TestNATSListenerPermissions(t *testing.T) {
 		t.Fatal("the subscriber edited the gateway's consumer")
 	}
 
+	// A destination added by a reload is the gateway's too.
+	cfg := g.cfg
+	cfg.Destinations += destination("added", sk.srv.URL, "")
+	g.load(cfg)
+	c, cc = short()
+	_, err = js.CreateOrUpdateConsumer(c, event.StreamName, jetstream.ConsumerConfig{
+		Durable: "fwd-added", FilterSubject: "webhooks.v1.nothing", AckPolicy: jetstream.AckExplicitPolicy,
+	})
+	cc()
+	refused("edit fwd-added, the consumer of a destination added by a reload", err)
+
 	// The gateway still stores and forwards.
 	if status, _, b := g.post("/webhooks/v1/demo", []byte(`{"n":2}`), map[string]string{"X-Id": "p2"}); status != 200 {
 		t.Fatalf("status %d %s", status, b)
 	}
-	waitFor(t, 10*time.Second, "both events forwarded", func() bool { return sk.calls.Load() >= 2 })
+	waitFor(t, 10*time.Second, "the events forwarded", func() bool { return sk.calls.Load() >= 3 })
 }
 
 // TestSubscriberCredentialReused: the generated credential survives a

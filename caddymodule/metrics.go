@@ -45,7 +45,7 @@ var metrics = struct {
 	}, []string{"destination"}),
 	deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "webhooks", Name: "dead_letters_total",
-		Help: "Events copied to WEBHOOKS_DLQ, by destination and reason (rejected, max_attempts, max_age, max_deliveries, undecodable).",
+		Help: "Events copied to WEBHOOKS_DLQ, by destination and reason (rejected, max_attempts, max_age, max_deliveries, undecodable, transform_failed).",
 	}, []string{"destination", "reason"}),
 }
 
@@ -71,13 +71,19 @@ func registerMetrics(reg *prometheus.Registry) error {
 	if reg == nil {
 		return nil
 	}
-	for _, c := range []prometheus.Collector{metrics.requests, metrics.storeSeconds, metrics.attempts,
-		metrics.attemptSecs, metrics.deadLetters} {
+	for _, c := range processCollectors() {
 		if err := reg.Register(c); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
 			return err
 		}
 	}
 	return nil
+}
+
+// processCollectors lists the collectors made once per process, which
+// registerMetrics adds to every config's registry.
+func processCollectors() []prometheus.Collector {
+	return []prometheus.Collector{metrics.requests, metrics.storeSeconds, metrics.attempts,
+		metrics.attemptSecs, metrics.deadLetters}
 }
 
 // destinationObserver feeds a destination's forwarder events to the

@@ -226,11 +226,8 @@ func (s *Source) verifier(repl *caddy.Replacer) (verify.Verifier, error) {
 	secrets := make([]string, 0, len(s.Verify.Secrets))
 	for i, sec := range s.Verify.Secrets {
 		v, err := repl.ReplaceOrErr(sec, true, true)
-		if err != nil {
-			return nil, fmt.Errorf("verify: secret %d: %w", i+1, err)
-		}
-		if v == "" {
-			return nil, fmt.Errorf("verify: secret %d is empty (is its environment variable or file set?)", i+1)
+		if err != nil || v == "" {
+			return nil, fmt.Errorf("verify: %w", placeholderError(i+1, sec, err))
 		}
 		secrets = append(secrets, v)
 	}

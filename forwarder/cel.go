@@ -1,13 +1,14 @@
 package forwarder
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
 
 	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/common"
+	"cel.dev/cel-go/common/types"
+	"cel.dev/cel-go/common/types/ref"
 	"cel.dev/cel-go/ext"
 	"cel.dev/cel-go/interpreter"
 
@@ -71,7 +72,8 @@ type program struct {
 }
 
 // compile parses and type-checks src as what. The result's type must be
-// one of want, or dyn (known only per event). A syntax or type error
+// one of want (any type when none is given), or dyn (known only per
+// event). A syntax or type error
 // names the line and column, as "<what>:1:12: ...".
 func compile(what, src string, want ...*cel.Type) (*program, error) {
 	env, err := celEnv()
@@ -85,7 +87,7 @@ func compile(what, src string, want ...*cel.Type) (*program, error) {
 	if iss.Err() != nil {
 		return nil, fmt.Errorf("%s `%s`: %w", what, src, iss.Err())
 	}
-	if out := ast.OutputType(); !out.IsExactType(cel.DynType) && !isOneOf(out, want) {
+	if out := ast.OutputType(); len(want) > 0 && !out.IsExactType(cel.DynType) && !isOneOf(out, want) {
 		return nil, fmt.Errorf("%s `%s`: yields %s, want %s", what, src, out, typeNames(want))
 	}
 	prg, err := env.Program(ast, cel.CostLimit(CELCostLimit), cel.EvalOptions(cel.OptOptimize))
@@ -112,31 +114,46 @@ func typeNames(ts []*cel.Type) string {
 	return strings.Join(names, " or ")
 }
 
-// vars returns the variables of one event for evaluation. body and
-// headers are built on first use, once for every expression that reads
-// them.
-func vars(ev *event.Event) interpreter.Activation {
-	act, _ := interpreter.NewActivation(map[string]any{
-		"body":        func() any { return parseBody(ev.Body) },
-		"headers":     func() any { return firstValues(ev.Header) },
-		"source":      ev.Source,
-		"version":     ev.Version,
-		"type":        ev.Type,
-		"event_id":    ev.ID,
-		"received_at": ev.ReceivedAt,
-	})
-	return act
+// celVars are one event's variables, an interpreter.Activation. body and
+// headers are made on first use, once for every expression that reads
+// them; a celVars serves one goroutine.
+type celVars struct {
+	ev            *event.Event
+	body, headers ref.Val
 }
 
-// parseBody decodes a JSON body, or returns nil (CEL's null) when the body
-// is not JSON.
-func parseBody(b []byte) any {
-	var v any
-	if json.Unmarshal(b, &v) != nil {
-		return nil
+// vars returns the variables of one event for evaluation.
+func vars(ev *event.Event) *celVars { return &celVars{ev: ev} }
+
+// ResolveName implements interpreter.Activation.
+func (v *celVars) ResolveName(name string) (any, bool) {
+	switch name {
+	case "body":
+		if v.body == nil {
+			v.body = bodyVal(v.ev.Body)
+		}
+		return v.body, true
+	case "headers":
+		if v.headers == nil {
+			v.headers = types.NewStringStringMap(types.DefaultTypeAdapter, firstValues(v.ev.Header))
+		}
+		return v.headers, true
+	case "source":
+		return types.String(v.ev.Source), true
+	case "version":
+		return types.String(v.ev.Version), true
+	case "type":
+		return types.String(v.ev.Type), true
+	case "event_id":
+		return types.String(v.ev.ID), true
+	case "received_at":
+		return types.Timestamp{Time: v.ev.ReceivedAt}, true
 	}
-	return v
+	return nil, false
 }
+
+// Parent implements interpreter.Activation: there is none.
+func (v *celVars) Parent() interpreter.Activation { return nil }
 
 func firstValues(h map[string][]string) map[string]string {
 	m := make(map[string]string, len(h))
@@ -147,3 +164,6 @@ func firstValues(h map[string][]string) map[string]string {
 	}
 	return m
 }
+
+// Interface guard.
+var _ interpreter.Activation = (*celVars)(nil)

@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"cel.dev/cel-go/common/types"
+	"cel.dev/cel-go/common/types/ref"
+
 	"github.com/hookgate/hookgate/event"
 )
 
@@ -160,11 +163,16 @@ func TestCompileErrors(t *testing.T) {
 }
 
 // TestNonJSONBodyIsNull: the body variable is null for a body that is not
-// JSON, and for an empty one.
+// JSON, and for an empty one; JSON scalars are themselves.
 func TestNonJSONBodyIsNull(t *testing.T) {
-	for _, b := range [][]byte{nil, []byte("a=b"), []byte(`{"unterminated":`), bytes.Repeat([]byte("["), 10)} {
-		if v := parseBody(b); v != nil {
-			t.Errorf("parseBody(%q) = %v, want nil", b, v)
+	for _, b := range [][]byte{nil, []byte("a=b"), []byte(`{"unterminated":`), bytes.Repeat([]byte("["), 10), []byte("12abc"), []byte(`"open`)} {
+		if v := bodyVal(b); v != types.NullValue {
+			t.Errorf("bodyVal(%q) = %v, want null", b, v)
+		}
+	}
+	for b, want := range map[string]ref.Val{`42`: types.Double(42), ` "s" `: types.String("s"), `true`: types.True, `null`: types.NullValue} {
+		if v := bodyVal([]byte(b)); v.Equal(want) != types.True {
+			t.Errorf("bodyVal(%q) = %v, want %v", b, v, want)
 		}
 	}
 }

@@ -80,8 +80,7 @@ func (r *run) open(m jetstream.Msg) (d *delivery, ok bool) {
 		return nil, false
 	}
 	ev.Sequence = md.Sequence.Stream
-	d = &delivery{msg: m, ev: ev, md: md, received: ev.ReceivedAt,
-		out: outgoing{body: ev.Body, contentType: ev.ContentType}}
+	d = &delivery{msg: m, ev: ev, md: md, received: ev.ReceivedAt}
 	if d.received.IsZero() {
 		d.received = md.Timestamp
 	}
@@ -95,6 +94,7 @@ func (r *run) open(m jetstream.Msg) (d *delivery, ok bool) {
 // dead-lettered. Both are settled before any attempt.
 func (r *run) route(d *delivery) bool {
 	if r.routing == nil {
+		d.out = outgoing{body: d.ev.Body, contentType: d.ev.ContentType}
 		return true
 	}
 	act := vars(d.ev)
@@ -113,12 +113,27 @@ func (r *run) route(d *delivery) bool {
 		}
 		return false
 	}
-	if err := r.routing.apply(act, &d.out); err != nil {
+	if err := r.transform(d, act); err != nil {
 		d.attempt = 0
 		r.deadLetter(d, reasonTransform, result{err: err.Error()})
 		return false
 	}
 	return true
+}
+
+// transform sets the request d sends: the stored body and Content-Type,
+// or what the running config's transformation makes of them. Every
+// attempt and every replay goes through it; the stored event never
+// changes.
+func (f *Forwarder) transform(d *delivery, act *celVars) error {
+	d.out = outgoing{body: d.ev.Body, contentType: d.ev.ContentType}
+	if f.routing == nil {
+		return nil
+	}
+	if act == nil {
+		act = vars(d.ev)
+	}
+	return f.routing.apply(act, &d.out)
 }
 
 // settle carries out decide's verdict on an attempt's result. It reports

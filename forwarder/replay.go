@@ -135,6 +135,12 @@ func (r *run) loadForReplay(ctx context.Context, seq uint64) (*delivery, error) 
 		md:       &jetstream.MsgMetadata{Sequence: jetstream.SequencePair{Stream: seq}},
 		attempt:  1,
 		received: ev.ReceivedAt,
+		// As open does for a consumer's message: the stored body goes out.
+		out: outgoing{body: ev.Body, contentType: ev.ContentType},
+	}
+	// The transformation of the running config, as on every attempt.
+	if err := r.transform(d, nil); err != nil {
+		return nil, fmt.Errorf("destination %q: event %d: %w", r.cfg.Name, seq, err)
 	}
 	st, err := r.readState(ctx, ev.ID)
 	switch {

@@ -147,6 +147,10 @@ func toJSON(v ref.Val, depth int) (any, error) {
 		return nil, fmt.Errorf("result nested deeper than %d levels", maxJSONDepth)
 	}
 	switch x := v.(type) {
+	case *jsonObject:
+		return json.RawMessage(x.raw), nil // a part of the body, as it came
+	case *jsonArray:
+		return json.RawMessage(x.raw), nil
 	case types.Null:
 		return nil, nil
 	case types.Bool:

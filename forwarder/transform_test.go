@@ -1,6 +1,7 @@
 package forwarder
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"reflect"
@@ -10,6 +11,7 @@ import (
 	"cel.dev/cel-go/common/types"
 
 	"github.com/hookgate/hookgate/event"
+	"github.com/hookgate/hookgate/verify"
 )
 
 // jsonEq reports whether two JSON texts hold the same value.
@@ -149,5 +151,51 @@ func TestTransformOutputLimit(t *testing.T) {
 	}
 	if b, _, err := encodeBody(types.String(strings.Repeat("x", MaxTransformOutput))); err != nil || len(b) != MaxTransformOutput {
 		t.Errorf("output at the limit: %d bytes, %v", len(b), err)
+	}
+}
+
+// TestTransformedDeliveryAndReplay: a forwarder with a filter, a
+// transformation and signing sends the transformed body, signed over what
+// it sends, with the event id as idempotency key; a filtered event gets
+// the state "filtered"; a replay applies the transformation again.
+func TestTransformedDeliveryAndReplay(t *testing.T) {
+	e := newEnv(t)
+	// Replay reads the event by direct get, as on the gateway's stream.
+	st, err := e.js.Stream(context.Background(), event.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := st.CachedInfo().Config
+	sc.AllowDirect = true
+	if _, err := e.js.UpdateStream(context.Background(), sc); err != nil {
+		t.Fatal(err)
+	}
+	s := newSink(t, nil)
+	cfg := fast("tr", s.srv.URL)
+	cfg.Filters = []string{`body.n > 1`}
+	cfg.Transform = `{"n": body.n * 2.0, "id": event_id}`
+	cfg.SignSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	f := e.start(cfg)
+	seq := e.publish("x:1", "x", "t", []byte(`{"n": 21}`), nil)
+	e.publish("x:2", "x", "t", []byte(`{"n": 1}`), nil)
+	waitState(t, e, "x:1", "tr", StatusDelivered)
+	waitState(t, e, "x:2", "tr", StatusFiltered)
+	if n := s.count("x:2"); n != 0 {
+		t.Errorf("the filtered event was delivered %d times", n)
+	}
+	h := s.get("x:1")[0]
+	if string(h.body) != `{"id":"x:1","n":42}` || h.header.Get("Content-Type") != "application/json" || h.header.Get("Idempotency-Key") != "x:1" {
+		t.Errorf("delivery: %s %v", h.body, h.header)
+	}
+	v, _ := verify.StandardWebhooks(cfg.SignSecret)
+	if _, err := v.Verify(&verify.Request{Header: h.header, Body: h.body}); err != nil {
+		t.Errorf("the signature does not cover the body sent: %v", err)
+	}
+	res, err := f.Replay(context.Background(), seq, 0)
+	if err != nil || res.Status != StatusDelivered {
+		t.Fatalf("replay: %+v %v", res, err)
+	}
+	if hits := s.get("x:1"); len(hits) != 2 || string(hits[1].body) != `{"id":"x:1","n":42}` {
+		t.Errorf("replayed delivery: %d hits, last %s", len(hits), hits[len(hits)-1].body)
 	}
 }

@@ -16,6 +16,24 @@
 // scheme takes (unknown ones are an ErrConfig) and where the delivery id
 // and event type come from.
 //
+// The named providers built on them are reached through New only:
+// presets.go holds the body-HMAC providers (linear, intercom, typeform,
+// pagerduty, razorpay, gocardless, coinbase-commerce, vercel, sentry,
+// bitbucket, jira, segment, lemon-squeezy, gitea, woocommerce), the
+// Stripe-like mux and calendly, and the Svix / Standard Webhooks senders
+// (clerk, resend, brex, openai, replicate); handshakes.go the providers
+// with a setup handshake (zoom, twitter/x, meta/whatsapp/instagram,
+// dropbox); tokens.go those that send a shared token (okta, msgraph,
+// postmark); sendgrid.go and plaid.go the ECDSA senders.
+//
+// A handshake (Slack's url_verification, Discord's PING, Zoom's
+// endpoint.url_validation, X's CRC, Meta's hub.challenge, Graph's
+// validationToken, Dropbox's challenge, Okta's verification) verifies
+// like any request and comes back as Result.Handshake, the exact answer
+// to send; GetHandshaker marks the schemes whose handshake is a GET.
+// Reason maps any error to a small fixed set for metrics; timestamp.go
+// holds the one timestamp check, which cannot overflow.
+//
 // Every verifier compares in constant time, accepts up to MaxSecrets active
 // secrets (rotation), reads at most MaxSignatures signatures from a header,
 // checks signed timestamps against Config.Tolerance in both directions,

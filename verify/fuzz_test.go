@@ -87,6 +87,10 @@ var fuzzConfigs = []struct {
 	{Config{Scheme: "gocardless", Secrets: []string{"new"}}, true},
 	{Config{Scheme: "razorpay", Secrets: []string{"key_secret", "chosen_webhook_secret"}}, true},
 	{Config{Scheme: "plaid", Secrets: []string{"k1:" + p256Priv2}}, true},
+	{Config{Scheme: "resend", Secrets: []string{swSecret}}, true},
+	{Config{Scheme: "brex", Secrets: []string{swSecret}}, true},
+	{Config{Scheme: "openai", Secrets: []string{swSecret}}, true},
+	{Config{Scheme: "replicate", Secrets: []string{swSecret}}, true},
 }
 
 // fuzzVerifiers are the verifiers of fuzzConfigs.
@@ -142,6 +146,11 @@ var verifySeeds = []verifySeed{
 	{17, "X-Twilio-Email-Event-Webhook-Signature: " + sendgridDocSig + "\nX-Twilio-Email-Event-Webhook-Timestamp: 1588788367", sendgridDocBody, "", sendgridDocTS},
 	{30, "X-Razorpay-Signature: " + razorpayDocSig + "\nX-Razorpay-Event-Id: evt_1", razorpayDocBody, "", 0},
 	{30, "X-Razorpay-Signature: " + razorpayRubySig, razorpayDocBody, "", 0},
+	{28, "svix-id: " + swID + "\nsvix-timestamp: 1614265330\nsvix-signature: " + swSig, swBody, "", swTS},
+	{32, "svix-id: " + swID + "\nsvix-timestamp: 1614265330\nsvix-signature: " + swSig, swBody, "", swTS},
+	{33, "webhook-id: " + swID + "\nwebhook-timestamp: 1614265330\nwebhook-signature: " + swSig, swBody, "", swTS},
+	{34, "webhook-id: " + swID + "\nwebhook-timestamp: 1614265330\nwebhook-signature: " + swSig, swBody, "", swTS},
+	{35, "webhook-id: " + swID + "\nwebhook-timestamp: 1614265330\nwebhook-signature: " + swSig, swBody, "", swTS},
 	{12, "Content-Type: multipart/form-data; boundary=XyZ", "--XyZ\r\nContent-Disposition: form-data; name=\"token\"\r\n\r\nabc\r\n--XyZ--\r\n", "", mailgunTS},
 	{1, "Stripe-Signature: t=9999999999999,v1=00", "", "", -1 << 62},
 	{2, "webhook-id: x\nwebhook-timestamp: 1\nwebhook-signature: v1a,AAAA v1,=", "", "", 1},
@@ -149,7 +158,7 @@ var verifySeeds = []verifySeed{
 }
 
 // invalidSeed is the index of the first seed that must not verify.
-const invalidSeed = 21
+const invalidSeed = 26
 
 func TestVerifySeeds(t *testing.T) {
 	vs := fuzzVerifiers()

@@ -1,6 +1,8 @@
 package verify
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -17,7 +19,10 @@ func init() { Register("hmac", newHMAC) }
 //	prefix            text before the signature, such as "sha256="
 //	timestamp_header  a header holding a Unix timestamp that must be
 //	                  within the tolerance and is part of the signed content
-//	timestamp_unit    s (default) or ms
+//	timestamp_field   a dotted JSON path to a Unix timestamp in the
+//	                  (signed) body that must be within the tolerance, for
+//	                  providers that stamp the body rather than a header
+//	timestamp_unit    s (default) or ms, for either
 //	template          the signed content: placeholders {body},
 //	                  {timestamp}, {method}, {url} and {header.<Name>};
 //	                  default "{body}", or "{timestamp}.{body}" with a
@@ -35,7 +40,7 @@ func HMAC(options map[string]string, secrets ...string) (Verifier, error) {
 	return newHMAC(Config{Scheme: "hmac", Secrets: secrets, Options: options})
 }
 
-var hmacOptions = []string{"header", "algorithm", "encoding", "prefix", "timestamp_header", "timestamp_unit", "template",
+var hmacOptions = []string{"header", "algorithm", "encoding", "prefix", "timestamp_header", "timestamp_field", "timestamp_unit", "template",
 	"secret_encoding", "id_header", "type_header", "id_field", "type_field"}
 
 type generic struct {
@@ -46,6 +51,7 @@ type generic struct {
 	decode          func(string) ([]byte, error)
 	encode          func([]byte) string
 	tsHeader        string
+	tsField         string
 	tsUnit          time.Duration
 	template        []segment
 	idHeader, typeH string
@@ -78,7 +84,7 @@ func newGeneric(scheme string, secrets []string, tol time.Duration, o map[string
 		return fmt.Errorf("%w: scheme %s: %s", ErrConfig, scheme, fmt.Sprintf(format, args...))
 	}
 	g := &generic{
-		scheme: scheme, tol: tol, header: o["header"], prefix: o["prefix"], tsHeader: o["timestamp_header"], tsUnit: time.Second,
+		scheme: scheme, tol: tol, header: o["header"], prefix: o["prefix"], tsHeader: o["timestamp_header"], tsField: o["timestamp_field"], tsUnit: time.Second,
 		idHeader: o["id_header"], typeH: o["type_header"], idField: o["id_field"], typeF: o["type_field"],
 	}
 	if g.header == "" {
@@ -127,6 +133,8 @@ func newGeneric(scheme string, secrets []string, tol time.Duration, o map[string
 		return nil, bad("template %q uses {timestamp} but no timestamp_header is set", tmpl)
 	case !hasTS && g.tsHeader != "":
 		return nil, bad("timestamp_header %s is set but template %q does not sign {timestamp}", g.tsHeader, tmpl)
+	case g.tsField != "" && g.tsHeader != "":
+		return nil, bad("timestamp_field and timestamp_header are both set; a provider stamps one or the other")
 	}
 	return g, nil
 }
@@ -267,7 +275,32 @@ func (g *generic) Verify(r *Request) (Result, error) {
 	if !g.ring.match(sigs, parts...) {
 		return Result{}, g.ring.mismatch(g.scheme, len(sigs))
 	}
+	if g.tsField != "" {
+		// The body is authentic now, and its timestamp with it.
+		if err := checkTimestamp(g.scheme, "body field "+g.tsField, JSONPath(r.Body, g.tsField), g.tsUnit, r.now(), g.tol); err != nil {
+			return Result{}, err
+		}
+	}
 	return g.result(r), nil
+}
+
+// stampBody adds the timestamp field to a JSON object body that lacks it,
+// as the provider would have sent it; a body that has it is kept.
+func (g *generic) stampBody(r *Request) error {
+	if JSONPath(r.Body, g.tsField) != "" {
+		return nil
+	}
+	b := bytes.TrimSpace(r.Body)
+	if strings.Contains(g.tsField, ".") || len(b) < 2 || b[0] != '{' {
+		return fail(g.scheme, ErrMalformed, "the body has no %s to sign and is not a JSON object to add it to", g.tsField)
+	}
+	field, _ := json.Marshal(g.tsField)
+	stamp := append(append(field, ':'), unixText(r.now(), g.tsUnit)...)
+	if rest := bytes.TrimSpace(b[1:]); len(rest) > 0 && rest[0] != '}' {
+		stamp = append(stamp, ',')
+	}
+	r.Body = append(append([]byte{'{'}, stamp...), b[1:]...)
+	return nil
 }
 
 // result reads the delivery id and type where the options say.
@@ -296,6 +329,11 @@ func (g *generic) Sign(r *Request) error {
 	if g.tsHeader != "" {
 		ts = unixText(r.now(), g.tsUnit)
 		h.Set(g.tsHeader, ts)
+	}
+	if g.tsField != "" {
+		if err := g.stampBody(r); err != nil {
+			return err
+		}
 	}
 	parts, err := g.content(r, ts)
 	if err != nil {

@@ -9,9 +9,11 @@ import "time"
 // id and type) are the provider's webhook documentation, cited in
 // testdata/vectors/<scheme>.json and the README's provider table.
 var hmacPresets = map[string]map[string]string{
-	// developers.linear.app/docs/graphql/webhooks: Linear-Signature is the
-	// hex HMAC-SHA256 of the body; Linear-Delivery and Linear-Event headers.
-	"linear": {"header": "Linear-Signature", "id_header": "Linear-Delivery", "type_header": "Linear-Event"},
+	// linear.app/developers/webhooks and @linear/sdk's webhooks/client.ts:
+	// Linear-Signature is the hex HMAC-SHA256 of the body, whose
+	// webhookTimestamp (milliseconds) the SDK requires within a minute;
+	// Linear-Delivery and Linear-Event headers.
+	"linear": {"header": "Linear-Signature", "timestamp_field": "webhookTimestamp", "timestamp_unit": "ms", "id_header": "Linear-Delivery", "type_header": "Linear-Event"},
 	// developers.intercom.com, "Webhooks > Signed notifications":
 	// X-Hub-Signature is "sha1=" + hex HMAC-SHA1 of the body under the
 	// app's client secret; the notification's "id" and "topic".
@@ -57,9 +59,6 @@ var hmacPresets = map[string]map[string]string{
 	// woocommerce.github.io/woocommerce-rest-api-docs, "Webhooks":
 	// X-WC-Webhook-Signature is the base64 HMAC-SHA256 of the body.
 	"woocommerce": {"header": "X-WC-Webhook-Signature", "encoding": "base64", "id_header": "X-WC-Webhook-Delivery-ID", "type_header": "X-WC-Webhook-Topic"},
-	// docs.mux.com/core/verify-webhook-signatures and
-	// developer.calendly.com "Webhook signatures" sign like Stripe; see
-	// tv1Presets.
 }
 
 // presetConstructor makes the constructor of an hmac preset.

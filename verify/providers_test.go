@@ -2,6 +2,7 @@ package verify
 
 import (
 	"encoding/base64"
+	"errors"
 	"strings"
 	"testing"
 )
@@ -43,7 +44,7 @@ func init() {
 		hmacCase("whatsapp", "whatsapp-new", `{"object":"whatsapp_business_account","entry":[]}`, "X-Hub-Signature-256"),
 		hmacCase("instagram", "instagram-new", `{"object":"instagram","entry":[]}`, "X-Hub-Signature-256"),
 		hmacCase("dropbox", "new", `{"list_folder":{"accounts":["dbid:1"]}}`, "X-Dropbox-Signature"),
-		hmacCase("linear", "new", `{"action":"create","type":"Issue","data":{}}`, "Linear-Signature"),
+		timed(hmacCase("linear", "new", `{"action":"create","type":"Issue","data":{}}`, "Linear-Signature")),
 		hmacCase("intercom", "new", `{"type":"notification_event","id":"notif_1","topic":"conversation.user.created"}`, "X-Hub-Signature"),
 		hmacCase("typeform", "new", `{"event_id":"01E","event_type":"form_response"}`, "Typeform-Signature"),
 		hmacCase("pagerduty", "new", `{"event":{"id":"5ac64822","event_type":"incident.triggered"}}`, "X-PagerDuty-Signature"),
@@ -94,4 +95,35 @@ func TestRazorpayKnownAnswer(t *testing.T) {
 	reject(t, v, request(razorpayDocBody, signedAt, "X-Razorpay-Signature", strings.Repeat("_dummy_signature", 4)), ErrMalformed)
 	reject(t, v, request(strings.TrimSuffix(razorpayDocBody, "\n"), signedAt, "X-Razorpay-Signature", razorpayDocSig), ErrMismatch)
 	reject(t, v, request(razorpayDocBody, signedAt), ErrMissing)
+}
+
+// TestStampBody: a body-timestamp scheme's Signer adds the field to a JSON
+// object that lacks it and keeps one that has it; Verify then reads it.
+func TestStampBody(t *testing.T) {
+	s := Must(New(Config{Scheme: "linear", Secrets: []string{"k"}})).(Signer)
+	for body, want := range map[string]string{
+		`{}`:                                 `{"webhookTimestamp":1750000000000}`,
+		` { "a" : 1 } `:                      `{"webhookTimestamp":1750000000000, "a" : 1 }`,
+		`{"webhookTimestamp":1749999999999}`: `{"webhookTimestamp":1749999999999}`,
+		`{"a":{"webhookTimestamp":1},"b":2}`: `{"webhookTimestamp":1750000000000,"a":{"webhookTimestamp":1},"b":2}`,
+	} {
+		r := request(body, signedAt)
+		if err := s.Sign(r); err != nil {
+			t.Fatalf("%s: %v", body, err)
+		}
+		if string(r.Body) != want && !(body == `{"webhookTimestamp":1749999999999}` && string(r.Body) == body) {
+			t.Errorf("%s: stamped %s, want %s", body, r.Body, want)
+		}
+		if _, err := Must(New(Config{Scheme: "linear", Secrets: []string{"k"}})).Verify(r); err != nil {
+			t.Errorf("%s: %v", r.Body, err)
+		}
+	}
+	for _, body := range []string{``, `[]`, `"x"`} {
+		if err := s.Sign(request(body, signedAt)); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%q: %v", body, err)
+		}
+	}
+	if _, err := New(Config{Scheme: "hmac", Secrets: []string{"k"}, Options: map[string]string{"header": "X", "timestamp_field": "t", "timestamp_header": "T", "template": "{timestamp}{body}"}}); !errors.Is(err, ErrConfig) {
+		t.Errorf("timestamp_field with timestamp_header: %v", err)
+	}
 }

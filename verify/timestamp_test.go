@@ -141,13 +141,14 @@ func timedCases() []timedCase {
 			continue
 		}
 		unit := time.Second
-		if c.scheme == "hubspot" || c.options["timestamp_unit"] == "ms" {
+		if c.scheme == "hubspot" || c.scheme == "linear" || c.options["timestamp_unit"] == "ms" {
 			unit = time.Millisecond
 		}
 		out = append(out, timedCase{c, unit})
 	}
 	ms := schemeCase{scheme: "hmac", newS: "new", options: map[string]string{"header": "X-Signature", "timestamp_header": "X-Timestamp", "timestamp_unit": "ms"}, body: "anything", timed: true}
-	return append(out, timedCase{ms, time.Millisecond})
+	field := schemeCase{scheme: "hmac", newS: "new", options: map[string]string{"header": "X-Signature", "timestamp_field": "sent_at"}, body: `{"a":1}`, timed: true}
+	return append(out, timedCase{ms, time.Millisecond}, timedCase{field, time.Second})
 }
 
 // TestTimestampedSchemesFarTimes signs a delivery correctly at an absurd
@@ -208,7 +209,7 @@ func TestTimestampedSchemesFarTimes(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"stripe", "slack", "standard-webhooks", "svix", "paddle", "hubspot", "mailgun", "discord", "hmac",
-		"zoom", "mux", "calendly", "sendgrid", "plaid", "clerk", "resend", "brex", "openai", "replicate"} {
+		"zoom", "mux", "calendly", "sendgrid", "plaid", "linear", "clerk", "resend", "brex", "openai", "replicate"} {
 		if !schemes[want] {
 			t.Errorf("timestamped scheme %s not covered", want)
 		}

@@ -214,6 +214,11 @@ var seedSources = map[int]struct {
 	15: {"RFC 4231 test case 2 (HMAC-SHA256, key \"Jefe\")", false},
 	16: {"Standard Webhooks test vector through the generic scheme's options", false},
 	17: {"sendgrid/sendgrid-go helpers/eventwebhook/eventwebhook_test.go TestVerifySignature", false},
+	28: {"Standard Webhooks test vector under svix-* headers (svix/svix-webhooks php/tests/WebhookTest.php); Clerk sends through Svix", false},
+	32: {"Standard Webhooks test vector under svix-* headers (svix/svix-webhooks php/tests/WebhookTest.php); Resend sends through Svix", false},
+	33: {"Standard Webhooks test vector (svix/svix-webhooks php/tests/WebhookTest.php); Brex signs with Standard Webhooks", false},
+	34: {"Standard Webhooks test vector (svix/svix-webhooks php/tests/WebhookTest.php); OpenAI signs with Standard Webhooks", false},
+	35: {"Standard Webhooks test vector (svix/svix-webhooks php/tests/WebhookTest.php); Replicate signs with Standard Webhooks", false},
 	30: {"razorpay/razorpay-python tests/test_client_utility.py test_verify_webhook_signature (secret key_secret) and razorpay/razorpay-ruby test/razorpay/test_utility.rb (secret chosen_webhook_secret), body tests/mocks/fake_payment_authorized_webhook.json", false},
 }
 

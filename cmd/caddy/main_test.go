@@ -40,7 +40,7 @@ func TestListModules(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	for _, m := range []string{"webhooks", "http.handlers.webhook_ingest", "admin.api.webhooks"} {
+	for _, m := range []string{"webhooks", "http.handlers.webhook_ingest", "admin.api.webhooks", "http.handlers.webhook_dashboard"} {
 		if !strings.Contains(out, m+"\n") {
 			t.Errorf("list-modules lacks %s", m)
 		}
@@ -150,7 +150,7 @@ func TestErrorsArePlainText(t *testing.T) {
 		{"unknown flag", []string{"sign", "--frobnicate"}, "", 2, "caddy webhooks sign: unknown flag: --frobnicate (see 'caddy webhooks sign --help')\n"},
 		{"missing argument", []string{"resume"}, "", 2, "caddy webhooks resume: accepts 1 arg(s), received 0 (see 'caddy webhooks resume --help')\n"},
 		{"gateway not running", []string{"resume", "orders", "--address", closed}, "", 1,
-			"caddy webhooks resume: cannot reach the admin API at " + closed + " (connection refused): is the gateway running? Give its admin address with --address\n"},
+			"caddy webhooks resume: the admin API is not reachable at " + closed + " (connection refused): is the gateway running? Give its admin address with --address\n"},
 		{"send refused", []string{"send", "--scheme", "github", "--secret", ghSecret, "--url", "http://" + closed + "/webhooks/v1/github"}, ghBody, 1,
 			"caddy webhooks send: no answer: Post \"http://" + closed + "/webhooks/v1/github\": dial tcp " + closed + ": connect: connection refused\n"},
 	}

@@ -1,0 +1,101 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// dashboardExprs returns every query of docs/grafana-dashboard.json.
+func dashboardExprs(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile("../docs/grafana-dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string
+			Targets []struct{ Expr string }
+		}
+	}
+	if err := json.Unmarshal(b, &dash); err != nil {
+		t.Fatalf("grafana-dashboard.json: %v", err)
+	}
+	var exprs []string
+	for _, p := range dash.Panels {
+		for _, tg := range p.Targets {
+			exprs = append(exprs, tg.Expr)
+		}
+	}
+	if len(exprs) < 10 {
+		t.Fatalf("only %d queries in the dashboard", len(exprs))
+	}
+	return exprs
+}
+
+// grafanaVars stands in for the dashboard's variables so that a query
+// becomes plain PromQL.
+var grafanaVars = strings.NewReplacer("$__rate_interval", "5m", "$__interval", "1m", "$__range", "1h", "$instance", ".*")
+
+// promtool returns promtool's path, skipping the test where Debian's
+// prometheus package is not installed (.ci/run installs it).
+func promtool(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Skip("promtool not installed (apt-get install prometheus): alert rules and dashboard queries not checked")
+	}
+	return p
+}
+
+// TestAlertRules runs promtool over docs/alerts.yaml: the rules parse, and
+// each alert fires (and stays quiet) on the synthetic series of
+// docs/alerts_test.yaml.
+func TestAlertRules(t *testing.T) {
+	pt := promtool(t)
+	for _, args := range [][]string{{"check", "rules", "alerts.yaml"}, {"test", "rules", "alerts_test.yaml"}} {
+		cmd := exec.Command(pt, args...)
+		cmd.Dir = "../docs"
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	b, _ := os.ReadFile("../docs/alerts_test.yaml")
+	r, _ := os.ReadFile("../docs/alerts.yaml")
+	for _, m := range regexp.MustCompile(`(?m)^\s+- alert: (\w+)`).FindAllStringSubmatch(string(r), -1) {
+		if !strings.Contains(string(b), "alertname: "+m[1]) {
+			t.Errorf("alert %s has no test in alerts_test.yaml", m[1])
+		}
+	}
+}
+
+// TestDashboardQueriesParse has promtool parse every dashboard query, as a
+// recording rule, with Grafana's variables replaced.
+func TestDashboardQueriesParse(t *testing.T) {
+	pt := promtool(t)
+	var b strings.Builder
+	b.WriteString("groups:\n  - name: dashboard\n    rules:\n")
+	exprs := dashboardExprs(t)
+	for i, e := range exprs {
+		q, _ := json.Marshal(grafanaVars.Replace(e)) // a JSON string is a YAML string
+		fmt.Fprintf(&b, "      - record: dashboard:query%d\n        expr: %s\n", i+1, q)
+	}
+	file := filepath.Join(t.TempDir(), "dashboard-rules.yaml")
+	if err := os.WriteFile(file, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(pt, "check", "rules", file).CombinedOutput()
+	if err != nil {
+		t.Fatalf("a dashboard query does not parse: %v\n%s", err, out)
+	}
+	if want := fmt.Sprintf("SUCCESS: %d rules found", len(exprs)); !slices.Contains(strings.Split(string(out), "\n"), "  "+want) {
+		t.Fatalf("promtool did not check all %d queries:\n%s", len(exprs), out)
+	}
+}
