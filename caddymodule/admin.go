@@ -97,9 +97,6 @@ func prefixPath(prefix string) func(string) (string, bool) {
 // serve finds the endpoint for the request's path and method: an unknown
 // path is 404, a known path with another method 405 with Allow.
 func (a adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
-	if handled, err := a.serveEventLog(w, r); handled { // admin_events.go
-		return err
-	}
 	path := strings.TrimPrefix(r.URL.Path, adminPrefix)
 	var allow []string
 	for _, rt := range adminRoutes {

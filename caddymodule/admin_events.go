@@ -27,90 +27,90 @@ import (
 //	POST   /webhooks/dlq/redrive               a filter, as for /webhooks/replay
 //	GET    /webhooks/status
 //
-// Event ids may hold '/': everything after /webhooks/events/ is the id,
-// except a trailing /replay on a POST.
+// They are rows of admin.go's table (added in init). Event ids may hold
+// '/': everything after /webhooks/events/ is the id, except a trailing
+// /replay on a POST.
 
-// serveEventLog answers the event log's paths; handled is false for any
-// other path, which admin.go serves.
-func (adminAPI) serveEventLog(w http.ResponseWriter, r *http.Request) (handled bool, err error) {
-	rest := strings.TrimPrefix(r.URL.Path, adminPrefix)
-	head, tail, _ := strings.Cut(rest, "/")
-	var h func(context.Context, *App, http.ResponseWriter, *http.Request, string) error
-	switch head {
-	case "events":
-		h = routeEvents
-	case "replay":
-		h = routeReplay
-	case "dlq":
-		h = routeDLQ
-	case "status":
-		if tail != "" {
-			return false, nil
-		}
-		h = routeStatus
-	default:
-		return false, nil
+func init() {
+	for _, rt := range eventLogRoutes {
+		adminRoutes = append(adminRoutes, adminRoute{rt.method, rt.match, withApp(rt.serve)})
 	}
-	app, err := runningApp()
-	if err != nil {
-		return true, err
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), adminTimeout)
-	defer cancel()
-	return true, h(ctx, app, w, r, tail)
 }
 
-// allow answers 405 unless r's method is one of methods.
-func allow(w http.ResponseWriter, r *http.Request, methods ...string) error {
-	for _, m := range methods {
-		if r.Method == m {
-			return nil
-		}
-	}
-	w.Header().Set("Allow", strings.Join(methods, ", "))
-	return apiError(http.StatusMethodNotAllowed, "%s %s: use %s", r.Method, r.URL.Path, strings.Join(methods, " or "))
+// eventLogRoute is one event log endpoint, served with the running app on
+// the admin API and with its own app by the dashboard (dashboard.go).
+type eventLogRoute struct {
+	method string
+	match  func(path string) (arg string, ok bool)
+	serve  eventLogHandler
 }
 
-func routeEvents(ctx context.Context, app *App, w http.ResponseWriter, r *http.Request, id string) error {
-	if id == "" {
-		if err := allow(w, r, http.MethodGet); err != nil {
-			return err
+// eventLogRoutes are the event log's endpoints, paths relative to
+// /webhooks/ on the admin API and to the dashboard's api/.
+var eventLogRoutes = []eventLogRoute{
+	{http.MethodGet, exactPath("events"), listEventsRoute},
+	{http.MethodPost, idBetween("events/", "/replay"), replayEventRoute},
+	{http.MethodGet, idBetween("events/", ""), getEventRoute},
+	{http.MethodPost, exactPath("replay"), startReplayRoute},
+	{http.MethodGet, pathBetween("replay/", ""), replayJobRoute},
+	{http.MethodGet, exactPath("dlq"), listDLQRoute},
+	{http.MethodPost, exactPath("dlq/redrive"), redriveAllRoute},
+	{http.MethodPost, pathBetween("dlq/", "/redrive"), redriveRoute},
+	{http.MethodGet, pathBetween("dlq/", ""), getDLQRoute},
+	{http.MethodDelete, pathBetween("dlq/", ""), deleteDLQRoute},
+	{http.MethodGet, exactPath("status"), statusRoute},
+}
+
+// idBetween matches prefix + an event id + suffix; the id may hold '/'.
+func idBetween(prefix, suffix string) func(string) (string, bool) {
+	return func(p string) (string, bool) {
+		rest, ok := strings.CutPrefix(p, prefix)
+		if ok && suffix != "" {
+			rest, ok = strings.CutSuffix(rest, suffix)
 		}
-		f, err := filterFromQuery(r.URL.Query())
+		return rest, ok && rest != ""
+	}
+}
+
+// eventLogHandler is an event log endpoint: the running app, a context
+// bounded by adminTimeout, and the path's argument.
+type eventLogHandler func(ctx context.Context, app *App, w http.ResponseWriter, r *http.Request, arg string) error
+
+func withApp(h eventLogHandler) func(http.ResponseWriter, *http.Request, string) error {
+	return func(w http.ResponseWriter, r *http.Request, arg string) error {
+		app, err := runningApp()
 		if err != nil {
 			return err
 		}
-		return answer(w, http.StatusOK)(app.listEvents(ctx, f))
+		ctx, cancel := context.WithTimeout(r.Context(), adminTimeout)
+		defer cancel()
+		return h(ctx, app, w, r, arg)
 	}
-	if r.Method == http.MethodPost {
-		id, ok := strings.CutSuffix(id, "/replay")
-		if !ok {
-			return apiError(http.StatusNotFound, "POST /webhooks/events/<id>/replay replays an event; nothing else is posted here")
-		}
-		var body struct {
-			Destination string `json:"destination"`
-		}
-		if err := readJSONBody(r, &body); err != nil {
-			return err
-		}
-		return answer(w, http.StatusAccepted)(app.replayEvent(ctx, id, body.Destination))
-	}
-	if err := allow(w, r, http.MethodGet, http.MethodPost); err != nil {
+}
+
+func listEventsRoute(ctx context.Context, app *App, w http.ResponseWriter, r *http.Request, _ string) error {
+	f, err := filterFromQuery(r.URL.Query())
+	if err != nil {
 		return err
 	}
+	return answer(w, http.StatusOK)(app.listEvents(ctx, f))
+}
+
+func getEventRoute(ctx context.Context, app *App, w http.ResponseWriter, r *http.Request, id string) error {
 	return answer(w, http.StatusOK)(app.getEvent(ctx, id, wantBody(r)))
 }
 
-func routeReplay(ctx context.Context, app *App, w http.ResponseWriter, r *http.Request, job string) error {
-	if job != "" {
-		if err := allow(w, r, http.MethodGet); err != nil {
-			return err
-		}
-		return answer(w, http.StatusOK)(app.replayJob(job))
+func replayEventRoute(ctx context.Context, app *App, w http.ResponseWriter, r *http.Request, id string) error {
+	var body struct {
+		Destination string `json:"destination"`
 	}
-	if err := allow(w, r, http.MethodPost); err != nil {
+	if err := readJSONBody(r, &body); err != nil {
 		return err
 	}
+	return answer(w, http.StatusAccepted)(app.replayEvent(ctx, id, body.Destination))
+}
+
+func startReplayRoute(ctx context.Context, app *App, w http.ResponseWriter, r *http.Request, _ string) error {
 	f, err := filterFromBody(r)
 	if err != nil {
 		return err
@@ -118,50 +118,42 @@ func routeReplay(ctx context.Context, app *App, w http.ResponseWriter, r *http.R
 	return answer(w, http.StatusAccepted)(app.startReplay(ctx, f))
 }
 
-func routeDLQ(ctx context.Context, app *App, w http.ResponseWriter, r *http.Request, rest string) error {
-	switch {
-	case rest == "":
-		if err := allow(w, r, http.MethodGet); err != nil {
-			return err
-		}
-		f, err := filterFromQuery(r.URL.Query())
-		if err != nil {
-			return err
-		}
-		return answer(w, http.StatusOK)(app.listDLQ(ctx, f))
-	case rest == "redrive":
-		if err := allow(w, r, http.MethodPost); err != nil {
-			return err
-		}
-		f, err := filterFromBody(r)
-		if err != nil {
-			return err
-		}
-		return answer(w, http.StatusAccepted)(app.redriveAll(ctx, f))
-	case strings.HasSuffix(rest, "/redrive"):
-		if err := allow(w, r, http.MethodPost); err != nil {
-			return err
-		}
-		return answer(w, http.StatusAccepted)(app.redrive(ctx, strings.TrimSuffix(rest, "/redrive")))
-	case strings.Contains(rest, "/"):
-		return apiError(http.StatusNotFound, "no such path %s: see GET /webhooks/dlq", r.URL.Path)
-	}
-	if err := allow(w, r, http.MethodGet, http.MethodDelete); err != nil {
-		return err
-	}
-	if r.Method == http.MethodDelete {
-		if err := app.deleteDLQ(ctx, rest); err != nil {
-			return err
-		}
-		return writeJSON(w, map[string]any{"id": rest, "deleted": true})
-	}
-	return answer(w, http.StatusOK)(app.getDLQ(ctx, rest, wantBody(r)))
+func replayJobRoute(_ context.Context, app *App, w http.ResponseWriter, _ *http.Request, job string) error {
+	return answer(w, http.StatusOK)(app.replayJob(job))
 }
 
-func routeStatus(ctx context.Context, app *App, w http.ResponseWriter, r *http.Request, _ string) error {
-	if err := allow(w, r, http.MethodGet); err != nil {
+func listDLQRoute(ctx context.Context, app *App, w http.ResponseWriter, r *http.Request, _ string) error {
+	f, err := filterFromQuery(r.URL.Query())
+	if err != nil {
 		return err
 	}
+	return answer(w, http.StatusOK)(app.listDLQ(ctx, f))
+}
+
+func redriveAllRoute(ctx context.Context, app *App, w http.ResponseWriter, r *http.Request, _ string) error {
+	f, err := filterFromBody(r)
+	if err != nil {
+		return err
+	}
+	return answer(w, http.StatusAccepted)(app.redriveAll(ctx, f))
+}
+
+func redriveRoute(ctx context.Context, app *App, w http.ResponseWriter, _ *http.Request, id string) error {
+	return answer(w, http.StatusAccepted)(app.redrive(ctx, id))
+}
+
+func getDLQRoute(ctx context.Context, app *App, w http.ResponseWriter, r *http.Request, id string) error {
+	return answer(w, http.StatusOK)(app.getDLQ(ctx, id, wantBody(r)))
+}
+
+func deleteDLQRoute(ctx context.Context, app *App, w http.ResponseWriter, _ *http.Request, id string) error {
+	if err := app.deleteDLQ(ctx, id); err != nil {
+		return err
+	}
+	return writeJSON(w, map[string]any{"id": id, "deleted": true})
+}
+
+func statusRoute(ctx context.Context, app *App, w http.ResponseWriter, _ *http.Request, _ string) error {
 	return answer(w, http.StatusOK)(app.status(ctx))
 }
 

@@ -134,17 +134,9 @@ func (d *Dashboard) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhtt
 
 // serveAPI answers one JSON endpoint with the admin API's own routes.
 func (d *Dashboard) serveAPI(ctx context.Context, w http.ResponseWriter, r *http.Request, rest string) error {
-	head, tail, _ := strings.Cut(rest, "/")
-	switch head {
-	case "events":
-		return routeEvents(ctx, d.app, w, r, tail)
-	case "replay":
-		return routeReplay(ctx, d.app, w, r, tail)
-	case "dlq":
-		return routeDLQ(ctx, d.app, w, r, tail)
-	case "status":
-		if tail == "" {
-			return routeStatus(ctx, d.app, w, r, "")
+	for _, rt := range eventLogRoutes {
+		if arg, ok := rt.match(rest); ok && r.Method == rt.method {
+			return rt.serve(ctx, d.app, w, r, arg)
 		}
 	}
 	return apiError(http.StatusNotFound, "no dashboard endpoint %s", r.URL.Path)

@@ -232,52 +232,74 @@ func (a *App) listEvents(ctx context.Context, f EventFilter) (*EventPage, error)
 		}
 		r.hi = min(r.hi, c)
 	}
+	filter, exact := a.listFilter(f)
+	// Without an index for what is asked, a page reads at most scanBudget
+	// events, in larger windows.
+	budgeted := f.Status != "" || !exact
+	want := f.Limit
+	if budgeted {
+		want = max(want, 500)
+	}
 	page := &EventPage{Events: []EventSummary{}}
 	scanned := 0
-	var last uint64
-	err = walkBack(ctx, e.nc, event.StreamName, f.subjectFilter(), r, f.Limit, func(window []*nats.Msg) bool {
+	var readErr error
+	err = walkBack(ctx, e.nc, event.StreamName, filter, r, want, func(window []*nats.Msg) bool {
 		sums := a.summaries(window, f.Destination)
-		if err := a.fillStatus(ctx, e, sums); err != nil {
+		if readErr = a.fillStatus(ctx, e, sums); readErr != nil {
 			return false
 		}
 		for _, s := range sums {
 			scanned++
-			last = s.StreamSeq
-			if !matchesStatus(s, f) {
-				if f.Status != "" && scanned >= scanBudget {
+			if matchesStatus(s, f) {
+				page.Events = append(page.Events, s)
+				if len(page.Events) == f.Limit {
 					page.NextCursor = strconv.FormatUint(s.StreamSeq, 10)
 					return false
 				}
-				continue
 			}
-			page.Events = append(page.Events, s)
-			if len(page.Events) == f.Limit {
+			if budgeted && scanned >= scanBudget {
 				page.NextCursor = strconv.FormatUint(s.StreamSeq, 10)
 				return false
 			}
 		}
-		return scanned < scanBudget || f.Status == ""
+		return true
 	})
+	if err == nil {
+		err = readErr
+	}
 	if err != nil {
 		return nil, apiError(http.StatusServiceUnavailable, "read the event log: %v", err)
 	}
-	if page.NextCursor == "" && scanned >= scanBudget && f.Status != "" && last > r.lo {
-		page.NextCursor = strconv.FormatUint(last, 10)
-	}
-	if page.NextCursor != "" && !a.hasMore(ctx, e, f, r.lo, page.NextCursor) {
+	if page.NextCursor != "" && !a.hasMore(ctx, e, filter, r.lo, page.NextCursor) {
 		page.NextCursor = ""
 	}
 	return page, nil
 }
 
-// hasMore reports whether any event of f's subject filter lies below the
+// listFilter returns the subject filter the store applies for f, and
+// whether it selects exactly the events f's destination takes: a
+// destination with one subject filter and no source, version or type
+// narrows the walk itself.
+func (a *App) listFilter(f EventFilter) (filter string, exact bool) {
+	filter = f.subjectFilter()
+	if f.Destination == "" {
+		return filter, true
+	}
+	subs := a.forwarder(f.Destination).Config().Subjects
+	if filter == "" && len(subs) == 1 {
+		return subs[0], true
+	}
+	return filter, len(subs) == 0
+}
+
+// hasMore reports whether any event of the subject filter lies below the
 // cursor, so the last page does not point at an empty one.
-func (a *App) hasMore(ctx context.Context, e *engine, f EventFilter, lo uint64, cursor string) bool {
+func (a *App) hasMore(ctx context.Context, e *engine, filter string, lo uint64, cursor string) bool {
 	c, _ := strconv.ParseUint(cursor, 10, 64)
 	if c <= lo {
 		return false
 	}
-	msgs, err := readForward(ctx, e.nc, event.StreamName, f.subjectFilter(), seqRange{lo, c}, 1, 1)
+	msgs, err := readForward(ctx, e.nc, event.StreamName, filter, seqRange{lo, c}, 1, 1)
 	return err != nil || len(msgs) > 0
 }
 

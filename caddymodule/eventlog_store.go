@@ -117,21 +117,33 @@ func readForward(ctx context.Context, nc *nats.Conn, stream, filter string, r se
 
 // walkBack visits the messages of stream in r matching filter, newest
 // first, one window at a time, until visit returns false or r is done.
-// A window starts at want sequences and grows while matches are sparse,
-// so a rare filter costs a few large windows, not a pass per message.
+//
+// A window starts at want sequences (twice that with a filter). With a
+// filter: a window without a match jumps straight to the newest match
+// below it (multi_last up to a sequence, from the store's per-subject
+// index), or ends the walk when there is none; a window with few matches
+// grows, and one with far more than needed shrinks before it is read in
+// full. So a rare filter costs a few requests, not a pass per message.
 func walkBack(ctx context.Context, nc *nats.Conn, stream, filter string, r seqRange, want int, visit func(window []*nats.Msg) bool) error {
-	window := uint64(max(want, 1))
+	initial := uint64(max(want, 1))
+	limit := 0
 	if filter != "" {
-		window *= 2
+		initial *= 2
+		limit = 4*want + 64
 	}
+	window := initial
 	for hi := r.hi; hi > r.lo; {
 		lo := r.lo
 		if hi-r.lo > window {
 			lo = hi - window
 		}
-		msgs, err := readForward(ctx, nc, stream, filter, seqRange{lo, hi}, max(want+1, 64), 0)
+		msgs, err := readForward(ctx, nc, stream, filter, seqRange{lo, hi}, max(want+1, 64), limit)
 		if err != nil {
 			return err
+		}
+		if limit > 0 && len(msgs) >= limit && window > initial {
+			window = max(initial, window/8) // dense: read less of it
+			continue
 		}
 		for i, j := 0, len(msgs)-1; i < j; i, j = i+1, j-1 {
 			msgs[i], msgs[j] = msgs[j], msgs[i]
@@ -140,9 +152,37 @@ func walkBack(ctx context.Context, nc *nats.Conn, stream, filter string, r seqRa
 			return nil
 		}
 		hi = lo
-		if uint64(len(msgs)) < window/8 {
+		switch {
+		case len(msgs) == 0 && filter != "" && hi > r.lo:
+			top, found, err := newestBelow(ctx, nc, stream, filter, hi)
+			if err != nil {
+				window = min(window*4, maxWindow) // too many subjects: grow
+				continue
+			}
+			if !found || top < r.lo {
+				return nil
+			}
+			hi, window = top+1, initial
+		case uint64(len(msgs)) < window/8:
 			window = min(window*4, maxWindow)
 		}
 	}
 	return nil
+}
+
+// newestBelow returns the sequence of the newest message of stream below
+// seq matching filter.
+func newestBelow(ctx context.Context, nc *nats.Conn, stream, filter string, seq uint64) (uint64, bool, error) {
+	if seq <= 1 {
+		return 0, false, nil
+	}
+	msgs, err := forwarder.DirectBatch(ctx, nc, stream, forwarder.DirectRequest{MultiLast: []string{filter}, UpToSeq: seq - 1})
+	if err != nil {
+		return 0, false, err
+	}
+	var top uint64
+	for _, m := range msgs {
+		top = max(top, seqOf(m))
+	}
+	return top, top > 0, nil
 }

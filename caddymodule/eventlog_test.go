@@ -370,6 +370,18 @@ func TestEventLogReadAndReplay(t *testing.T) {
 	adminJSON(t, admin, http.MethodGet, "/webhooks/replay/nope", "", http.StatusNotFound, nil)
 }
 
+// recordOf returns the dead letter of an event in a page.
+func recordOf(t *testing.T, p DLQPage, eventID string) DeadLetter {
+	t.Helper()
+	for _, d := range p.DeadLetters {
+		if d.EventID == eventID {
+			return d
+		}
+	}
+	t.Fatalf("no dead letter of %s in %+v", eventID, p)
+	return DeadLetter{}
+}
+
 // TestEventLogDLQ: dead letters are listed, read, redriven (same
 // idempotency key; the record goes once the redrive is queued), redriven
 // in bulk and deleted.
@@ -412,6 +424,15 @@ func TestEventLogDLQ(t *testing.T) {
 		t.Errorf("dead letter detail %+v", detail)
 	}
 
+	// A redrive that fails again is dead-lettered again, inside the
+	// dead-letter stream's duplicate window of the first failure.
+	adminJSON(t, admin, http.MethodGet, "/webhooks/dlq", "", http.StatusOK, &p)
+	adminJSON(t, admin, http.MethodPost, "/webhooks/dlq/"+recordOf(t, p, "demo:d2").ID+"/redrive", "", http.StatusAccepted, nil)
+	waitFor(t, 10*time.Second, "d2 dead-lettered again", func() bool {
+		adminJSON(t, admin, http.MethodGet, "/webhooks/dlq", "", http.StatusOK, &p)
+		return len(p.DeadLetters) == 4 && slices.ContainsFunc(p.DeadLetters, func(d DeadLetter) bool { return d.EventID == "demo:d2" && d.Attempts == 2 })
+	})
+
 	bad.failing.Store(false)
 	var rd Redrive
 	adminJSON(t, admin, http.MethodPost, "/webhooks/dlq/"+dl.ID+"/redrive", "", http.StatusAccepted, &rd)
@@ -434,8 +455,9 @@ func TestEventLogDLQ(t *testing.T) {
 
 	// Delete one, redrive the rest in bulk.
 	adminJSON(t, admin, http.MethodGet, "/webhooks/dlq", "", http.StatusOK, &p)
-	adminJSON(t, admin, http.MethodDelete, "/webhooks/dlq/"+p.DeadLetters[0].ID, "", http.StatusOK, nil)
-	adminJSON(t, admin, http.MethodDelete, "/webhooks/dlq/"+p.DeadLetters[0].ID, "", http.StatusNotFound, nil)
+	d3 := recordOf(t, p, "demo:d3").ID
+	adminJSON(t, admin, http.MethodDelete, "/webhooks/dlq/"+d3, "", http.StatusOK, nil)
+	adminJSON(t, admin, http.MethodDelete, "/webhooks/dlq/"+d3, "", http.StatusNotFound, nil)
 	var job ReplayJob
 	adminJSON(t, admin, http.MethodPost, "/webhooks/dlq/redrive", `{"destination":"bad"}`, http.StatusAccepted, &job)
 	if job.Matched != 2 {
@@ -445,8 +467,9 @@ func TestEventLogDLQ(t *testing.T) {
 		adminJSON(t, admin, http.MethodGet, "/webhooks/replay/"+job.ID, "", http.StatusOK, &job)
 		return job.State == "done"
 	})
-	if job.Delivered != 2 || len(bad.received("demo:d1")) != 2 || len(bad.received("demo:d3")) != 1 {
-		t.Errorf("bulk redrive %+v; d1 seen %d times, deleted d3 %d times", job, len(bad.received("demo:d1")), len(bad.received("demo:d3")))
+	if job.Delivered != 2 || len(bad.received("demo:d1")) != 2 || len(bad.received("demo:d2")) != 3 || len(bad.received("demo:d3")) != 1 {
+		t.Errorf("bulk redrive %+v; d1 seen %d times, d2 %d, deleted d3 %d", job,
+			len(bad.received("demo:d1")), len(bad.received("demo:d2")), len(bad.received("demo:d3")))
 	}
 	adminJSON(t, admin, http.MethodGet, "/webhooks/dlq", "", http.StatusOK, &p)
 	if len(p.DeadLetters) != 0 {

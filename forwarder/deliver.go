@@ -41,6 +41,7 @@ type result struct {
 	retryAfter time.Duration
 	reason     string  // why a dead letter died
 	answer     *answer // the destination's headers and body start (attempts.go)
+	dlqID      string  // the dead letter's Nats-Msg-Id when not dlqMsgID's (replay.go)
 }
 
 // classify maps an HTTP status to an outcome.

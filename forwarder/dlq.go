@@ -1,6 +1,7 @@
 package forwarder
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -94,7 +95,7 @@ func (r *run) copyToDLQ(subject string, h nats.Header, data []byte, seq uint64, 
 	out.Header.Set(event.HeaderDLQStreamSeq, strconv.FormatUint(seq, 10))
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.hardCtx), 10*time.Second)
 	defer cancel()
-	_, err := r.js.PublishMsg(ctx, out, jetstream.WithMsgID(dlqMsgID(r.cfg.Name, seq)), jetstream.WithExpectStream(event.DLQStreamName))
+	_, err := r.js.PublishMsg(ctx, out, jetstream.WithMsgID(cmp.Or(res.dlqID, dlqMsgID(r.cfg.Name, seq))), jetstream.WithExpectStream(event.DLQStreamName))
 	if err != nil {
 		return fmt.Errorf("publish to %s subject %q: %w", event.DLQStreamName, out.Subject, err)
 	}

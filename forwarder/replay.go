@@ -88,6 +88,10 @@ func (f *Forwarder) Replay(ctx context.Context, seq uint64, replayAttempts int) 
 			reason = reasonMaxAttempts
 		}
 		res.reason = reason
+		// A replay fails again within the dead-letter stream's duplicate
+		// window of the first failure: its own id keeps it from being
+		// taken for that one.
+		res.dlqID = fmt.Sprintf("dlq:%s:%d:replay:%d", f.cfg.Name, seq, d.attempt)
 		if err := r.copyToDLQ(d.ev.Subject, d.msg.Headers(), d.ev.Body, seq, d.attempt, res); err != nil {
 			return nil, fmt.Errorf("destination %q: dead-letter replayed event %q: %w", f.cfg.Name, d.ev.ID, err)
 		}
