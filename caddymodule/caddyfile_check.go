@@ -52,43 +52,7 @@ func checkSource(s *Source, at, verifyAt caddyfilePos) error {
 		return verifyAt.errf("source %q: verify: %v", s.Name, err)
 	}
 	if err := checkMaxRatio(s.MaxRatio, slices.Contains(s.AcceptEncoding, "gzip")); err != nil {
-		return at.errf("source %q: %v", s.Name, err)
-	}
-	return nil
-}
-
-// The rules below are checked here, with the file and line, and by
-// Provision for JSON configs, in the same words (as rules.go's).
-
-// checkPrefix requires an absolute path prefix ("" is the default).
-func checkPrefix(prefix string) error {
-	if prefix != "" && !strings.HasPrefix(prefix, "/") {
-		return fmt.Errorf("prefix %q must start with /", prefix)
-	}
-	return nil
-}
-
-// checkHasSources requires at least one source.
-func checkHasSources(n int) error {
-	if n == 0 {
-		return errors.New("no source: add at least one 'source <name> { verify ... }'")
-	}
-	return nil
-}
-
-// errDuplicateSource says that name is given to two sources.
-func errDuplicateSource(name string) error {
-	return fmt.Errorf("source %q is defined twice", name)
-}
-
-// checkMaxRatio requires max_ratio (0 is the default) to be positive and
-// to come with gzip.
-func checkMaxRatio(ratio int, gzip bool) error {
-	switch {
-	case ratio < 0:
-		return fmt.Errorf("max_ratio %d: must be positive", ratio)
-	case ratio != 0 && !gzip:
-		return fmt.Errorf("max_ratio %d: applies to gzip bodies only; add 'accept_encoding gzip'", ratio)
+		return at.errf("source %q: %w", s.Name, err)
 	}
 	return nil
 }
@@ -136,7 +100,7 @@ func checkHandler(d *caddyfile.Dispenser, h *Handler, sources []parsedSource) er
 	seen := map[string]bool{}
 	for _, s := range sources {
 		if seen[s.Name] {
-			return s.at.errf("%v", errDuplicateSource(s.Name))
+			return s.at.errf("%w", errSourceTwice(s.Name))
 		}
 		seen[s.Name] = true
 		if err := scratch.sourceVersions(s.Source, new(source), deprecated); err != nil {

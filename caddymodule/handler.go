@@ -159,10 +159,10 @@ func (h *Handler) warnIfUnverified() {
 
 // provision does the part of Provision that needs no Caddy context.
 func (h *Handler) provision() error {
-	h.prefix = strings.TrimSuffix(orDefault(h.Prefix, defaultPrefix), "/")
-	if err := checkPrefix(h.prefix); err != nil {
+	if err := checkPrefix(h.Prefix); err != nil {
 		return err
 	}
+	h.prefix = strings.TrimSuffix(orDefault(h.Prefix, defaultPrefix), "/")
 	if err := h.checkBounds(); err != nil {
 		return err
 	}
@@ -202,7 +202,7 @@ func (h *Handler) provisionSources(deprecated map[string]*deprecation) error {
 			return err
 		}
 		if _, dup := h.sources[s.Name]; dup {
-			return errDuplicateSource(s.Name)
+			return errSourceTwice(s.Name)
 		}
 		rs, err := s.provision(repl)
 		if err == nil {
