@@ -34,6 +34,8 @@ webhook_ingest handler.
   caddy webhooks destinations   prints the destinations of a running gateway
   caddy webhooks resume <name>  resumes a destination paused by a 410 or an open circuit
   caddy webhooks deliveries <event id>  prints an event's delivery state at each destination
+  caddy webhooks backup <dir>    snapshots a running gateway's events and delivery states
+  caddy webhooks restore <dir>   restores such a backup into a running gateway
 
 The body comes from --body-file, or from standard input, byte for byte.
 Schemes: ` + strings.Join(verify.Schemes(), ", ") + `.`,

@@ -134,20 +134,7 @@ func (d *Dashboard) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhtt
 
 // serveAPI answers one JSON endpoint with the admin API's own routes.
 func (d *Dashboard) serveAPI(ctx context.Context, w http.ResponseWriter, r *http.Request, rest string) error {
-	head, tail, _ := strings.Cut(rest, "/")
-	switch head {
-	case "events":
-		return routeEvents(ctx, d.app, w, r, tail)
-	case "replay":
-		return routeReplay(ctx, d.app, w, r, tail)
-	case "dlq":
-		return routeDLQ(ctx, d.app, w, r, tail)
-	case "status":
-		if tail == "" {
-			return routeStatus(ctx, d.app, w, r, "")
-		}
-	}
-	return apiError(http.StatusNotFound, "no dashboard endpoint %s", r.URL.Path)
+	return serveEventLogPath(ctx, d.app, w, r, rest)
 }
 
 // servePage serves the page with a CSRF token of its own: the token is in

@@ -159,10 +159,10 @@ func (h *Handler) warnIfUnverified() {
 
 // provision does the part of Provision that needs no Caddy context.
 func (h *Handler) provision() error {
-	h.prefix = strings.TrimSuffix(orDefault(h.Prefix, defaultPrefix), "/")
-	if h.prefix != "" && !strings.HasPrefix(h.prefix, "/") {
-		return fmt.Errorf("prefix %q must start with /", h.Prefix)
+	if err := checkPrefix(h.Prefix); err != nil {
+		return err
 	}
+	h.prefix = strings.TrimSuffix(orDefault(h.Prefix, defaultPrefix), "/")
 	if err := h.checkBounds(); err != nil {
 		return err
 	}
@@ -175,8 +175,8 @@ func (h *Handler) provision() error {
 	}
 	h.publishTimeout = time.Duration(orDefault(h.PublishTimeout, caddy.Duration(defaultPublishTimeout)))
 	h.retryAfter = strconv.Itoa(int((time.Duration(orDefault(h.RetryAfter, caddy.Duration(defaultRetryAfter))) + time.Second - 1) / time.Second))
-	if len(h.Sources) == 0 {
-		return errors.New("no source: add at least one 'source <name> { verify ... }'")
+	if err := checkHasSources(len(h.Sources)); err != nil {
+		return err
 	}
 	deprecated, err := h.retireAndDeprecate()
 	if err != nil {
@@ -202,7 +202,7 @@ func (h *Handler) provisionSources(deprecated map[string]*deprecation) error {
 			return err
 		}
 		if _, dup := h.sources[s.Name]; dup {
-			return fmt.Errorf("source %q is defined twice", s.Name)
+			return errSourceTwice(s.Name)
 		}
 		rs, err := s.provision(repl)
 		if err == nil {
@@ -279,6 +279,14 @@ func (q *request) release() {
 // event and answers once the store has acknowledged it.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
 	q := request{w: w, r: r, now: time.Now()}
+	if len(r.TransferEncoding) > 0 {
+		// net/http drops a Content-Length sent with Transfer-Encoding and
+		// frames by the latter, so whatever a front proxy framing by
+		// Content-Length took for this body would be read here as the
+		// next request. Closing the connection after the answer leaves
+		// nothing to smuggle in (RFC 9112 section 6.1).
+		w.Header().Set("Connection", "close")
+	}
 	q.version, q.src = h.route(routePath(r))
 	if p, reason := h.admit(&q); p != nil {
 		return h.rejectUnread(&q, p, reason)

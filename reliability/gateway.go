@@ -157,8 +157,11 @@ func (c gwConfig) writeCaddyfile() (string, error) {
 
 // gateway is one running gateway process.
 type gateway struct {
-	bin    string
-	cfg    gwConfig
+	bin string
+	cfg gwConfig
+	// addr is the webhook site's host:port; unlike cfg, which reload
+	// replaces, it never changes, so load goroutines may read it.
+	addr   string
 	cmd    *exec.Cmd
 	exited chan struct{}
 	err    error // the process's exit, once exited is closed
@@ -172,7 +175,7 @@ func startGateway(bin string, cfg gwConfig, wrap ...string) (*gateway, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, err
 	}
-	g := &gateway{bin: bin, cfg: cfg, wrap: wrap}
+	g := &gateway{bin: bin, cfg: cfg, addr: cfg.HTTP, wrap: wrap}
 	return g, g.start()
 }
 
@@ -238,7 +241,8 @@ func (g *gateway) stop() {
 	}
 }
 
-// reload writes cfg and runs caddy reload against the admin API.
+// reload writes cfg (with the same HTTP address) and runs caddy reload
+// against the admin API.
 func (g *gateway) reload(cfg gwConfig) error {
 	g.cfg = cfg
 	path, err := cfg.writeCaddyfile()
@@ -263,7 +267,7 @@ func (g *gateway) cli(args ...string) (string, error) {
 }
 
 // url returns the URL of path on the webhook site.
-func (g *gateway) url(path string) string { return "http://" + g.cfg.HTTP + path }
+func (g *gateway) url(path string) string { return "http://" + g.addr + path }
 
 // waitReady polls until a probe event gets a 2xx, for at most d, and
 // returns how long that took. The probe is an ordinary event (id

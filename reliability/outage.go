@@ -31,12 +31,14 @@ type outageResult struct {
 	PeakAttemptsPerSecond int `json:"peak_attempts_per_second"`
 	AttemptsDuringOutage  int `json:"attempts_during_outage"`
 	// Ingest latency of 2xx answers before and during the outage.
-	P50Before, P99Before time.Duration
-	P50During, P99During time.Duration
+	P50Before time.Duration `json:"ingest_p50_before_ns"`
+	P99Before time.Duration `json:"ingest_p99_before_ns"`
+	P50During time.Duration `json:"ingest_p50_during_ns"`
+	P99During time.Duration `json:"ingest_p99_during_ns"`
 	// ResumeAfter is from recovery to the first delivery; DrainAfter from
 	// recovery to the last acknowledged event delivered.
-	ResumeAfter time.Duration `json:"resume_after"`
-	DrainAfter  time.Duration `json:"drain_after"`
+	ResumeAfter time.Duration `json:"resume_after_ns"`
+	DrainAfter  time.Duration `json:"drain_after_ns"`
 }
 
 // runOutage makes the destination fail for a while under load, then

@@ -15,7 +15,7 @@ import (
 )
 
 // errNoStrace means the power scenario cannot run here.
-var errNoStrace = errors.New("strace is not installed (apt-get install -y strace); the power-loss check needs it to trace the gateway's system calls")
+var errNoStrace = errors.New("strace is not installed or cannot trace here (apt-get install -y strace; ptrace must be allowed); the power-loss check needs it to trace the gateway's system calls")
 
 // powerResult is what the system-call trace shows for each sync mode.
 type powerResult struct {
@@ -64,6 +64,11 @@ func runPower(bin, dir string, n int, logf func(string, ...any)) (*powerResult, 
 	if _, err := exec.LookPath("strace"); err != nil {
 		return nil, errNoStrace
 	}
+	// strace may be installed yet not allowed to trace (no ptrace in a
+	// container) or too old for --seccomp-bpf.
+	if out, err := exec.Command("strace", "-f", "--seccomp-bpf", "-e", "trace=fsync", "-o", os.DevNull, "true").CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("%w: strace cannot trace here: %v %s", errNoStrace, err, strings.TrimSpace(string(out)))
+	}
 	res := &powerResult{}
 	var err error
 	if res.Always, err = tracedRun(bin, filepath.Join(dir, "power-always"), "always", n); err != nil {
@@ -83,7 +88,7 @@ func tracedRun(bin, dir, syncMode string, n int) (powerRun, error) {
 	cfg := newGWConfig(dir)
 	cfg.Sync = syncMode
 	trace := filepath.Join(dir, "strace.out")
-	wrap := []string{"strace", "-f", "--seccomp-bpf", "-tt", "-T", "-s", "65536", "-e", "trace=fsync,fdatasync,syncfs,pwrite64,write", "-o", trace}
+	wrap := []string{"strace", "-f", "--seccomp-bpf", "-tt", "-T", "-y", "-s", "65536", "-e", "trace=fsync,fdatasync,syncfs,pwrite64,write", "-o", trace}
 	g, err := startGateway(bin, cfg, wrap...)
 	if err != nil {
 		return powerRun{}, err
@@ -111,6 +116,7 @@ func tracedRun(bin, dir, syncMode string, n int) (powerRun, error) {
 type syscallRec struct {
 	name       string
 	fd         int
+	path       string // the fd's file, from strace -y
 	start, end time.Time
 	buf        string // the first argument string, escaped as strace prints it
 }
@@ -163,6 +169,12 @@ func parseTrace(path string) ([]syscallRec, error) {
 		args := rest[open+1:]
 		if i := strings.IndexFunc(args, func(r rune) bool { return r < '0' || r > '9' }); i > 0 {
 			rec.fd, _ = strconv.Atoi(args[:i])
+			// strace -y prints the fd's file: 13</store/.../1.blk>.
+			if rest := args[i:]; strings.HasPrefix(rest, "<") {
+				if end := strings.IndexByte(rest, '>'); end > 0 {
+					rec.path = rest[1:end]
+				}
+			}
 		}
 		if i := strings.IndexByte(args, '"'); i >= 0 {
 			rec.buf = args[i:]
@@ -241,11 +253,16 @@ func analyseTrace(path string, ok []string) (powerRun, error) {
 // bodyID finds the id in the load's bodies as strace prints them.
 var bodyID = regexp.MustCompile(`\{\\"id\\":\\"([a-z]+-\d+)\\",\\"pad\\"`)
 
-// covered reports whether a sync of w's file (or syncfs) began after w
-// returned and returned before the answer a began.
+// covered reports whether a sync of w's file (through any descriptor, or
+// a syncfs) began after w returned and returned before the answer a began.
 func covered(w, a syscallRec, syncs []syscallRec) bool {
 	for _, s := range syncs {
-		if (s.name == "syncfs" || s.fd == w.fd) && !s.start.Before(w.end) && !s.end.After(a.start) {
+		sameFile := s.fd == w.fd
+		if s.path != "" && w.path != "" {
+			// The store may sync the file through another descriptor.
+			sameFile = s.path == w.path
+		}
+		if (s.name == "syncfs" || sameFile) && !s.start.Before(w.end) && !s.end.After(a.start) {
 			return true
 		}
 	}
