@@ -424,6 +424,7 @@ func (h *Handler) verify(q *request) (*problem, error) {
 		Now:    q.now,
 	})
 	if err != nil {
+		countVerifyFailure(src.name, err)
 		return problemSignature, err
 	}
 	if q.r.Method == http.MethodGet && res.Handshake == nil {
@@ -454,7 +455,7 @@ func (h *Handler) store(q *request) error {
 	if ack.Duplicate {
 		outcome = outcomeDuplicate
 	}
-	countRequest(src.name, q.version, outcome)
+	countRequest(src.name, q.version, outcome, q.now)
 	return h.accept(q.w, id, ack)
 }
 

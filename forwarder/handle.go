@@ -52,6 +52,9 @@ func (r *run) handle(m jetstream.Msg) {
 		res := r.attemptOnce(d)
 		r.recordAttempt(d, res)
 		r.obs.Attempted(res.outcome.String(), res.latency)
+		if res.outcome == delivered {
+			observeDelivered(r.obs, d.received)
+		}
 		r.recordBreaker(probe, res)
 		if !r.settle(d, res) {
 			return
