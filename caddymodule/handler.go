@@ -456,6 +456,7 @@ func (h *Handler) store(q *request) error {
 		outcome = outcomeDuplicate
 	}
 	countRequest(src.name, q.version, outcome, q.now)
+	h.logStored(q, id, msg, ack.Duplicate)
 	return h.accept(q.w, id, ack)
 }
 
