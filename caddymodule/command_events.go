@@ -526,11 +526,12 @@ one JSON object per line. --count stops after that many events.`,
 	})
 }
 
-// tailWidths are the starting widths of tail's columns (but the last):
-// a row is printed as it comes, so the columns cannot be measured first
-// as a tabwriter does for 'events'; a longer cell widens its column from
+// tailWidths are the widths of tail's columns (but the last): a row is
+// printed as it comes, so the columns cannot be measured first as a
+// tabwriter does for 'events'. 44 fits a GitHub delivery id with its
+// source ("github:" and a UUID); a longer cell widens its column from
 // then on.
-var tailWidths = [7]int{6, 19, 24, 8, 7, 18, 6}
+var tailWidths = [7]int{6, 19, 44, 8, 7, 24, 6}
 
 // streamTable prints tab-separated rows one at a time in columns of at
 // least widths, two spaces apart: the look of the tabwriter tables of the
