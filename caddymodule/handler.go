@@ -432,6 +432,7 @@ func (h *Handler) verify(q *request) (*problem, error) {
 		Now:    q.now,
 	})
 	if err != nil {
+		countVerifyFailure(src.name, err)
 		return problemSignature, err
 	}
 	if q.r.Method == http.MethodGet && res.Handshake == nil {
@@ -462,7 +463,8 @@ func (h *Handler) store(q *request) error {
 	if ack.Duplicate {
 		outcome = outcomeDuplicate
 	}
-	countRequest(src.name, q.version, outcome)
+	countRequest(src.name, q.version, outcome, q.now)
+	h.logStored(q, id, msg, ack.Duplicate)
 	return h.accept(q.w, id, ack)
 }
 
