@@ -153,6 +153,8 @@ func (a *App) onReplay(dest string, m jetstream.Msg) {
 		a.logger.Warn("replay of an expired event dropped", zap.String("event_id", t.EventID), zap.String("destination", dest))
 		job.count(forwarder.StatusFailed)
 		_ = m.Term()
+	case errors.Is(err, forwarder.ErrNotRunning):
+		_ = m.NakWithDelay(replayRetryIdle) // a reload under way
 	case errors.Is(err, forwarder.ErrFiltered):
 		a.logger.Info("replay skipped: the destination's filter rejects the event", zap.String("event_id", t.EventID), zap.String("destination", dest))
 		job.skip()
