@@ -1,0 +1,69 @@
+package caddymodule
+
+import (
+	"net/http"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	oteltrace "go.opentelemetry.io/otel/trace"
+)
+
+// TestTracing: a request arriving with a W3C traceparent gets the
+// handler's span (covering verify and store) as a child of the caller's,
+// the delivery attempt's span is its child in the same trace, and the
+// destination receives the attempt span's traceparent. A request without
+// one adds no span and the destination gets no traceparent.
+func TestTracing(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	prev := otel.GetTracerProvider()
+	otel.SetTracerProvider(tp)
+	t.Cleanup(func() { otel.SetTracerProvider(prev); _ = tp.Shutdown(t.Context()) })
+
+	sk := newSink(t, always(http.StatusOK))
+	g := startGateway(t, gatewayConfig{Destinations: destination("traced-sink", sk.srv.URL, "")})
+	const traceID, callerSpan = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+	hdr := map[string]string{"X-Id": "trace-1", "Traceparent": "00-" + traceID + "-" + callerSpan + "-01"}
+	if st, _, b := g.post("/webhooks/v1/demo", []byte(`{}`), hdr); st != http.StatusOK {
+		t.Fatalf("traced POST: %d %s", st, b)
+	}
+	if st, _, b := g.post("/webhooks/v1/demo", []byte(`{}`), map[string]string{"X-Id": "trace-2"}); st != http.StatusOK {
+		t.Fatalf("untraced POST: %d %s", st, b)
+	}
+	waitFor(t, 10*time.Second, "two deliveries and two spans", func() bool {
+		return sk.calls.Load() == 2 && len(exp.GetSpans()) == 2
+	})
+	time.Sleep(100 * time.Millisecond) // a third span would show by now
+	spans := exp.GetSpans()
+	if len(spans) != 2 {
+		t.Fatalf("%d spans, want the handler's and the delivery's: %v", len(spans), spans)
+	}
+	byName := map[string]tracetest.SpanStub{}
+	for _, s := range spans {
+		byName[s.Name] = s
+	}
+	ingest, deliver := byName["webhook_ingest"], byName["deliver traced-sink"]
+	if ingest.SpanContext.TraceID().String() != traceID || ingest.Parent.SpanID().String() != callerSpan || ingest.SpanKind != oteltrace.SpanKindServer {
+		t.Errorf("handler span %s: trace %s parent %s kind %v", ingest.Name, ingest.SpanContext.TraceID(), ingest.Parent.SpanID(), ingest.SpanKind)
+	}
+	if deliver.SpanContext.TraceID().String() != traceID || deliver.Parent.SpanID() != ingest.SpanContext.SpanID() || deliver.SpanKind != oteltrace.SpanKindClient {
+		t.Errorf("delivery span %s: trace %s parent %s (handler span %s) kind %v", deliver.Name, deliver.SpanContext.TraceID(), deliver.Parent.SpanID(), ingest.SpanContext.SpanID(), deliver.SpanKind)
+	}
+	_, hdrs := sk.received()
+	for _, h := range hdrs {
+		got := h.Get("Traceparent")
+		switch h.Get("Webhook-Id") {
+		case "demo:trace-1":
+			if want := "00-" + traceID + "-" + deliver.SpanContext.SpanID().String() + "-01"; got != want {
+				t.Errorf("traced delivery: traceparent %q, want %q", got, want)
+			}
+		case "demo:trace-2":
+			if got != "" {
+				t.Errorf("untraced delivery: traceparent %q", got)
+			}
+		}
+	}
+}
