@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -65,5 +66,23 @@ func TestTracing(t *testing.T) {
 				t.Errorf("untraced delivery: traceparent %q", got)
 			}
 		}
+	}
+}
+
+// TestUntracedAddsNoAllocation: what issue 14 put on the request path of
+// an untraced request, the tracing check and the request metrics (counter
+// and duration histogram), allocates nothing.
+func TestUntracedAddsNoAllocation(t *testing.T) {
+	r := withClientIP(httptest.NewRequest(http.MethodPost, "/webhooks/v1/demo", nil), "192.0.2.1")
+	r.Header.Set("X-Id", "1")
+	q := &request{r: r, now: time.Now()}
+	countRequest(q, "alloc-src", "v1", outcomeAccepted) // the series exist from then on
+	if n := testing.AllocsPerRun(1000, func() {
+		if traced(r) {
+			t.Fatal("a request without traceparent or span is traced")
+		}
+		countRequest(q, "alloc-src", "v1", outcomeAccepted)
+	}); n != 0 {
+		t.Errorf("%v allocations per untraced request", n)
 	}
 }
