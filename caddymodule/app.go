@@ -113,6 +113,20 @@ type App struct {
 	// Destinations are the internal HTTP services events are forwarded to.
 	Destinations []*DestinationConfig `json:"destinations,omitempty"`
 
+	// Cluster, when set, makes the embedded server a node of a JetStream
+	// cluster of gateways (cluster.go, docs/CLUSTER.md).
+	Cluster *ClusterConfig `json:"cluster,omitempty"`
+
+	// Replicas is how many nodes keep a copy of every stream, bucket and
+	// consumer: 1, 3 or 5. Above 1 a PubAck (and so a 2xx) means a
+	// majority of them stored the event. Default: 1.
+	Replicas int `json:"replicas,omitempty"`
+
+	// setupCancel and setupDone end and await the background setup of a
+	// clustered store (cluster.go); nil when setup ran in Start.
+	setupCancel context.CancelFunc
+	setupDone   chan struct{}
+
 	ecfg         engineConfig
 	maxEventSize int64 // MaxEventSize with its default
 	streams      []jetstream.StreamConfig
@@ -204,6 +218,9 @@ func (a *App) provision(ctx caddy.Context) error {
 		}
 	}
 	a.ecfg.NKeys = strings.Join(a.NKeys, " ")
+	if err := a.provisionCluster(repl); err != nil {
+		return err
+	}
 	if (a.TLSCert == "") != (a.TLSKey == "") {
 		return fmt.Errorf("tls: give both a certificate and a key file")
 	}
@@ -232,7 +249,7 @@ func (a *App) provision(ctx caddy.Context) error {
 		MaxAge:      retention,
 		Duplicates:  time.Duration(orDefault(a.DedupWindow, caddy.Duration(defaultDedupWindow))),
 		MaxMsgSize:  a.ecfg.MaxPayload,
-		Replicas:    1,
+		Replicas:    max(1, a.Replicas),
 		AllowDirect: true,
 	}, {
 		Name:        event.DLQStreamName,
@@ -245,7 +262,7 @@ func (a *App) provision(ctx caddy.Context) error {
 		MaxAge:      retention,
 		Duplicates:  10 * time.Minute,
 		MaxMsgSize:  a.ecfg.MaxPayload,
-		Replicas:    1,
+		Replicas:    max(1, a.Replicas),
 		AllowDirect: true,
 	}}
 
@@ -316,8 +333,22 @@ func (a *App) Start() (err error) {
 			return err
 		}
 	}
+	if a.ecfg.clustered() {
+		a.setupInBackground() // cluster.go
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
+	if err := a.setup(ctx); err != nil {
+		return err
+	}
+	close(a.ready)
+	return nil
+}
+
+// setup creates or updates the streams and the event log and starts the
+// forwarders. On error the caller stops what it started.
+func (a *App) setup(ctx context.Context) error {
 	for _, sc := range a.streams {
 		if _, err := a.engine.js.CreateOrUpdateStream(ctx, sc); err != nil {
 			return fmt.Errorf("stream %s: %w", sc.Name, err)
@@ -340,7 +371,6 @@ func (a *App) Start() (err error) {
 		a.forwarders = append(a.forwarders, f)
 		a.fwdMu.Unlock()
 	}
-	close(a.ready)
 	return nil
 }
 
@@ -348,6 +378,7 @@ func (a *App) Start() (err error) {
 // stream) and lets go of the engine; the engine shuts down when no config
 // uses it any more.
 func (a *App) Stop() error {
+	a.stopSetup()
 	a.stopEventLog()
 	a.stopForwarders()
 	a.release()

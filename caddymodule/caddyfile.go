@@ -52,6 +52,10 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //		password       <password>          #   the generated <store>/subscriber.nk
 //		nkey           <public nkey>...    # or subscribers' public nkeys (U...)
 //		tls            <cert_file> <key_file>  # TLS for NATS clients
+//		replicas       1|3|5               # copies of every stream; >1 needs a cluster
+//		cluster {                          # join a JetStream cluster of gateways
+//			...                            # see parseCluster (cluster.go)
+//		}
 //		destination    <name> {
 //			...                            # see parseDestination
 //		}
@@ -114,6 +118,10 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 			}
 			a.NKeys = append(a.NKeys, args...)
+		case "cluster":
+			a.Cluster, err = parseCluster(d)
+		case "replicas":
+			a.Replicas, err = replicasArg(d)
 		case "destination":
 			dc, derr := parseDestination(d)
 			if derr != nil {

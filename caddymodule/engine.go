@@ -3,9 +3,7 @@ package caddymodule
 import (
 	"errors"
 	"fmt"
-	"net"
 	"os"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,6 +50,8 @@ type engineConfig struct {
 	// the event streams (fwd-<destination>), space-separated; subscribers
 	// may not use them.
 	GatewayConsumers string
+	// clusterEngineConfig joins the server to a cluster (cluster.go).
+	clusterEngineConfig
 }
 
 // engine is one embedded nats-server with JetStream and the gateway's own
@@ -139,7 +139,10 @@ func newEngine(cfg engineConfig, log *zap.Logger) (*engine, error) {
 		return nil, fmt.Errorf("embedded NATS: jetstream: %w", err)
 	}
 	e.js = js
-	grouped := cfg.SyncAlways && !cfg.PerEventSync
+	// On a cluster the Raft WAL already batches the fsyncs of concurrent
+	// proposals (SyncAlways applies to it), and a PubAck comes after a
+	// quorum stored the event: publish plainly.
+	grouped := cfg.SyncAlways && !cfg.PerEventSync && !cfg.clustered()
 	if e.commit, err = newGroupCommit(cfg.StoreDir, e.publishRaw, grouped, log); err != nil {
 		return nil, err
 	}
@@ -182,7 +185,7 @@ func (e *engine) serverOptions(cfg engineConfig) (*server.Options, error) {
 		ServerName:         cfg.ServerName,
 		JetStream:          true,
 		StoreDir:           cfg.StoreDir,
-		SyncAlways:         cfg.SyncAlways && cfg.PerEventSync, // else group commit syncs
+		SyncAlways:         cfg.SyncAlways && (cfg.PerEventSync || cfg.clustered()), // else group commit syncs
 		SyncInterval:       cfg.SyncInterval,
 		JetStreamMaxStore:  cfg.MaxStore,
 		JetStreamMaxMemory: 64 << 20,
@@ -193,15 +196,14 @@ func (e *engine) serverOptions(cfg engineConfig) (*server.Options, error) {
 	if cfg.Listen == "" {
 		opts.DontListen = true
 	} else {
-		host, port, err := net.SplitHostPort(cfg.Listen)
+		host, port, err := splitHostPort(cfg.Listen)
 		if err != nil {
-			return nil, fmt.Errorf("listen %q: %w", cfg.Listen, err)
+			return nil, fmt.Errorf("listen: %w", err)
 		}
-		p, err := strconv.Atoi(port)
-		if err != nil {
-			return nil, fmt.Errorf("listen %q: port: %w", cfg.Listen, err)
-		}
-		opts.Host, opts.Port = host, p
+		opts.Host, opts.Port = host, port
+	}
+	if err := clusterOptions(opts, cfg.clusterEngineConfig); err != nil {
+		return nil, err
 	}
 	if cfg.TLSCert != "" {
 		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey})

@@ -1,0 +1,437 @@
+package caddymodule
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hookgate/hookgate/event"
+)
+
+// clusterLongEnv, set to 1, makes the cluster tests run their long
+// version (minutes of load, several kills); the default stays short for CI.
+const clusterLongEnv = "HOOKGATE_CLUSTER_LONG"
+
+// procNode is one gateway process of a test cluster: the test binary run
+// again as the caddy command (clitest), with a store of its own.
+type procNode struct {
+	name                     string
+	dir                      string
+	http, admin, nats, route string
+	caddyfile                string
+	cmd                      *exec.Cmd
+	exited                   chan struct{}
+	log                      *os.File
+}
+
+// procClusterTemplate is a node's Caddyfile: %[1]s dir, %[2]s admin, %[3]s
+// server name, %[4]s NATS listen, %[5]s webhooks lines about the cluster
+// or an external NATS, %[6]s destinations, %[7]s HTTP address.
+const procClusterTemplate = `{
+	admin %[2]s
+	persist_config off
+	auto_https off
+	storage file_system %[1]s/caddy
+	webhooks {
+		store %[1]s/store
+		listen %[4]s
+		server_name %[3]s
+%[5]s
+%[6]s
+	}
+}
+
+http://%[7]s {
+	webhook_ingest /webhooks/* {
+		versions v1
+		source demo {
+			verify none
+			id_header X-Id
+			type_header X-Type
+		}
+	}
+}
+`
+
+// newProcCluster prepares n clustered nodes with replicas 3 (not started).
+func newProcCluster(t *testing.T, n int, destinations string) []*procNode {
+	t.Helper()
+	nodes := make([]*procNode, n)
+	var routes []string
+	for i := range nodes {
+		nd := &procNode{name: fmt.Sprintf("n%d", i+1), dir: t.TempDir(),
+			http: freeAddr(t), admin: freeAddr(t), nats: freeAddr(t), route: freeAddr(t)}
+		nodes[i] = nd
+		routes = append(routes, "nats://"+nd.route)
+	}
+	for _, nd := range nodes {
+		cluster := fmt.Sprintf(`		replicas 3
+		cluster {
+			name hgtest
+			listen %s
+			routes %s
+			user route
+			password route-secret
+		}`, nd.route, strings.Join(routes, " "))
+		nd.caddyfile = fmt.Sprintf(procClusterTemplate, nd.dir, nd.admin, nd.name, nd.nats, cluster, destinations, nd.http)
+	}
+	return nodes
+}
+
+// start runs the node; Cleanup kills it.
+func (nd *procNode) start(t *testing.T) {
+	t.Helper()
+	path := filepath.Join(nd.dir, "Caddyfile")
+	if err := os.WriteFile(path, []byte(nd.caddyfile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	log, err := os.OpenFile(filepath.Join(nd.dir, "gateway.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nd.log = log
+	nd.cmd = exec.Command(os.Args[0], "run", "--config", path, "--adapter", "caddyfile")
+	nd.cmd.Env = append(os.Environ(), "HOOKGATE_TEST_RUN_MAIN=1",
+		"HOME="+nd.dir, "XDG_CONFIG_HOME="+nd.dir+"/config", "XDG_DATA_HOME="+nd.dir+"/data")
+	nd.cmd.Stdout, nd.cmd.Stderr = log, log
+	nd.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := nd.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	nd.exited = make(chan struct{})
+	go func(cmd *exec.Cmd, done chan struct{}, log *os.File) {
+		_ = cmd.Wait()
+		log.Close()
+		close(done)
+	}(nd.cmd, nd.exited, log)
+	t.Cleanup(nd.kill)
+}
+
+// kill sends SIGKILL to the node's process group and waits for it.
+func (nd *procNode) kill() {
+	select {
+	case <-nd.exited:
+		return
+	default:
+	}
+	_ = syscall.Kill(-nd.cmd.Process.Pid, syscall.SIGKILL)
+	<-nd.exited
+}
+
+// tail returns the end of the node's log.
+func (nd *procNode) tail() string {
+	b, _ := os.ReadFile(filepath.Join(nd.dir, "gateway.log"))
+	if len(b) > 4000 {
+		b = b[len(b)-4000:]
+	}
+	return string(b)
+}
+
+var procClient = &http.Client{Timeout: 5 * time.Second}
+
+// post sends one event with id; it returns the status, 0 when there was
+// no answer.
+func (nd *procNode) post(id string) int {
+	req, _ := http.NewRequest(http.MethodPost, "http://"+nd.http+"/webhooks/v1/demo", strings.NewReader(`{"id":"`+id+`"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Id", id)
+	req.Header.Set("X-Type", "test.event")
+	resp, err := procClient.Do(req)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// waitAccepting posts probes until the node answers 2xx.
+func (nd *procNode) waitAccepting(t *testing.T, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for i := 0; time.Now().Before(deadline); i++ {
+		if s := nd.post(fmt.Sprintf("probe-%s-%d", nd.name, i)); s >= 200 && s < 300 {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("node %s does not accept events after %s; its log:\n%s", nd.name, d, nd.tail())
+}
+
+// dedupSink is a destination that processes each Idempotency-Key once and
+// counts the deliveries it turned away as duplicates.
+type dedupSink struct {
+	srv  *httptest.Server
+	mu   sync.Mutex
+	seen map[string]int
+	// inFlight and maxInFlight measure concurrent requests.
+	inFlight, maxInFlight atomic.Int64
+	delay                 time.Duration
+}
+
+func newDedupSink(t *testing.T, delay time.Duration) *dedupSink {
+	s := &dedupSink{seen: map[string]int{}, delay: delay}
+	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := s.inFlight.Add(1)
+		defer s.inFlight.Add(-1)
+		for {
+			m := s.maxInFlight.Load()
+			if n <= m || s.maxInFlight.CompareAndSwap(m, n) {
+				break
+			}
+		}
+		time.Sleep(s.delay)
+		s.mu.Lock()
+		s.seen[r.Header.Get(event.HeaderIdempotencyKey)]++
+		s.mu.Unlock()
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(s.srv.Close)
+	return s
+}
+
+// counts returns processed keys and duplicate deliveries.
+func (s *dedupSink) counts() (keys map[string]bool, dups int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	keys = make(map[string]bool, len(s.seen))
+	for k, n := range s.seen {
+		keys[k] = true
+		dups += n - 1
+	}
+	return keys, dups
+}
+
+// loadResult is what a steady load saw.
+type loadResult struct {
+	mu       sync.Mutex
+	acked    []string
+	status   map[int]int
+	firstGap time.Duration // longest time without a 2xx on a live node
+}
+
+// count returns how many events were acknowledged so far.
+func (r *loadResult) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.acked)
+}
+
+// steadyLoad posts one event every interval to each live node until ctx
+// ends.
+func steadyLoad(ctx context.Context, nodes []*procNode, alive func(int) bool, interval time.Duration, res *loadResult) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	for i, nd := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			last := time.Now()
+			for n := 0; ctx.Err() == nil; n++ {
+				time.Sleep(interval)
+				if !alive(i) {
+					last = time.Now()
+					continue
+				}
+				id := fmt.Sprintf("%s-%d", nd.name, n)
+				s := nd.post(id)
+				res.mu.Lock()
+				res.status[s]++
+				if s >= 200 && s < 300 {
+					res.acked = append(res.acked, id)
+					if gap := time.Since(last); gap > res.firstGap && alive(i) {
+						res.firstGap = gap
+					}
+					last = time.Now()
+				}
+				res.mu.Unlock()
+			}
+		}()
+	}
+	return &wg
+}
+
+// subscriberStream opens WEBHOOKS through a node's NATS listener with its
+// generated subscriber credential; Cleanup closes the connection.
+func subscriberStream(t *testing.T, ctx context.Context, nd *procNode) jetstream.Stream {
+	t.Helper()
+	opt, err := nats.NkeyOptionFromSeed(filepath.Join(nd.dir, "store", subscriberSeedFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect("nats://"+nd.nats, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	s, err := js.Stream(ctx, event.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// streamIDs reads every event id in WEBHOOKS through a node.
+func streamIDs(t *testing.T, nd *procNode) map[string]bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s := subscriberStream(t, ctx, nd)
+	total := s.CachedInfo().State.Msgs
+	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]bool{}
+	for seen := uint64(0); seen < total; {
+		batch, err := c.Fetch(500, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for m := range batch.Messages() {
+			ids[m.Headers().Get(event.HeaderMsgID)] = true
+			seen++
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("read %d of %d events before the deadline", seen, total)
+		}
+	}
+	return ids
+}
+
+// leaderIndex returns the index of the node leading WEBHOOKS.
+func leaderIndex(t *testing.T, nodes []*procNode) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	info := subscriberStream(t, ctx, nodes[0]).CachedInfo()
+	for i, nd := range nodes {
+		if info.Cluster != nil && info.Cluster.Leader == nd.name {
+			return i
+		}
+	}
+	t.Fatalf("no node leads %s: %+v", event.StreamName, info.Cluster)
+	return 0
+}
+
+// replicaCurrent reports whether the named node holds a current copy of
+// WEBHOOKS without lag, as the stream's leader sees it.
+func replicaCurrent(t *testing.T, via *procNode, name string) bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	info := subscriberStream(t, ctx, via).CachedInfo()
+	if info.Cluster == nil {
+		return false
+	}
+	if info.Cluster.Leader == name {
+		return true
+	}
+	for _, p := range info.Cluster.Replicas {
+		if p.Name == name {
+			return p.Current && p.Lag == 0
+		}
+	}
+	return false
+}
+
+// TestClusterKillNode: three clustered gateway processes with replicas 3
+// take a steady stream of events; one is killed with SIGKILL mid-stream and
+// restarted. Every 2xx-acknowledged event is in the stream and reaches the
+// sink once (at its idempotency check), ingest continues on the other two,
+// and the restarted node catches up.
+func TestClusterKillNode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three gateway processes")
+	}
+	long := os.Getenv(clusterLongEnv) == "1"
+	run, down := 6*time.Second, 6*time.Second
+	if long {
+		run, down = 60*time.Second, 30*time.Second
+	}
+	sink := newDedupSink(t, 0)
+	nodes := newProcCluster(t, 3, destination("sink", sink.srv.URL, ""))
+	for _, nd := range nodes {
+		nd.start(t)
+	}
+	for _, nd := range nodes {
+		nd.waitAccepting(t, 90*time.Second)
+	}
+	// Kill the stream's leader, so that the others must elect a new one.
+	victim := leaderIndex(t, nodes)
+	var dead atomic.Bool
+	alive := func(i int) bool { return i != victim || !dead.Load() }
+	res := &loadResult{status: map[int]int{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	wg := steadyLoad(ctx, nodes, alive, 20*time.Millisecond, res)
+
+	time.Sleep(run / 2)
+	dead.Store(true)
+	ackedAtKill := res.count()
+	nodes[victim].kill()
+	killedAt := time.Now()
+	time.Sleep(down)
+	ackedWhileDown := res.count() - ackedAtKill
+	nodes[victim].start(t)
+	nodes[victim].waitAccepting(t, 90*time.Second)
+	rejoin := time.Since(killedAt)
+	dead.Store(false)
+	time.Sleep(run / 2)
+	cancel()
+	wg.Wait()
+
+	res.mu.Lock()
+	acked := append([]string(nil), res.acked...)
+	status := fmt.Sprint(res.status)
+	gap := res.firstGap
+	res.mu.Unlock()
+	t.Logf("killed the stream leader %s; acknowledged %d events (%d while it was down); answers by status (0 = no answer) %s; longest gap between 2xx on a live node %s; killed node accepting again %s after the kill",
+		nodes[victim].name, len(acked), ackedWhileDown, status, gap.Round(time.Millisecond), rejoin.Round(time.Millisecond))
+	if len(acked) < 100 {
+		t.Fatalf("only %d events acknowledged: ingest did not continue", len(acked))
+	}
+	if ackedWhileDown == 0 {
+		t.Fatal("no event acknowledged while a node was down")
+	}
+
+	// Every acknowledged event is in the stream, read through the
+	// restarted node.
+	ids := streamIDs(t, nodes[victim])
+	missing := 0
+	for _, id := range acked {
+		if !ids["demo:"+id] {
+			missing++
+		}
+	}
+	if missing > 0 {
+		t.Fatalf("%d of %d acknowledged events are not in the stream", missing, len(acked))
+	}
+	// The restarted node catches up: it is a current replica without lag.
+	waitFor(t, 60*time.Second, "the restarted node to be a current replica", func() bool {
+		return replicaCurrent(t, nodes[0], nodes[victim].name)
+	})
+	// Every acknowledged event reaches the sink, once at its idempotency check.
+	waitFor(t, 90*time.Second, "every acknowledged event at the sink", func() bool {
+		keys, _ := sink.counts()
+		for _, id := range acked {
+			if !keys["demo:"+id] {
+				return false
+			}
+		}
+		return true
+	})
+	_, dups := sink.counts()
+	t.Logf("sink: %d duplicate deliveries turned away by its idempotency check", dups)
+}

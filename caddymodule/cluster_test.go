@@ -1,0 +1,132 @@
+package caddymodule
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/hookgate/hookgate/event"
+)
+
+// TestClusterConfigErrors: a wrong cluster block or replicas is refused at
+// adapt or validate time with an error that says what to change, and never
+// repeats a route's password.
+func TestClusterConfigErrors(t *testing.T) {
+	site := func(lines string) string {
+		return "{\n\twebhooks {\n\t\tstore " + t.TempDir() + "\n\t\tlisten off\n" + lines + "\n\t}\n}\n:8080 {\n\twebhook_ingest {\n\t\tsource demo {\n\t\t\tverify none\n\t\t}\n\t}\n}\n"
+	}
+	for _, tc := range []struct{ lines, want string }{
+		{"replicas 2", `replicas "2": want 1, 3 or 5`},
+		{"replicas 3", "replicas 3 needs a cluster block"},
+		{"cluster {\n listen 127.0.0.1:6222\n}", "cluster: give a name and a listen host:port"},
+		{"cluster {\n name c\n listen 127.0.0.1:6222\n}", "set server_name to a stable name"},
+		{"cluster {\n name c\n listen nohost\n}", "listen"},
+		{"cluster {\n name c\n listen 127.0.0.1:6222\n routes http://u:hunter2@h:6222\n}", "want nats://host:port"},
+		{"cluster {\n name c\n listen 127.0.0.1:6222\n routes nats://u:hunter2@h\n}", "give the port"},
+		{"cluster {\n name c\n listen 127.0.0.1:6222\n tls a.crt\n}", "cluster tls: want <cert_file> <key_file> [ca <ca_file>]"},
+		{"cluster {\n name c\n listen 127.0.0.1:6222\n gossip on\n}", `unrecognized cluster option "gossip"`},
+	} {
+		_, err := loadErr(site(tc.lines))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v\nwant %q", tc.lines, err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("%q: the error holds a password: %v", tc.lines, err)
+		}
+	}
+	ok := "server_name a\nreplicas 3\ncluster {\n name c\n listen 127.0.0.1:6222\n routes nats://127.0.0.1:6223 nats://u:p@127.0.0.1:6224\n user r\n password s\n}"
+	if _, err := loadErr(site(ok)); err != nil {
+		t.Fatalf("a valid cluster block is refused: %v", err)
+	}
+}
+
+// TestRouteURLCredentials: the cluster's user and password are added to
+// route URLs that carry none, and kept on those that do.
+func TestRouteURLCredentials(t *testing.T) {
+	for in, want := range map[string]string{
+		"nats://h:6222":       "nats://r:s@h:6222",
+		"nats://x:y@h:6222":   "nats://x:y@h:6222",
+		"nats-route://h:6222": "nats-route://r:s@h:6222",
+	} {
+		got, err := routeURL(in, "r", "s")
+		if err != nil || got != want {
+			t.Errorf("routeURL(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+}
+
+// startPeer starts a plain nats-server cluster node with JetStream on
+// loopback: a peer of a clustered gateway, or a node of an external
+// cluster. routes are host:port cluster addresses.
+func startPeer(t *testing.T, name, cluster, user, pass string, routes []string) *server.Server {
+	t.Helper()
+	host, port, err := splitHostPort(cluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var urls []string
+	for _, r := range routes {
+		urls = append(urls, fmt.Sprintf("nats://%s:%s@%s", user, pass, r))
+	}
+	opts := &server.Options{
+		ServerName: name, Host: "127.0.0.1", Port: server.RANDOM_PORT,
+		JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
+		Cluster: server.ClusterOpts{Name: "hgtest", Host: host, Port: port, Username: user, Password: pass},
+		Routes:  server.RoutesFromStr(strings.Join(urls, ",")),
+	}
+	s, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatalf("peer %s did not start", name)
+	}
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	return s
+}
+
+// TestClusterWaitsForQuorum: a clustered gateway whose peers are not up
+// answers 503 with a Retry-After and keeps trying in the background; once
+// two peers join, it creates the streams with replicas 3 and accepts
+// events, which a PubAck then confirms a majority holds.
+func TestClusterWaitsForQuorum(t *testing.T) {
+	routes := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
+	g := startGateway(t, gatewayConfig{Global: fmt.Sprintf(`
+		server_name gw
+		replicas 3
+		cluster {
+			name hgtest
+			listen %s
+			routes nats://%s nats://%s
+			user route
+			password route-secret
+		}`, routes[0], routes[1], routes[2]), Ingest: "\t\tretry_after 7s"})
+	status, hdr, body := g.post("/webhooks/v1/demo", []byte(`{}`), map[string]string{"X-Id": "early"})
+	if status != http.StatusServiceUnavailable || hdr.Get("Retry-After") != "7" {
+		t.Fatalf("before the cluster formed: %d, Retry-After %q, %s; want 503 with Retry-After 7", status, hdr.Get("Retry-After"), body)
+	}
+	startPeer(t, "p2", routes[1], "route", "route-secret", routes)
+	startPeer(t, "p3", routes[2], "route", "route-secret", routes)
+	waitFor(t, 60*time.Second, "the gateway to accept events once the cluster formed", func() bool {
+		s, _, _ := g.post("/webhooks/v1/demo", []byte(`{}`), map[string]string{"X-Id": "late"})
+		return s == http.StatusOK
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, name := range []string{event.StreamName, event.DLQStreamName} {
+		s, err := g.engine().js.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info := s.CachedInfo()
+		if info.Config.Replicas != 3 || info.Cluster == nil || len(info.Cluster.Replicas) != 2 {
+			t.Fatalf("%s: replicas %d, cluster %+v; want 3 replicas on 3 nodes", name, info.Config.Replicas, info.Cluster)
+		}
+	}
+}
