@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"net/http"
+	"reflect"
 	"sync/atomic"
 
 	"github.com/nats-io/nats.go"
@@ -83,9 +84,16 @@ func rememberProvider(tp oteltrace.TracerProvider, span oteltrace.Span) {
 	if !span.IsRecording() {
 		return
 	}
-	if b := tracerProviders.Load(); b == nil || b.tp != tp {
+	if b := tracerProviders.Load(); b == nil || !sameProvider(b.tp, tp) {
 		tracerProviders.Store(&providerBox{tp})
 	}
+}
+
+// sameProvider reports whether a and b are the same provider, without
+// the panic of comparing values of a type that is not comparable.
+func sameProvider(a, b oteltrace.TracerProvider) bool {
+	ta := reflect.TypeOf(a)
+	return ta == reflect.TypeOf(b) && ta.Comparable() && a == b
 }
 
 // TracerProvider is the provider of the delivery spans: Caddy's tracing

@@ -3,9 +3,11 @@ package caddymodule
 import (
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"go.opentelemetry.io/otel"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -22,6 +24,7 @@ func TestTracing(t *testing.T) {
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
 	prev := otel.GetTracerProvider()
 	otel.SetTracerProvider(tp)
+	tracerProviders.Store(nil) // no Caddy provider from another test
 	t.Cleanup(func() { otel.SetTracerProvider(prev); _ = tp.Shutdown(t.Context()) })
 
 	sk := newSink(t, always(http.StatusOK))
@@ -84,5 +87,38 @@ func TestUntracedAddsNoAllocation(t *testing.T) {
 		countRequest(q, "alloc-src", "v1", outcomeAccepted)
 	}); n != 0 {
 		t.Errorf("%v allocations per untraced request", n)
+	}
+}
+
+// TestTracingCaddyDirective: behind Caddy's own tracing handler the
+// handler's span is a child of Caddy's, and the forwarders use Caddy's
+// tracer provider: the destination receives a traceparent of the caller's
+// trace with a span id of neither the caller nor Caddy's exporter-less
+// default.
+func TestTracingCaddyDirective(t *testing.T) {
+	t.Setenv("OTEL_TRACES_EXPORTER", "none")
+	tracerProviders.Store(nil)
+	t.Cleanup(func() { tracerProviders.Store(nil) })
+	sk := newSink(t, always(http.StatusOK))
+	cfg := gatewayConfig{Store: t.TempDir(), Addr: freeAddr(t), Sources: demoSources,
+		Destinations: destination("caddy-traced", sk.srv.URL, "")}
+	text := strings.Replace(cfg.caddyfile(), "\twebhook_ingest /webhooks/* {", "\ttracing {\n\t\tspan webhook\n\t}\n\twebhook_ingest /webhooks/* {", 1)
+	if err := loadCaddyfile(text); err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	t.Cleanup(func() { _ = caddy.Stop() })
+	g := &gateway{t: t, addr: cfg.Addr, cfg: cfg}
+	const traceID, callerSpan = "5bf92f3577b34da6a3ce929d0e0e4737", "10f067aa0ba902b8"
+	if st, _, b := g.post("/webhooks/v1/demo", []byte(`{}`), map[string]string{"X-Id": "ct-1", "Traceparent": "00-" + traceID + "-" + callerSpan + "-01"}); st != http.StatusOK {
+		t.Fatalf("POST: %d %s", st, b)
+	}
+	waitFor(t, 10*time.Second, "the delivery", func() bool { return sk.calls.Load() == 1 })
+	if tracerProviders.Load() == nil {
+		t.Error("the forwarders were not given Caddy's tracer provider")
+	}
+	_, hdrs := sk.received()
+	got := strings.Split(hdrs[0].Get("Traceparent"), "-")
+	if len(got) != 4 || got[1] != traceID || got[2] == callerSpan {
+		t.Errorf("the destination's traceparent %q does not continue trace %s in a new span", hdrs[0].Get("Traceparent"), traceID)
 	}
 }
