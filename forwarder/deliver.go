@@ -229,6 +229,9 @@ func (f *Forwarder) setHeaders(h headerSetter, d *delivery) {
 			h.Set(e.name, e.value)
 		}
 	}
+	if d.traceparent != "" {
+		h.Set("Traceparent", d.traceparent)
+	}
 	h.Set(event.HeaderWebhookID, d.ev.ID)
 	h.Set(event.HeaderIdempotencyKey, d.ev.ID)
 	h.Set(event.HeaderWebhookAttempt, strconv.Itoa(d.attempt))
