@@ -30,6 +30,11 @@ func TestClusterConfigErrors(t *testing.T) {
 		{"cluster {\n name c\n listen 127.0.0.1:6222\n routes nats://u:hunter2@h\n}", "give the port"},
 		{"cluster {\n name c\n listen 127.0.0.1:6222\n tls a.crt\n}", "cluster tls: want <cert_file> <key_file> [ca <ca_file>]"},
 		{"cluster {\n name c\n listen 127.0.0.1:6222\n gossip on\n}", `unrecognized cluster option "gossip"`},
+		{"nats nats://127.0.0.1:4222 {\n creds a.creds\n user u\n}", "nats: give one of creds, nkey, or user and password"},
+		{"nats", "nats: give at least one server URL"},
+		{"nats http://u:hunter2@h:4222", "want nats://host:port or tls://host:port"},
+		{"server_name a\nnats nats://h:4222\ncluster {\n name c\n listen 127.0.0.1:6222\n}", "nats and cluster exclude each other"},
+		{"nats nats://h:4222 {\n tls {\n client_auth a.crt\n }\n}", "client_auth: want <cert_file> <key_file>"},
 	} {
 		_, err := loadErr(site(tc.lines))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -60,6 +65,12 @@ func TestRouteURLCredentials(t *testing.T) {
 	}
 }
 
+// The client login of the test's plain nats-server nodes.
+const (
+	peerUser     = "app"
+	peerPassword = "app-secret"
+)
+
 // startPeer starts a plain nats-server cluster node with JetStream on
 // loopback: a peer of a clustered gateway, or a node of an external
 // cluster. routes are host:port cluster addresses.
@@ -76,6 +87,7 @@ func startPeer(t *testing.T, name, cluster, user, pass string, routes []string) 
 	opts := &server.Options{
 		ServerName: name, Host: "127.0.0.1", Port: server.RANDOM_PORT,
 		JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
+		Username: peerUser, Password: peerPassword,
 		Cluster: server.ClusterOpts{Name: "hgtest", Host: host, Port: port, Username: user, Password: pass},
 		Routes:  server.RoutesFromStr(strings.Join(urls, ",")),
 	}
