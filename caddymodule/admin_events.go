@@ -83,24 +83,6 @@ func serveEventLogPath(ctx context.Context, app *App, w http.ResponseWriter, r *
 	return apiError(http.StatusNotFound, "no event log endpoint %s", r.URL.Path)
 }
 
-// routeEvents, routeReplay, routeDLQ and routeStatus serve the paths under
-// events/, replay/, dlq/ and status for app (the dashboard's endpoints).
-func routeEvents(ctx context.Context, app *App, w http.ResponseWriter, r *http.Request, rest string) error {
-	return serveEventLogPath(ctx, app, w, r, "events/"+rest)
-}
-
-func routeReplay(ctx context.Context, app *App, w http.ResponseWriter, r *http.Request, rest string) error {
-	return serveEventLogPath(ctx, app, w, r, "replay/"+rest)
-}
-
-func routeDLQ(ctx context.Context, app *App, w http.ResponseWriter, r *http.Request, rest string) error {
-	return serveEventLogPath(ctx, app, w, r, "dlq/"+rest)
-}
-
-func routeStatus(ctx context.Context, app *App, w http.ResponseWriter, r *http.Request, rest string) error {
-	return serveEventLogPath(ctx, app, w, r, "status/"+rest)
-}
-
 // idBetween matches prefix + an event id + suffix; the id may hold '/'.
 func idBetween(prefix, suffix string) func(string) (string, bool) {
 	return func(p string) (string, bool) {

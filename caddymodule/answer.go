@@ -39,7 +39,7 @@ func (h *Handler) reject(q *request, p *problem, reason error) error {
 	if source == "" {
 		version = "" // whatever the path said: labels stay bounded
 	}
-	countRequest(source, version, p.slug)
+	countRequest(source, version, p.slug, q.now)
 	if ce := h.logger.Check(p.level, "webhook rejected"); ce != nil {
 		fields := []zap.Field{
 			zap.Int("status", p.status),
@@ -96,7 +96,7 @@ func clientIP(r *http.Request) string {
 
 // logHandshake records that a provider's endpoint check was answered.
 func (h *Handler) logHandshake(q *request) {
-	countRequest(q.src.name, q.version, outcomeHandshake)
+	countRequest(q.src.name, q.version, outcomeHandshake, q.now)
 	if ce := h.logger.Check(zapcore.InfoLevel, "webhook URL verification answered"); ce != nil {
 		ce.Write(zap.String("source", q.src.name), zap.String("version", q.version))
 	}

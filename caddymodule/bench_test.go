@@ -191,6 +191,6 @@ func BenchmarkDedupWindowMemory(b *testing.B) {
 // caddy_webhooks_requests_total adds to the request path.
 func BenchmarkCountRequest(b *testing.B) {
 	for b.Loop() {
-		countRequest("github", "v1", "invalid-signature")
+		countRequest("github", "v1", "invalid-signature", time.Now())
 	}
 }

@@ -110,24 +110,26 @@ func checkHandler(d *caddyfile.Dispenser, h *Handler, sources []parsedSource) er
 	return nil
 }
 
-// placeholderError explains why secret number n (from 1) resolved to an
-// error or to nothing. A secret that is one placeholder is named with what
-// it needed: "secret {env.GITHUB_SECRET}: environment variable
-// GITHUB_SECRET is not set or empty". Any other is named by its number
-// only, so that no literal part of a secret reaches a log.
-func placeholderError(n int, secret string, err error) error {
-	inner, ok := strings.CutPrefix(secret, "{")
+// placeholderError explains why a verify value (what, e.g. "secret 1" or
+// "option verify_token") resolved to an error or to nothing. A value that
+// is one placeholder is named with what it needed: "secret
+// {env.GITHUB_SECRET}: environment variable GITHUB_SECRET is not set or
+// empty". Any other is named by what only, so that no literal part of a
+// secret reaches a log.
+func placeholderError(what, value string, err error) error {
+	inner, ok := strings.CutPrefix(value, "{")
 	inner, whole := strings.CutSuffix(inner, "}")
 	if ok && whole && !strings.ContainsAny(inner, "{}") {
+		kind, _, _ := strings.Cut(what, " ")
 		if name, ok := strings.CutPrefix(inner, "env."); ok {
-			return fmt.Errorf("secret %s: environment variable %s is not set or empty; set it in the environment of the process that runs Caddy, or use {file.<path>}", secret, name)
+			return fmt.Errorf("%s %s: environment variable %s is not set or empty; set it in the environment of the process that runs Caddy, or use {file.<path>}", kind, value, name)
 		}
 		if name, ok := strings.CutPrefix(inner, "file."); ok {
-			return fmt.Errorf("secret %s: file %s is missing, unreadable or empty (the log says why); write the secret into it", secret, name)
+			return fmt.Errorf("%s %s: file %s is missing, unreadable or empty (the log says why); write the value into it", kind, value, name)
 		}
 	}
 	if err == nil {
 		err = errors.New("it is empty")
 	}
-	return fmt.Errorf("secret %d: %w", n, err)
+	return fmt.Errorf("%s: %w", what, err)
 }

@@ -134,7 +134,7 @@ func (d *Dashboard) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhtt
 
 // serveAPI answers one JSON endpoint with the admin API's own routes.
 func (d *Dashboard) serveAPI(ctx context.Context, w http.ResponseWriter, r *http.Request, rest string) error {
-	return serveEventLogPath(ctx, d.app, w, r, rest)
+	return serveEventLogPath(ctx, d.app, w, r, rest) // admin_events.go
 }
 
 // servePage serves the page with a CSRF token of its own: the token is in

@@ -429,11 +429,28 @@ func (a *App) getEvent(ctx context.Context, id string, withBody bool) (*EventDet
 	if d.Attempts, err = forwarder.ReadAttempts(ctx, e.js, id); err != nil {
 		return nil, apiError(http.StatusServiceUnavailable, "%v", err)
 	}
+	d.Attempts = withDeliveredAttempts(d.Attempts, states, s.StreamSeq)
 	if withBody {
 		body, enc := forwarder.EncodeBody(m.Data)
 		d.Body, d.BodyEncoding = &body, enc
 	}
 	return d, nil
+}
+
+// withDeliveredAttempts adds the successful attempts the history leaves
+// to the delivery state (forwarder.AttemptFromState), ordered by time.
+func withDeliveredAttempts(as []forwarder.Attempt, states []forwarder.Delivery, seq uint64) []forwarder.Attempt {
+	for _, st := range states {
+		a, ok := forwarder.AttemptFromState(st)
+		if !ok || st.Sequence != seq || slices.ContainsFunc(as, func(x forwarder.Attempt) bool {
+			return x.Destination == a.Destination && x.Attempt == a.Attempt
+		}) {
+			continue
+		}
+		as = append(as, a)
+	}
+	slices.SortStableFunc(as, func(x, y forwarder.Attempt) int { return x.Time.Compare(y.Time) })
+	return as
 }
 
 // storedHeaders returns a stored event's headers, credential values

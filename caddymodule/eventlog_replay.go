@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -171,7 +172,10 @@ func enqueueReplay(ctx context.Context, e *engine, dest string, t replayTask, ms
 	}
 	msg := nats.NewMsg(replaySubjectRoot + "." + dest)
 	msg.Data = data
-	_, err = e.js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID), jetstream.WithExpectStream(replayStream))
+	ack, err := e.js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID), jetstream.WithExpectStream(replayStream))
+	if err == nil && !ack.Duplicate {
+		countReplay(dest, strings.HasPrefix(msgID, "redrive:"))
+	}
 	return err
 }
 

@@ -106,16 +106,25 @@ func destinationHealth(ctx context.Context, e *engine, f *forwarder.Forwarder) D
 		return h
 	}
 	h.Pending, h.InFlight, h.Breaker, h.Paused = ds.Pending, ds.AckPending, ds.Circuit, ds.PausedUntil != nil
-	if ds.Pending+uint64(ds.AckPending) > 0 {
-		if cons, err := e.js.Consumer(ctx, event.StreamName, ds.Consumer); err == nil {
-			floor := cons.CachedInfo().AckFloor.Stream
-			if t, ok := firstMatchAfter(ctx, e, floor+1, f.Config().Subjects); ok {
-				h.OldestPendingAge = time.Since(t).Round(time.Second).String()
-			}
-		}
+	if t, ok := oldestPending(ctx, e, f, ds); ok {
+		h.OldestPendingAge = time.Since(t).Round(time.Second).String()
 	}
 	h.LastError = lastAttemptError(ctx, e, f.Name())
 	return h
+}
+
+// oldestPending returns when the destination's oldest unsettled event was
+// stored: the first match after its consumer's ack floor. ok is false with
+// no backlog (or when JetStream does not answer).
+func oldestPending(ctx context.Context, e *engine, f *forwarder.Forwarder, ds *forwarder.DestinationStatus) (time.Time, bool) {
+	if ds.Pending+uint64(ds.AckPending) == 0 {
+		return time.Time{}, false
+	}
+	cons, err := e.js.Consumer(ctx, event.StreamName, ds.Consumer)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return firstMatchAfter(ctx, e, cons.CachedInfo().AckFloor.Stream+1, f.Config().Subjects)
 }
 
 // firstMatchAfter returns the store time of the first event at or after

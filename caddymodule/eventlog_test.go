@@ -311,6 +311,12 @@ func TestEventLogReadAndReplay(t *testing.T) {
 		badAttempt.Response.Header["Set-Cookie"][0] != forwarder.Redacted {
 		t.Errorf("attempt history: %+v", d.Attempts)
 	}
+	// The successful first attempt at ok comes from the delivery state.
+	if !slices.ContainsFunc(d.Attempts, func(a forwarder.Attempt) bool {
+		return a.Destination == "ok" && a.Attempt == 1 && a.StatusCode == 200 && a.Outcome == "delivered" && !a.Time.IsZero() && a.Latency > 0
+	}) {
+		t.Errorf("no delivered attempt at ok in %+v", d.Attempts)
+	}
 	adminJSON(t, admin, http.MethodGet, "/webhooks/events/demo:r1?body=1", "", http.StatusOK, &d)
 	if d.Body == nil || *d.Body != `{"id":"r1"}` || d.BodyEncoding != "" {
 		t.Errorf("body: %v %q", d.Body, d.BodyEncoding)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hookgate/hookgate/event"
 	"github.com/hookgate/hookgate/forwarder"
+	"github.com/hookgate/hookgate/verify"
 )
 
 // Prometheus metrics, served with Caddy's own on the admin endpoint's
@@ -25,6 +26,11 @@ var metrics = struct {
 	attemptSecs  *prometheus.HistogramVec
 	deadLetters  *prometheus.CounterVec
 	filtered     *prometheus.CounterVec
+	requestSecs  *prometheus.HistogramVec
+	verifyFails  *prometheus.CounterVec
+	deliverySecs *prometheus.HistogramVec
+	replays      *prometheus.CounterVec
+	redrives     *prometheus.CounterVec
 }{
 	requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "webhooks", Name: "requests_total",
@@ -52,6 +58,28 @@ var metrics = struct {
 		Namespace: "caddy", Subsystem: "webhooks", Name: "filtered_total",
 		Help: "Events a destination's filters did not let through: acknowledged for that destination without a delivery, by destination.",
 	}, []string{"destination"}),
+	requestSecs: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "caddy", Subsystem: "webhooks", Name: "request_duration_seconds",
+		Help:    "Time the handler took over a request, from its arrival to the answer, by source and outcome (as in requests_total).",
+		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+	}, []string{"source", "outcome"}),
+	verifyFails: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "webhooks", Name: "verify_failures_total",
+		Help: "Requests whose signature did not verify, by source and reason: missing_header, malformed, stale_timestamp (a clock problem), mismatch (a wrong or rotated secret), config.",
+	}, []string{"source", "reason"}),
+	deliverySecs: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "caddy", Subsystem: "webhooks", Name: "delivery_latency_seconds",
+		Help:    "Time from an event's arrival at the gateway to its successful delivery, retries included, by destination.",
+		Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400},
+	}, []string{"destination"}),
+	replays: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "webhooks", Name: "replays_total",
+		Help: "Stored events queued for delivery again by an operator (one event or a bulk replay), by destination.",
+	}, []string{"destination"}),
+	redrives: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "webhooks", Name: "redrives_total",
+		Help: "Dead letters queued for delivery again by an operator, by destination.",
+	}, []string{"destination"}),
 }
 
 // Descriptions of the gauges the app collects from JetStream at scrape time.
@@ -68,6 +96,12 @@ var (
 		"Events handed to a destination's forwarder and not yet settled: in an attempt or waiting out a retry delay.", []string{"destination"}, nil)
 	descPaused = prometheus.NewDesc("caddy_webhooks_destination_paused",
 		"1 while a destination gets no events: its circuit is open or its consumer paused (after failures, or indefinitely after a 410); else 0.", []string{"destination"}, nil)
+	descOldestPending = prometheus.NewDesc("caddy_webhooks_destination_oldest_pending_age_seconds",
+		"Age of a destination's oldest unsettled event (since it was stored); 0 with no backlog.", []string{"destination"}, nil)
+	descBreakerOpen = prometheus.NewDesc("caddy_webhooks_destination_breaker_open",
+		"1 while a destination's circuit breaker is open (half-open and closed are 0).", []string{"destination"}, nil)
+	descStoreUp = prometheus.NewDesc("caddy_webhooks_store_up",
+		"1 while the event store runs and takes new events; 0 when it is stopped, full or failing.", nil, nil)
 )
 
 // registerMetrics registers the collectors into a config's registry; a
@@ -88,7 +122,8 @@ func registerMetrics(reg *prometheus.Registry) error {
 // registerMetrics adds to every config's registry.
 func processCollectors() []prometheus.Collector {
 	return []prometheus.Collector{metrics.requests, metrics.storeSeconds, metrics.attempts,
-		metrics.attemptSecs, metrics.deadLetters, metrics.filtered}
+		metrics.attemptSecs, metrics.deadLetters, metrics.filtered, metrics.requestSecs,
+		metrics.verifyFails, metrics.deliverySecs, metrics.replays, metrics.redrives}
 }
 
 // destinationObserver feeds a destination's forwarder events to the
@@ -98,6 +133,7 @@ type destinationObserver struct {
 	seconds     prometheus.Observer
 	deadLetters map[string]prometheus.Counter
 	filtered    prometheus.Counter
+	delivered   prometheus.Observer
 }
 
 func newDestinationObserver(name string) *destinationObserver {
@@ -106,6 +142,7 @@ func newDestinationObserver(name string) *destinationObserver {
 		seconds:     metrics.attemptSecs.WithLabelValues(name),
 		deadLetters: make(map[string]prometheus.Counter, len(forwarder.DeadLetterReasons)),
 		filtered:    metrics.filtered.WithLabelValues(name),
+		delivered:   metrics.deliverySecs.WithLabelValues(name),
 	}
 	// Made up front so every series shows from the start, at 0.
 	for _, out := range forwarder.AttemptOutcomes {
@@ -114,6 +151,8 @@ func newDestinationObserver(name string) *destinationObserver {
 	for _, r := range forwarder.DeadLetterReasons {
 		o.deadLetters[r] = metrics.deadLetters.WithLabelValues(name, r)
 	}
+	metrics.replays.WithLabelValues(name)
+	metrics.redrives.WithLabelValues(name)
 	return o
 }
 
@@ -132,8 +171,15 @@ func (o *destinationObserver) DeadLettered(reason string) {
 
 func (o *destinationObserver) Filtered() { o.filtered.Inc() }
 
-// Interface guard: the app hands a destinationObserver to each forwarder.
-var _ forwarder.Observer = (*destinationObserver)(nil)
+func (o *destinationObserver) DeliveredAfter(sinceArrival time.Duration) {
+	o.delivered.Observe(sinceArrival.Seconds())
+}
+
+// Interface guards: the app hands a destinationObserver to each forwarder.
+var (
+	_ forwarder.Observer        = (*destinationObserver)(nil)
+	_ forwarder.LatencyObserver = (*destinationObserver)(nil)
+)
 
 // Outcomes of requests that were not rejected.
 const (
@@ -142,9 +188,27 @@ const (
 	outcomeHandshake = "handshake"
 )
 
-// countRequest counts one answered request.
-func countRequest(source, version, outcome string) {
+// countRequest counts one answered request and how long the handler took
+// over it since it arrived at start.
+func countRequest(source, version, outcome string, start time.Time) {
 	metrics.requests.WithLabelValues(source, version, outcome).Inc()
+	metrics.requestSecs.WithLabelValues(source, outcome).Observe(time.Since(start).Seconds())
+}
+
+// countVerifyFailure counts a request of source whose signature did not
+// verify with err, by verify.Reason.
+func countVerifyFailure(source string, err error) {
+	metrics.verifyFails.WithLabelValues(source, verify.Reason(err)).Inc()
+}
+
+// countReplay counts an event queued again for destination: a redrive of
+// a dead letter when redrive is set, else a replay.
+func countReplay(destination string, redrive bool) {
+	if redrive {
+		metrics.redrives.WithLabelValues(destination).Inc()
+		return
+	}
+	metrics.replays.WithLabelValues(destination).Inc()
 }
 
 // appCollector reports the app's streams and destinations from JetStream
@@ -159,7 +223,8 @@ type appCollector struct {
 const scrapeTimeout = 2 * time.Second
 
 func (c *appCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descStreamMessages, descStreamBytes, descStreamMaxBytes, descPending, descAckPending, descPaused} {
+	for _, d := range []*prometheus.Desc{descStreamMessages, descStreamBytes, descStreamMaxBytes, descPending, descAckPending, descPaused,
+		descOldestPending, descBreakerOpen, descStoreUp} {
 		ch <- d
 	}
 }
@@ -169,8 +234,10 @@ func (c *appCollector) Collect(ch chan<- prometheus.Metric) {
 	defer c.mu.Unlock()
 	e := c.app.runningEngine()
 	if e == nil {
-		return // not started, or stopped: nothing to report
+		ch <- prometheus.MustNewConstMetric(descStoreUp, prometheus.GaugeValue, 0)
+		return // not started, or stopped: nothing else to report
 	}
+	ch <- prometheus.MustNewConstMetric(descStoreUp, prometheus.GaugeValue, boolGauge(e.writable()))
 	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
 	defer cancel()
 	for _, name := range []string{event.StreamName, event.DLQStreamName} {
@@ -192,10 +259,23 @@ func (c *appCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(descPending, prometheus.GaugeValue, float64(st.Pending), st.Name)
 		ch <- prometheus.MustNewConstMetric(descAckPending, prometheus.GaugeValue, float64(st.AckPending), st.Name)
-		paused := 0.0
-		if st.Paused {
-			paused = 1
+		ch <- prometheus.MustNewConstMetric(descPaused, prometheus.GaugeValue, boolGauge(st.Paused), st.Name)
+		ch <- prometheus.MustNewConstMetric(descBreakerOpen, prometheus.GaugeValue, boolGauge(st.Circuit == circuitOpen), st.Name)
+		age := 0.0
+		if t, ok := oldestPending(ctx, e, f, st); ok {
+			age = max(time.Since(t).Seconds(), 0)
 		}
-		ch <- prometheus.MustNewConstMetric(descPaused, prometheus.GaugeValue, paused, st.Name)
+		ch <- prometheus.MustNewConstMetric(descOldestPending, prometheus.GaugeValue, age, st.Name)
 	}
+}
+
+// circuitOpen is forwarder.DestinationStatus.Circuit for an open breaker.
+const circuitOpen = "open"
+
+// boolGauge is a gauge's value for b: 1 or 0.
+func boolGauge(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -8,8 +8,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"sort"
 	"strings"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // dashboardExprs returns every query of docs/grafana-dashboard.json.
@@ -99,3 +102,64 @@ func TestDashboardQueriesParse(t *testing.T) {
 		t.Fatalf("promtool did not check all %d queries:\n%s", len(exprs), out)
 	}
 }
+
+// TestDashboardNamesExportedMetrics checks that every metric the dashboard
+// and the alert rules query is one the gateway exports, so a renamed
+// metric cannot leave a panel or an alert silently empty.
+func TestDashboardNamesExportedMetrics(t *testing.T) {
+	exported := exportedMetricNames(t)
+	rules, err := os.ReadFile("../docs/alerts.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sources := map[string]string{"docs/alerts.yaml": string(rules)}
+	for i, e := range dashboardExprs(t) {
+		sources[fmt.Sprintf("dashboard query %d", i+1)] = e
+	}
+	used := map[string]bool{}
+	for where, text := range sources {
+		for _, name := range metricName.FindAllString(text, -1) {
+			used[name] = true
+			if !exported[name] {
+				t.Errorf("%s queries %s, which the gateway does not export", where, name)
+			}
+		}
+	}
+	var unused []string
+	for name := range exported {
+		base := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(name, "_bucket"), "_sum"), "_count")
+		if name == base && !used[name] && !used[name+"_bucket"] {
+			unused = append(unused, name)
+		}
+	}
+	sort.Strings(unused)
+	t.Logf("exported but on no panel or alert: %v", unused)
+}
+
+// exportedMetricNames returns the name of every metric the gateway exports,
+// with the _bucket, _sum and _count series of its histograms.
+func exportedMetricNames(t *testing.T) map[string]bool {
+	t.Helper()
+	ch := make(chan *prometheus.Desc, 64)
+	go func() {
+		for _, c := range processCollectors() {
+			c.Describe(ch)
+		}
+		(&appCollector{}).Describe(ch)
+		close(ch)
+	}()
+	fq := regexp.MustCompile(`fqName: "([^"]+)"`)
+	names := map[string]bool{}
+	for d := range ch {
+		m := fq.FindStringSubmatch(d.String())
+		if m == nil {
+			t.Fatalf("no name in %s", d)
+		}
+		for _, suffix := range []string{"", "_bucket", "_sum", "_count"} {
+			names[m[1]+suffix] = true
+		}
+	}
+	return names
+}
+
+var metricName = regexp.MustCompile(`\bcaddy_webhooks_[a-z_]+\b`)

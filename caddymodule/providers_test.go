@@ -1,6 +1,8 @@
 package caddymodule
 
 import (
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,7 +33,11 @@ func TestProvidersSendCommands(t *testing.T) {
 	}
 	sk := newSink(t, always(204))
 	addr := freeAddr(t)
-	loadProvidersCaddyfile(t, addr, sk.srv.URL)
+	loadRepoCaddyfile(t, "Caddyfile.providers", map[string]string{
+		"url http://127.0.0.1:8081/sink": "url " + sk.srv.URL + "/sink",
+		"\n:8080 {":                      "\nhttp://" + addr + " {",
+		"\n:8081 {":                      "\nhttp://" + freeAddr(t) + " {",
+	})
 
 	bin := t.TempDir()
 	clitest.Shim(t, bin)
@@ -60,38 +66,73 @@ func TestProvidersSendCommands(t *testing.T) {
 	})
 }
 
-// loadProvidersCaddyfile loads ../Caddyfile.providers with its site on addr,
-// its destination's URL on sinkURL, and its store, admin endpoint, NATS
-// listener and demo sink out of the way.
-func loadProvidersCaddyfile(t *testing.T, addr, sinkURL string) {
+// loadRepoCaddyfile loads the repository's Caddyfile name with its
+// store, admin endpoint and NATS listener moved out of the way and the
+// replacements made (each must match once), and stops Caddy when the
+// test ends.
+func loadRepoCaddyfile(t *testing.T, name string, replacements map[string]string) {
 	t.Helper()
-	b, err := os.ReadFile("../Caddyfile.providers")
+	b, err := os.ReadFile(filepath.Join("..", name))
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := string(b)
 	dir := t.TempDir()
-	for old, repl := range map[string]string{
-		"\tadmin localhost:2019\n":       "\tadmin off\n\tpersist_config off\n\tstorage file_system " + dir + "/caddy\n",
-		"store ./data":                   "store " + dir + "/store",
-		"listen 127.0.0.1:4222":          "listen off",
-		"url http://127.0.0.1:8081/sink": "url " + sinkURL + "/sink",
-		"\n:8080 {":                      "\nhttp://" + addr + " {",
-		"\n:8081 {":                      "\nhttp://" + freeAddr(t) + " {",
-	} {
+	replacements["\tadmin localhost:2019\n"] = "\tadmin off\n\tpersist_config off\n\tstorage file_system " + dir + "/caddy\n"
+	replacements["store ./data"] = "store " + dir + "/store"
+	replacements["listen 127.0.0.1:4222"] = "listen off"
+	for old, repl := range replacements {
 		if strings.Count(cfg, old) != 1 {
-			t.Fatalf("Caddyfile.providers no longer holds %q once: update this test", old)
+			t.Fatalf("%s no longer holds %q once: update this test", name, old)
 		}
 		cfg = strings.Replace(cfg, old, repl, 1)
 	}
 	if err := loadCaddyfile(cfg); err != nil {
-		t.Fatalf("Caddyfile.providers: %v", err)
+		t.Fatalf("%s: %v", name, err)
 	}
 	t.Cleanup(func() {
 		if err := caddy.Stop(); err != nil {
 			t.Errorf("caddy stop: %v", err)
 		}
 	})
+}
+
+// TestExampleDashboard: Caddyfile.example's dashboard asks for the login
+// the README gives, and shows the demo event with it.
+func TestExampleDashboard(t *testing.T) {
+	addr, dash := freeAddr(t), freeAddr(t)
+	loadRepoCaddyfile(t, "Caddyfile.example", map[string]string{
+		"\n:8080 {": "\nhttp://" + addr + " {",
+		"\n:8081 {": "\nhttp://" + freeAddr(t) + " {",
+		"\n:8082 {": "\nhttp://" + dash + " {",
+	})
+	g := &gateway{t: t, addr: addr}
+	if st, _, b := g.post("/webhooks/v1/demo", []byte(`{"hello":"world"}`), map[string]string{"X-Demo-Id": "42"}); st != http.StatusOK {
+		t.Fatalf("the README's curl: %d %s", st, b)
+	}
+	get := func(user, pass string) (int, string) {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+dash+"/api/events", nil)
+		if user != "" {
+			req.SetBasicAuth(user, pass)
+		}
+		// bcrypt under the race detector takes seconds.
+		resp, err := (&http.Client{Timeout: time.Minute}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, _ := get("", ""); code != http.StatusUnauthorized {
+		t.Errorf("without a login: %d, want 401", code)
+	}
+	if code, _ := get("admin", "wrong"); code != http.StatusUnauthorized {
+		t.Errorf("with a wrong password: %d, want 401", code)
+	}
+	if code, body := get("admin", "hookgate-demo"); code != http.StatusOK || !strings.Contains(body, `"id":"demo:42"`) {
+		t.Errorf("with the README's login: %d %s", code, body)
+	}
 }
 
 // sendCommands returns the `caddy webhooks send` command lines of the

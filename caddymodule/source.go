@@ -224,15 +224,30 @@ func (s *Source) verifier(repl *caddy.Replacer) (verify.Verifier, error) {
 	for i, sec := range s.Verify.Secrets {
 		v, err := repl.ReplaceOrErr(sec, true, true)
 		if err != nil || v == "" {
-			return nil, fmt.Errorf("verify: %w", placeholderError(i+1, sec, err))
+			return nil, fmt.Errorf("verify: %w", placeholderError(fmt.Sprintf("secret %d", i+1), sec, err))
 		}
 		secrets = append(secrets, v)
+	}
+	// Options hold secrets too (Meta's verify_token, Plaid's client_id):
+	// their {env.*} and {file.*} placeholders are resolved as well. Others
+	// are the scheme's own ({body} and {timestamp} in a template) and are
+	// kept.
+	var options map[string]string
+	if len(s.Verify.Options) > 0 {
+		options = make(map[string]string, len(s.Verify.Options))
+	}
+	for name, val := range s.Verify.Options {
+		v := repl.ReplaceKnown(val, "")
+		if v == "" && val != "" {
+			return nil, fmt.Errorf("verify: %w", placeholderError("option "+name, val, nil))
+		}
+		options[name] = v
 	}
 	v, err := verify.New(verify.Config{
 		Scheme:    s.Verify.Scheme,
 		Secrets:   secrets,
 		Tolerance: time.Duration(s.Tolerance),
-		Options:   s.Verify.Options,
+		Options:   options,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("verify: %w", err)

@@ -64,12 +64,8 @@ func (r *run) deadLetter(d *delivery, reason string, res result) {
 	r.attempts.forget(d.md.Sequence.Stream)
 	r.writeState(d, StatusFailed, res, time.Time{})
 	r.obs.DeadLettered(reason)
-	r.log.Warn("event dead-lettered",
-		zap.String("event_id", d.ev.ID),
-		zap.String("reason", reason),
-		zap.Int("attempts", d.attempt),
-		zap.Int("last_status", res.status),
-		zap.String("last_error", res.err))
+	r.log.Error("event dead-lettered",
+		append(logFields(d, res), zap.String("reason", reason), zap.String("last_error", res.err))...)
 }
 
 // copyToDLQ publishes the dead letter and waits for its PubAck.

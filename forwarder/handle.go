@@ -52,6 +52,9 @@ func (r *run) handle(m jetstream.Msg) {
 		res := r.attemptOnce(d)
 		r.recordAttempt(d, res)
 		r.obs.Attempted(res.outcome.String(), res.latency)
+		if res.outcome == delivered {
+			observeDelivered(r.obs, d.received)
+		}
 		r.recordBreaker(probe, res)
 		if !r.settle(d, res) {
 			return
@@ -164,7 +167,7 @@ func (r *run) settle(d *delivery, res result) (again bool) {
 		// Checked here, not in r.debug: its variadic fields would be
 		// allocated for every delivery even with debug logging off.
 		if ce := r.log.Check(zapcore.DebugLevel, "delivered"); ce != nil {
-			ce.Write(zap.String("event_id", d.ev.ID), zap.Int("attempt", d.attempt), zap.Int("status", res.status), zap.Duration("latency", res.latency))
+			ce.Write(logFields(d, res)...)
 		}
 		return false
 	case deadLetter:
@@ -183,8 +186,8 @@ func (r *run) settle(d *delivery, res result) (again bool) {
 	}
 	r.attempts.set(d.md.Sequence.Stream, d.attempt)
 	r.writeState(d, StatusRetrying, res, dec.next)
-	if ce := r.log.Check(zapcore.DebugLevel, "retrying"); ce != nil {
-		ce.Write(zap.String("event_id", d.ev.ID), zap.Int("attempt", d.attempt), zap.Int("status", res.status), zap.String("error", res.err), zap.Duration("delay", in.delay))
+	if ce := r.log.Check(zapcore.WarnLevel, "delivery failed; will retry"); ce != nil {
+		ce.Write(append(logFields(d, res), zap.String("error", res.err), zap.Duration("delay", in.delay))...)
 	}
 	if dec.verdict == retryLater {
 		r.nak(d.msg, in.delay)

@@ -17,6 +17,21 @@ type Observer interface {
 	Filtered()
 }
 
+// LatencyObserver is an Observer that is also told, for every event
+// delivered (a 2xx), how long after its arrival at the gateway that was:
+// the latency users feel, retries included. Replays are not reported.
+type LatencyObserver interface {
+	DeliveredAfter(sinceArrival time.Duration)
+}
+
+// observeDelivered tells o, if it listens, that an event received at
+// received was delivered just now.
+func observeDelivered(o Observer, received time.Time) {
+	if lo, ok := o.(LatencyObserver); ok {
+		lo.DeliveredAfter(time.Since(received))
+	}
+}
+
 // The outcomes of one attempt, as Observer.Attempted reports them.
 const (
 	AttemptDelivered = "delivered" // a 2xx

@@ -190,7 +190,9 @@ func TestRateCap(t *testing.T) {
 	s.mu.Unlock()
 	elapsed := hits[n-1].at.Sub(hits[0].at)
 	t.Logf("%d deliveries in %v at rate 50/s burst 2", n, elapsed)
-	if min := time.Duration(n-cfg.Burst) * time.Second / 50; elapsed < min*95/100 {
+	// 90%: the sink stamps arrivals, and the first ones may arrive late
+	// (a new connection on a loaded machine), which shortens the span.
+	if min := time.Duration(n-cfg.Burst) * time.Second / 50; elapsed < min*90/100 {
 		t.Errorf("%d deliveries took %v, faster than the cap allows (%v)", n, elapsed, min)
 	}
 	// No window of 500ms holds more than rate·0.5 + burst calls, give or

@@ -235,14 +235,11 @@ func runHostile(bin, dir string, logf func(string, ...any)) (*hostileResult, err
 				row.Stored = true
 			}
 			if strings.HasSuffix(eid, ":"+row.ID+"-smuggled") {
-				// Go frames by Transfer-Encoding, drops Content-Length
-				// and keeps the connection open, so the request behind
-				// the chunked end is served as the next one. Harmless
-				// unless a front proxy frames by Content-Length; RFC 9112
-				// §6.1 says to close. Recorded, not failed: the fix
-				// belongs in the handler (Connection: close on chunked
-				// requests) or Go.
-				res.Findings = append(res.Findings, fmt.Sprintf("%s: the request hidden behind the chunked end was served and stored (Go keeps the connection open; RFC 9112 §6.1 says close it)", row.Name))
+				// Go frames by Transfer-Encoding and drops
+				// Content-Length; the handler closes the connection
+				// after a chunked request (RFC 9112 §6.1), so a request
+				// hidden behind the chunked end is never served.
+				res.Failures = append(res.Failures, fmt.Sprintf("%s: the request hidden behind the chunked end was served and stored: a chunked request must close the connection (RFC 9112 §6.1)", row.Name))
 			}
 		}
 		if row.Stored != table[i].stored && !table[i].mayStore {
