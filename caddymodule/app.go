@@ -171,6 +171,9 @@ func (a *App) provision(ctx caddy.Context) error {
 		if err := reg.Register(&appCollector{app: a}); err != nil {
 			return fmt.Errorf("metrics: %w", err)
 		}
+		if err := reg.Register(&clusterCollector{app: a}); err != nil { // cluster_status.go
+			return fmt.Errorf("metrics: %w", err)
+		}
 	}
 	repl := caddy.NewReplacer()
 
