@@ -69,7 +69,7 @@ http://%[7]s {
 `
 
 // newProcCluster prepares n clustered nodes with replicas 3 (not started).
-func newProcCluster(t *testing.T, n int, destinations string) []*procNode {
+func newProcCluster(t testing.TB, n int, destinations string) []*procNode {
 	t.Helper()
 	nodes := make([]*procNode, n)
 	var routes []string
@@ -94,7 +94,7 @@ func newProcCluster(t *testing.T, n int, destinations string) []*procNode {
 }
 
 // start runs the node; Cleanup kills it.
-func (nd *procNode) start(t *testing.T) {
+func (nd *procNode) start(t testing.TB) {
 	t.Helper()
 	path := filepath.Join(nd.dir, "Caddyfile")
 	if err := os.WriteFile(path, []byte(nd.caddyfile), 0o600); err != nil {
@@ -143,7 +143,7 @@ func (nd *procNode) tail() string {
 }
 
 // get returns the body of a GET on the node's admin API.
-func (nd *procNode) get(t *testing.T, path string) string {
+func (nd *procNode) get(t testing.TB, path string) string {
 	t.Helper()
 	resp, err := procClient.Get("http://" + nd.admin + path)
 	if err != nil {
@@ -158,7 +158,7 @@ func (nd *procNode) get(t *testing.T, path string) string {
 }
 
 // getJSON decodes the answer of a GET on the node's admin API into v.
-func (nd *procNode) getJSON(t *testing.T, path string, v any) {
+func (nd *procNode) getJSON(t testing.TB, path string, v any) {
 	t.Helper()
 	if err := json.Unmarshal([]byte(nd.get(t, path)), v); err != nil {
 		t.Fatal(err)
@@ -197,7 +197,7 @@ func (nd *procNode) post(id string) int {
 }
 
 // waitAccepting posts probes until the node answers 2xx.
-func (nd *procNode) waitAccepting(t *testing.T, d time.Duration) {
+func (nd *procNode) waitAccepting(t testing.TB, d time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for i := 0; time.Now().Before(deadline); i++ {
@@ -220,7 +220,7 @@ type dedupSink struct {
 	delay                 time.Duration
 }
 
-func newDedupSink(t *testing.T, delay time.Duration) *dedupSink {
+func newDedupSink(t testing.TB, delay time.Duration) *dedupSink {
 	s := &dedupSink{seen: map[string]int{}, delay: delay}
 	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n := s.inFlight.Add(1)
