@@ -106,19 +106,24 @@ func startPeer(t *testing.T, name, cluster, user, pass string, routes []string) 
 // TestClusterWaitsForQuorum: a clustered gateway whose peers are not up
 // answers 503 with a Retry-After and keeps trying in the background; once
 // two peers join, it creates the streams with replicas 3 and accepts
-// events, which a PubAck then confirms a majority holds.
+// events, which a PubAck then confirms a majority holds. A reload to
+// replicas 1 with one more route applies without a restart.
 func TestClusterWaitsForQuorum(t *testing.T) {
 	routes := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
-	g := startGateway(t, gatewayConfig{Global: fmt.Sprintf(`
+	global := func(replicas int, routes ...string) string {
+		return fmt.Sprintf(`
 		server_name gw
-		replicas 3
+		replicas %d
 		cluster {
 			name hgtest
 			listen %s
-			routes nats://%s nats://%s
+			routes nats://%s
 			user route
 			password route-secret
-		}`, routes[0], routes[1], routes[2]), Ingest: "\t\tretry_after 7s"})
+		}`, replicas, routes[0], strings.Join(routes[1:], " nats://"))
+	}
+	cfg := gatewayConfig{Global: global(3, routes...), Ingest: "\t\tretry_after 7s"}
+	g := startGateway(t, cfg)
 	status, hdr, body := g.post("/webhooks/v1/demo", []byte(`{}`), map[string]string{"X-Id": "early"})
 	if status != http.StatusServiceUnavailable || hdr.Get("Retry-After") != "7" {
 		t.Fatalf("before the cluster formed: %d, Retry-After %q, %s; want 503 with Retry-After 7", status, hdr.Get("Retry-After"), body)
@@ -131,14 +136,31 @@ func TestClusterWaitsForQuorum(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	for _, name := range []string{event.StreamName, event.DLQStreamName} {
-		s, err := g.engine().js.Stream(ctx, name)
-		if err != nil {
-			t.Fatal(err)
+	wantReplicas := func(n int) func() bool {
+		return func() bool {
+			for _, name := range []string{event.StreamName, event.DLQStreamName} {
+				s, err := g.engine().js.Stream(ctx, name)
+				if err != nil {
+					return false
+				}
+				info := s.CachedInfo()
+				if info.Config.Replicas != n || info.Cluster == nil || len(info.Cluster.Replicas) != n-1 {
+					return false
+				}
+			}
+			return true
 		}
-		info := s.CachedInfo()
-		if info.Config.Replicas != 3 || info.Cluster == nil || len(info.Cluster.Replicas) != 2 {
-			t.Fatalf("%s: replicas %d, cluster %+v; want 3 replicas on 3 nodes", name, info.Config.Replicas, info.Cluster)
-		}
+	}
+	if !wantReplicas(3)() {
+		t.Fatal("the streams do not have 3 replicas on 3 nodes")
+	}
+	// A reload that lowers replicas and adds a route applies without a
+	// restart.
+	cfg = g.cfg
+	cfg.Global = global(1, append(routes, freeAddr(t))...)
+	g.load(cfg)
+	waitFor(t, 30*time.Second, "the streams to have 1 replica after the reload", wantReplicas(1))
+	if s, _, b := g.post("/webhooks/v1/demo", []byte(`{}`), map[string]string{"X-Id": "after-reload"}); s != http.StatusOK {
+		t.Fatalf("after the reload: %d %s", s, b)
 	}
 }
