@@ -197,6 +197,24 @@ func clusterOptions(opts *server.Options, cfg clusterEngineConfig) error {
 	return nil
 }
 
+// clusterCurrent reports whether the embedded server is in touch with a
+// JetStream meta leader (always true off a cluster, and with an external
+// cluster, whose health the connection reports). A node cut off from the
+// majority is not: it could not acknowledge an event, so the readiness
+// check says not ready and the load balancer sends providers elsewhere.
+func (e *engine) clusterCurrent() bool {
+	if e.srv == nil || !e.srv.JetStreamIsClustered() {
+		return true
+	}
+	// JetStreamIsCurrent alone says yes to a follower with no leader at
+	// all; the meta group's leader must be known too.
+	if !e.srv.JetStreamIsCurrent() {
+		return false
+	}
+	info, err := e.srv.Jsz(&server.JSzOptions{})
+	return err == nil && info.Meta != nil && info.Meta.Leader != ""
+}
+
 // splitHostPort splits a host:port with a numeric port.
 func splitHostPort(hp string) (string, int, error) {
 	host, port, err := net.SplitHostPort(hp)

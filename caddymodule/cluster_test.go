@@ -107,7 +107,8 @@ func startPeer(t *testing.T, name, cluster, user, pass string, routes []string) 
 // answers 503 with a Retry-After and keeps trying in the background; once
 // two peers join, it creates the streams with replicas 3 and accepts
 // events, which a PubAck then confirms a majority holds. A reload to
-// replicas 1 with one more route applies without a restart.
+// replicas 1 with one more route applies without a restart. Once the peers
+// are gone, the node is not ready (webhook_ready's storeState).
 func TestClusterWaitsForQuorum(t *testing.T) {
 	routes := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
 	global := func(replicas int, routes ...string) string {
@@ -128,8 +129,8 @@ func TestClusterWaitsForQuorum(t *testing.T) {
 	if status != http.StatusServiceUnavailable || hdr.Get("Retry-After") != "7" {
 		t.Fatalf("before the cluster formed: %d, Retry-After %q, %s; want 503 with Retry-After 7", status, hdr.Get("Retry-After"), body)
 	}
-	startPeer(t, "p2", routes[1], "route", "route-secret", routes)
-	startPeer(t, "p3", routes[2], "route", "route-secret", routes)
+	p2 := startPeer(t, "p2", routes[1], "route", "route-secret", routes)
+	p3 := startPeer(t, "p3", routes[2], "route", "route-secret", routes)
 	waitFor(t, 60*time.Second, "the gateway to accept events once the cluster formed", func() bool {
 		s, _, _ := g.post("/webhooks/v1/demo", []byte(`{}`), map[string]string{"X-Id": "late"})
 		return s == http.StatusOK
@@ -163,4 +164,13 @@ func TestClusterWaitsForQuorum(t *testing.T) {
 	if s, _, b := g.post("/webhooks/v1/demo", []byte(`{}`), map[string]string{"X-Id": "after-reload"}); s != http.StatusOK {
 		t.Fatalf("after the reload: %d %s", s, b)
 	}
+	if !g.engine().clusterCurrent() {
+		t.Fatal("a node of a healthy cluster is not current")
+	}
+	// Cut off from the majority, the node is not ready.
+	p2.Shutdown()
+	p3.Shutdown()
+	waitFor(t, 30*time.Second, "the node cut off from the majority to report not current", func() bool {
+		return !g.engine().clusterCurrent()
+	})
 }
