@@ -117,6 +117,8 @@ func (a *App) storeState() storeState {
 		return storeDown
 	case !e.writable():
 		return storeFull
+	case !e.clusterCurrent(): // cluster.go: cut off from the majority
+		return storeDown
 	}
 	return storeWritable
 }
