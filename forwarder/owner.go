@@ -106,6 +106,11 @@ func (f *Forwarder) claimConsumer(ctx context.Context, owners jetstream.KeyValue
 		return true, nil
 	case err != nil && !errors.Is(err, jetstream.ErrKeyNotFound):
 		return false, fmt.Errorf("destination %q: read %s: %w", f.cfg.Name, OwnerBucket, err)
+	case info.Delivered.Consumer == 0:
+		// Nothing was taken through it: keeping it loses no event. This
+		// is also another gateway node that created it and has not
+		// recorded it yet (it records before it delivers).
+		return true, f.recordOwner(ctx, owners, info)
 	}
 	f.log.Error("the destination's consumer was not created by the gateway: a NATS client made it, maybe before the destination was configured, and may have taken events from it; deleting it so that every stored event is delivered",
 		zap.String("consumer", f.consumer),
@@ -145,12 +150,20 @@ func (f *Forwarder) createOwnedConsumer(ctx context.Context, owners jetstream.Ke
 		if info.Delivered.Consumer != 0 {
 			continue // an identical consumer someone else made and used
 		}
-		if _, err := owners.Put(ctx, f.consumer, []byte(createdStamp(info.Created))); err != nil {
-			return nil, fmt.Errorf("destination %q: record consumer %q in %s: %w", f.cfg.Name, f.consumer, OwnerBucket, err)
+		if err := f.recordOwner(ctx, owners, info); err != nil {
+			return nil, err
 		}
 		return cons, nil
 	}
 	return nil, fmt.Errorf("destination %q: consumer %q is re-created by a NATS client each time the gateway deletes it; revoke that client's credential and reload", f.cfg.Name, f.consumer)
+}
+
+// recordOwner records the consumer described by info as the gateway's own.
+func (f *Forwarder) recordOwner(ctx context.Context, owners jetstream.KeyValue, info *jetstream.ConsumerInfo) error {
+	if _, err := owners.Put(ctx, f.consumer, []byte(createdStamp(info.Created))); err != nil {
+		return fmt.Errorf("destination %q: record consumer %q in %s: %w", f.cfg.Name, f.consumer, OwnerBucket, err)
+	}
+	return nil
 }
 
 // updateConsumer updates the gateway's own consumer to ccfg.
