@@ -66,7 +66,7 @@ reason on stderr), 2 usage error.`,
     --header "X-Hub-Signature-256: sha256=757107ea..." --body-file payload.json`,
 	}
 	deliveryCommand(c, cmdVerify)
-	c.Flags().Duration("tolerance", 0, "how far the signed timestamp may be from now (default 5m)")
+	c.Flags().Duration("tolerance", 0, "how far the signed timestamp may be from now (default: the scheme's, 5m for most, 8h for mailgun)")
 	return c
 }
 

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 )
 
 // withReady is cfg's Caddyfile with "webhook_ready /ready" in the site,
@@ -25,6 +26,18 @@ func startReadyGateway(t *testing.T, cfg gatewayConfig) *gateway {
 	if err := loadCaddyfile(withReady(g.cfg)); err != nil {
 		t.Fatalf("load config with webhook_ready: %v", err)
 	}
+	// The load replaced the running config: connections to the old server
+	// may be reset (the reload race the README describes), so the test
+	// starts once the new one answers.
+	testClient.CloseIdleConnections()
+	waitFor(t, 10*time.Second, "the reloaded server answers /ready", func() bool {
+		resp, err := testClient.Get(g.url("/ready"))
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return true
+	})
 	return g
 }
 
