@@ -36,9 +36,9 @@ const ownedConsumerPrefix = "fwd-"
 const maxClaims = 3
 
 // ensureOwnerBucket opens OwnerBucket, or creates it with as many replicas
-// as the WEBHOOKS stream. On creation it adopts the fwd-* consumers that
-// already exist: they were made by a gateway that did not keep records yet,
-// and deleting them would deliver every stored event again.
+// as the WEBHOOKS stream. On creation it adopts the fwd-* consumers that a
+// gateway without records (an older version) ran: deleting them would
+// deliver every stored event again.
 func ensureOwnerBucket(ctx context.Context, js jetstream.JetStream, log *zap.Logger) (jetstream.KeyValue, error) {
 	kv, err := js.KeyValue(ctx, OwnerBucket)
 	if err == nil {
@@ -64,15 +64,28 @@ func ensureOwnerBucket(ctx context.Context, js jetstream.JetStream, log *zap.Log
 	if err != nil {
 		return nil, fmt.Errorf("create consumer record bucket %s: %w", OwnerBucket, err)
 	}
-	return kv, adoptConsumers(ctx, s, kv, log)
+	return kv, adoptConsumers(ctx, js, s, kv, log)
 }
 
-// adoptConsumers records every fwd-* consumer of s as the gateway's own.
-func adoptConsumers(ctx context.Context, s jetstream.Stream, kv jetstream.KeyValue, log *zap.Logger) error {
+// adoptConsumers records as the gateway's own every fwd-<name> consumer
+// of s for whose destination the gateway wrote a delivery state (only the
+// gateway writes StateBucket). Others are left to claimConsumer.
+func adoptConsumers(ctx context.Context, js jetstream.JetStream, s jetstream.Stream, kv jetstream.KeyValue, log *zap.Logger) error {
+	stateStream, err := js.Stream(ctx, stateStreamName)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil // no delivery state: no gateway ran a forwarder here
+	}
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", stateStreamName, err)
+	}
 	infos := s.ListConsumers(ctx)
 	for info := range infos.Info() {
-		if !strings.HasPrefix(info.Name, ownedConsumerPrefix) {
+		dest, ok := strings.CutPrefix(info.Name, ownedConsumerPrefix)
+		if !ok {
 			continue
+		}
+		if _, err := stateStream.GetLastMsgForSubject(ctx, "$KV."+StateBucket+".*."+dest); err != nil {
+			continue // the gateway never delivered through it
 		}
 		if _, err := kv.Create(ctx, info.Name, []byte(createdStamp(info.Created))); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
 			return fmt.Errorf("record consumer %s in %s: %w", info.Name, OwnerBucket, err)
