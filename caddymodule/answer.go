@@ -148,6 +148,8 @@ var (
 	problemRateSource = newProblem(http.StatusTooManyRequests, "rate-limited", rateLimitedDetail, zapcore.InfoLevel)
 	problemNotReady   = newProblem(http.StatusServiceUnavailable, "not-ready", "The event store is starting; retry later.", zapcore.WarnLevel)
 	problemStore      = newProblem(http.StatusServiceUnavailable, "store-unavailable", "The event could not be stored; retry later.", zapcore.ErrorLevel)
+	// problemStoreQuiet is problemStore for a refusal logged elsewhere.
+	problemStoreQuiet = newProblem(http.StatusServiceUnavailable, "store-unavailable", "The event could not be stored; retry later.", zapcore.DebugLevel)
 )
 
 // Reasons logged for rejections that floods produce, made once so that

@@ -468,6 +468,10 @@ func (h *Handler) store(q *request) error {
 	ack, err := h.events.publish(ctx, msg)
 	src.storeSeconds.Observe(time.Since(start).Seconds())
 	cancel()
+	if errors.Is(err, errStreamFull) {
+		// Logged by the engine once a minute, with what to do.
+		return h.reject(q, problemStoreQuiet, err)
+	}
 	if err != nil {
 		return h.reject(q, problemStore, err)
 	}
