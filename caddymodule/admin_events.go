@@ -1,11 +1,14 @@
 package caddymodule
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -210,10 +213,38 @@ func readJSONBody(r *http.Request, v any) error {
 	if len(strings.TrimSpace(string(b))) == 0 {
 		return nil
 	}
-	if err := json.Unmarshal(b, v); err != nil {
-		return apiError(http.StatusBadRequest, "the body must be a JSON object: %v", err)
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	err = dec.Decode(v)
+	if err == nil && dec.More() {
+		err = errors.New("more than one JSON value")
+	}
+	if err != nil {
+		if field, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+			return apiError(http.StatusBadRequest, "unknown field %s in the body; this endpoint takes %s", field, strings.Join(jsonFields(v), ", "))
+		}
+		return apiError(http.StatusBadRequest, "the body must be one JSON object with the fields %s: %v", strings.Join(jsonFields(v), ", "), err)
 	}
 	return nil
+}
+
+// jsonFields lists the JSON names of the fields of the struct v points
+// to, for an error that says which fields a body may hold.
+func jsonFields(v any) []string {
+	t := reflect.TypeOf(v)
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct {
+		return nil
+	}
+	var out []string
+	for i := range t.NumField() {
+		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ","); name != "" && name != "-" {
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 // filterRequest is a filter as the API takes it: times as RFC 3339 or a
@@ -260,8 +291,8 @@ func (fr filterRequest) filter(now time.Time) (EventFilter, error) {
 		return f, err
 	}
 	if fr.Limit != "" {
-		if f.Limit, err = strconv.Atoi(fr.Limit); err != nil || f.Limit <= 0 {
-			return f, apiError(http.StatusBadRequest, "limit %q: give a positive number (at most %d)", fr.Limit, maxPageLimit)
+		if f.Limit, err = strconv.Atoi(fr.Limit); err != nil || f.Limit <= 0 || f.Limit > maxPageLimit {
+			return f, apiError(http.StatusBadRequest, "limit %q: give a number from 1 to %d; page on with the cursor for more", fr.Limit, maxPageLimit)
 		}
 	}
 	return f, nil

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -93,6 +94,7 @@ to test a running gateway. Prints the response status, headers and body; exits
 	}
 	deliveryCommand(c, cmdSend)
 	c.Flags().Duration("timeout", 30*time.Second, "how long to wait for the answer")
+	c.Flags().String("content-type", "", "the Content-Type (default: application/json when the body is JSON, as GitHub and Stripe send; none otherwise); a --header Content-Type wins")
 	return c
 }
 
@@ -281,6 +283,7 @@ func cmdSend(fl caddycmd.Flags) (int, error) {
 	if d.req.URL == nil {
 		return exitUsage, errors.New("--url is required")
 	}
+	setContentType(d.req, fl.String("content-type"))
 	if err := d.sign(); err != nil {
 		return exitUsage, err
 	}
@@ -310,6 +313,21 @@ func cmdSend(fl caddycmd.Flags) (int, error) {
 		return exitInvalid, fmt.Errorf("the gateway answered %s", resp.Status)
 	}
 	return exitOK, nil
+}
+
+// setContentType gives req the Content-Type a provider would send unless
+// a --header set one: ct when given, else application/json for a JSON
+// body.
+func setContentType(req *verify.Request, ct string) {
+	if req.Header.Get("Content-Type") != "" {
+		return
+	}
+	if ct == "" && len(bytes.TrimSpace(req.Body)) > 0 && json.Valid(req.Body) {
+		ct = "application/json"
+	}
+	if ct != "" {
+		req.Header.Set("Content-Type", ct)
+	}
 }
 
 func writeHeaders(w io.Writer, h http.Header) {

@@ -12,11 +12,13 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
@@ -182,8 +184,11 @@ provider's delivery id. When more events match, the last line gives the
 	})
 }
 
+// eventsHeader is the header row of 'events' and 'tail'.
+const eventsHeader = "SEQ\tRECEIVED\tID\tSOURCE\tVERSION\tTYPE\tSIZE\tSTATUS\n"
+
 func printEvents(w io.Writer, p *EventPage) {
-	fmt.Fprintln(w, "SEQ\tRECEIVED\tID\tSOURCE\tVERSION\tTYPE\tSIZE\tSTATUS")
+	fmt.Fprint(w, eventsHeader)
 	for _, e := range p.Events {
 		printEventRow(w, e)
 	}
@@ -353,8 +358,8 @@ func flatten(v url.Values) map[string]string {
 }
 
 func printJob(w io.Writer, j *ReplayJob) {
-	fmt.Fprintln(w, "JOB\tKIND\tSTATE\tMATCHED\tQUEUED\tDELIVERED\tFAILED")
-	fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%d\t%d\n", j.ID, j.Kind, j.State, j.Matched, j.Queued, j.Delivered, j.Failed)
+	fmt.Fprintln(w, "JOB\tKIND\tSTATE\tMATCHED\tQUEUED\tDELIVERED\tFAILED\tSKIPPED")
+	fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\n", j.ID, j.Kind, j.State, j.Matched, j.Queued, j.Delivered, j.Failed, j.Skipped)
 	if j.Error != "" {
 		fmt.Fprintf(w, "error: %s\n", j.Error)
 	}
@@ -502,17 +507,59 @@ one JSON object per line. --count stops after that many events.`,
 	}
 	addTailFlags(c.Flags())
 	return eventLogCommand(c, func(cl *client, fl caddycmd.Flags) error {
-		tw := tabwriter.NewWriter(cl.out, 0, 4, 2, ' ', 0)
+		tw := &streamTable{w: cl.out, widths: slices.Clone(tailWidths[:])}
+		if !cl.json {
+			if err := tw.row(eventsHeader); err != nil {
+				return err
+			}
+		}
 		return follow(cl, fl, func(e EventSummary) error {
 			if cl.json {
 				b, _ := json.Marshal(e)
 				_, err := fmt.Fprintf(cl.out, "%s\n", b)
 				return err
 			}
-			printEventRow(tw, e)
-			return tw.Flush()
+			var b strings.Builder
+			printEventRow(&b, e)
+			return tw.row(b.String())
 		})
 	})
+}
+
+// tailWidths are the widths of tail's columns (but the last): a row is
+// printed as it comes, so the columns cannot be measured first as a
+// tabwriter does for 'events'. 44 fits a GitHub delivery id with its
+// source ("github:" and a UUID); a longer cell widens its column from
+// then on.
+var tailWidths = [7]int{6, 19, 44, 8, 7, 24, 6}
+
+// streamTable prints tab-separated rows one at a time in columns of at
+// least widths, two spaces apart: the look of the tabwriter tables of the
+// other commands, for output that never ends.
+type streamTable struct {
+	w      io.Writer
+	widths []int
+}
+
+func (t *streamTable) row(line string) error {
+	cells := strings.Split(strings.TrimSuffix(line, "\n"), "\t")
+	var b strings.Builder
+	for i, c := range cells {
+		if i == len(cells)-1 {
+			b.WriteString(c)
+			break
+		}
+		if i >= len(t.widths) {
+			t.widths = append(t.widths, 0)
+		}
+		n := utf8.RuneCountInString(c)
+		t.widths[i] = max(t.widths[i], n)
+		b.WriteString(c)
+		b.WriteString(strings.Repeat(" ", t.widths[i]-n+2))
+	}
+	b.WriteByte('\n')
+	_, err := io.WriteString(t.w, b.String())
+	return err
 }
 
 func addTailFlags(fs *pflag.FlagSet) {

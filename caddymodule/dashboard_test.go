@@ -397,3 +397,18 @@ func TestDashboardCaddyfile(t *testing.T) {
 		t.Errorf("a bare webhook_dashboard: %v", err)
 	}
 }
+
+// TestDashboardURLWithCredentials opens the page as
+// http://user:pass@host/ops/, as an operator does behind basic auth: its
+// fetches must not be built from the URL with the credentials in it
+// (fetch refuses those), so the events still show.
+func TestDashboardURLWithCredentials(t *testing.T) {
+	ctx := browser(t)
+	ok, bad := newSink(t, always(http.StatusOK)), newSink(t, always(http.StatusOK))
+	g, base := startDashboard(t, ok, bad)
+	g.postAll(t, "cred1")
+	withUser := strings.Replace(base, "http://", "http://admin:hookgate-demo@", 1)
+	if err := chromedp.Do(ctx, chromedp.Navigate(withUser), chromedp.WaitVisible(chromedp.CSS(`#listpane tr[data-id="demo:cred1"]`))); err != nil {
+		t.Fatalf("the dashboard opened with credentials in its URL shows no events: %v", err)
+	}
+}

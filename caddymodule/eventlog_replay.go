@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/hookgate/hookgate/event"
 	"github.com/hookgate/hookgate/forwarder"
 )
 
@@ -152,15 +153,40 @@ func (a *App) onReplay(dest string, m jetstream.Msg) {
 		a.logger.Warn("replay of an expired event dropped", zap.String("event_id", t.EventID), zap.String("destination", dest))
 		job.count(forwarder.StatusFailed)
 		_ = m.Term()
+	case errors.Is(err, forwarder.ErrFiltered):
+		a.logger.Info("replay skipped: the destination's filter rejects the event", zap.String("event_id", t.EventID), zap.String("destination", dest))
+		job.skip()
+		_ = m.Term()
 	case err != nil:
-		a.logger.Warn("replay failed; will retry", zap.String("event_id", t.EventID), zap.String("destination", dest), zap.Error(err))
-		_ = m.NakWithDelay(replayRetryIdle)
+		a.replayError(ctx, f, dest, t, m, attempts, err)
 	case res.Status == forwarder.StatusRetrying:
 		_ = m.NakWithDelay(res.RetryIn)
 	default:
 		job.count(res.Status)
 		_ = m.Ack()
 	}
+}
+
+// replayError settles a replay that could not be attempted (an error
+// other than a delivery's failure): it is tried again after the
+// destination's backoff until its max_attempts are spent, then the event
+// is dead-lettered again, so that one broken event never holds up the
+// replays queued behind it.
+func (a *App) replayError(ctx context.Context, f *forwarder.Forwarder, dest string, t replayTask, m jetstream.Msg, attempts int, err error) {
+	log := a.logger.With(zap.String("event_id", t.EventID), zap.String("destination", dest), zap.Int("attempt", attempts+1))
+	if attempts+1 < f.Config().MaxAttempts {
+		log.Warn("replay failed; will retry", zap.Error(err))
+		_ = m.NakWithDelay(f.ReplayRetryDelay(attempts + 1))
+		return
+	}
+	if derr := f.AbandonReplay(ctx, t.Seq, err); derr != nil && !errors.Is(derr, forwarder.ErrEventGone) {
+		log.Error("replay failed and could not be dead-lettered; will retry", zap.Error(err), zap.NamedError("dead_letter_error", derr))
+		_ = m.NakWithDelay(replayRetryIdle)
+		return
+	}
+	log.Error("replay failed after max_attempts; dead-lettered again", zap.Error(err))
+	jobs.get(t.Job).count(forwarder.StatusFailed)
+	_ = m.Term()
 }
 
 // enqueueReplay puts one replay in WEBHOOKS_REPLAY and waits for the
@@ -209,6 +235,9 @@ func (a *App) replayEvent(ctx context.Context, id, dest string) (*ReplayQueued, 
 		}
 		return nil, apiError(http.StatusConflict, "event %q (subject %s) matches no running destination", id, s.Subject)
 	}
+	if err := a.dropFiltered(m, s.Status, dest); err != nil {
+		return nil, err
+	}
 	out := &ReplayQueued{EventID: s.ID, StreamSeq: s.StreamSeq, Status: "queued"}
 	stamp := time.Now().UnixNano()
 	for d := range s.Status {
@@ -220,6 +249,29 @@ func (a *App) replayEvent(ctx context.Context, id, dest string) (*ReplayQueued, 
 	}
 	slices.Sort(out.Destinations)
 	return out, nil
+}
+
+// dropFiltered removes from dests the destinations whose filter rejects
+// the stored event m. It answers 409 when none is left: a replay delivers
+// only what the destination would take fresh.
+func (a *App) dropFiltered(m *nats.Msg, dests map[string]forwarder.Status, only string) error {
+	ev, err := event.Decode(&nats.Msg{Subject: subjectOf(m), Header: m.Header, Data: m.Data})
+	if err != nil {
+		return apiError(http.StatusConflict, "stored event cannot be decoded for replay: %v", err)
+	}
+	for d := range dests {
+		if f := a.forwarder(d); f != nil && !f.Accepts(ev) {
+			delete(dests, d)
+		}
+	}
+	switch {
+	case len(dests) > 0:
+		return nil
+	case only != "":
+		return apiError(http.StatusConflict, "the destination's filter rejects this event: %q does not deliver event %q (its filter decides on replay too)", only, ev.ID)
+	default:
+		return apiError(http.StatusConflict, "the destination's filter rejects this event at every destination it matches; nothing to replay for %q", ev.ID)
+	}
 }
 
 // ReplayJob is a bulk replay or redrive running in the background. The
@@ -236,6 +288,9 @@ type ReplayJob struct {
 	Queued    int `json:"queued"`
 	Delivered int `json:"delivered"`
 	Failed    int `json:"failed"`
+	// Skipped counts deliveries not made because the destination's filter
+	// rejects the event.
+	Skipped int `json:"skipped"`
 	// State is queuing, running (all queued, deliveries outstanding) or
 	// done; Error says why queuing stopped early.
 	State      string     `json:"state"`
@@ -250,6 +305,7 @@ type job struct {
 	v         ReplayJob
 	delivered atomic.Int64
 	failed    atomic.Int64
+	skipped   atomic.Int64
 	queuedAll atomic.Bool
 }
 
@@ -264,11 +320,18 @@ func (j *job) count(st forwarder.Status) {
 	}
 }
 
+// skip counts a delivery the destination's filter rejects.
+func (j *job) skip() {
+	if j != nil {
+		j.skipped.Add(1)
+	}
+}
+
 func (j *job) snapshot() ReplayJob {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	v := j.v
-	v.Delivered, v.Failed = int(j.delivered.Load()), int(j.failed.Load())
+	v.Delivered, v.Failed, v.Skipped = int(j.delivered.Load()), int(j.failed.Load()), int(j.skipped.Load())
 	switch {
 	case v.Error != "" || !j.queuedAll.Load():
 		if v.Error != "" {
@@ -276,7 +339,7 @@ func (j *job) snapshot() ReplayJob {
 		} else {
 			v.State = "queuing"
 		}
-	case v.Delivered+v.Failed >= v.Queued:
+	case v.Delivered+v.Failed+v.Skipped >= v.Queued:
 		v.State = "done"
 	default:
 		v.State = "running"
@@ -397,17 +460,49 @@ func (a *App) redriveAll(ctx context.Context, f EventFilter) (*ReplayJob, error)
 		return nil, err
 	}
 	j := jobs.add("redrive", f, len(recs))
+	groups := byEventAndDestination(recs)
 	go a.queueJob(j, func(ctx context.Context, i int) error {
-		if _, err := a.redriveRecord(ctx, e, recs[i], j.v.ID); err != nil {
+		g := groups[i]
+		if _, err := a.redriveRecord(ctx, e, g[0], j.v.ID); err != nil {
 			return err
+		}
+		// The event goes once to the destination: its other dead letters
+		// there are settled by the same redrive.
+		for _, m := range g[1:] {
+			if err := deleteDLQMsg(ctx, e, seqOf(m)); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+				a.logger.Warn("duplicate dead letter could not be removed", zap.Uint64("id", seqOf(m)), zap.Error(err))
+			}
 		}
 		j.mu.Lock()
 		j.v.Queued++
 		j.mu.Unlock()
 		return nil
-	}, len(recs))
+	}, len(groups))
 	v := j.snapshot()
 	return &v, nil
+}
+
+// byEventAndDestination groups dead letters by (stored event,
+// destination), in their order: an event dead-lettered several times at
+// one destination is redriven once.
+func byEventAndDestination(recs []*nats.Msg) [][]*nats.Msg {
+	type key struct {
+		seq  uint64
+		dest string
+	}
+	at := map[key]int{}
+	var out [][]*nats.Msg
+	for _, m := range recs {
+		dl := deadLetter(m)
+		k := key{dl.StreamSeq, dl.Destination}
+		if i, ok := at[k]; ok {
+			out[i] = append(out[i], m)
+			continue
+		}
+		at[k] = len(out)
+		out = append(out, []*nats.Msg{m})
+	}
+	return out
 }
 
 // queueJob runs queue for each of n items, stopping at the first error.

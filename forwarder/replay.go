@@ -21,6 +21,11 @@ var ErrNotRunning = errors.New("forwarder: destination is not running")
 // retention ran out): it cannot be replayed.
 var ErrEventGone = errors.New("forwarder: event no longer stored")
 
+// ErrFiltered means the destination's filter rejects the event: a replay
+// does not deliver it (the filter of the running config decides, as for
+// a fresh event).
+var ErrFiltered = errors.New("forwarder: the destination's filter rejects this event")
+
 // ReplayResult is what one replay attempt came to.
 type ReplayResult struct {
 	// EventID is the replayed event's id.
@@ -64,6 +69,15 @@ func (f *Forwarder) Replay(ctx context.Context, seq uint64, replayAttempts int) 
 		return nil, err
 	}
 	out := &ReplayResult{EventID: d.ev.ID, Attempt: d.attempt}
+	if !f.Accepts(d.ev) {
+		return nil, fmt.Errorf("destination %q: event %q: %w", f.cfg.Name, d.ev.ID, ErrFiltered)
+	}
+	// The transformation of the running config, as on every attempt. It
+	// fails the same way every time, so the event is dead-lettered again
+	// at once, as a fresh event is.
+	if err := f.transform(d, nil); err != nil {
+		return f.redeadLetter(r, d, out, result{err: err.Error(), reason: reasonTransform})
+	}
 	if !f.breaker.closed() {
 		out.Status, out.RetryIn, out.Error = StatusRetrying, f.cfg.retryDelay(replayAttempts+1, 0), "the destination's circuit is open"
 		return out, nil
@@ -83,21 +97,13 @@ func (f *Forwarder) Replay(ctx context.Context, seq uint64, replayAttempts int) 
 		out.Status = StatusDelivered
 		f.writeState(d, StatusDelivered, res, time.Time{})
 	case res.outcome == rejected || replayAttempts+1 >= f.cfg.MaxAttempts:
-		reason := reasonRejected
+		res.reason = reasonRejected
 		if res.outcome != rejected {
-			reason = reasonMaxAttempts
+			res.reason = reasonMaxAttempts
 		}
-		res.reason = reason
-		// A replay fails again within the dead-letter stream's duplicate
-		// window of the first failure: its own id keeps it from being
-		// taken for that one.
-		res.dlqID = fmt.Sprintf("dlq:%s:%d:replay:%d", f.cfg.Name, seq, d.attempt)
-		if err := r.copyToDLQ(d.ev.Subject, d.msg.Headers(), d.ev.Body, seq, d.attempt, res); err != nil {
-			return nil, fmt.Errorf("destination %q: dead-letter replayed event %q: %w", f.cfg.Name, d.ev.ID, err)
+		if _, err := f.redeadLetter(r, d, out, res); err != nil {
+			return nil, err
 		}
-		out.Status = StatusFailed
-		f.writeState(d, StatusFailed, res, time.Time{})
-		f.obs.DeadLettered(reason)
 	default:
 		if res.outcome == gone {
 			r.pauseGone(res)
@@ -108,6 +114,63 @@ func (f *Forwarder) Replay(ctx context.Context, seq uint64, replayAttempts int) 
 	}
 	f.log.Info("event replayed", zap.String("event_id", d.ev.ID), zap.Int("attempt", d.attempt),
 		zap.String("status", string(out.Status)), zap.Int("status_code", res.status))
+	return out, nil
+}
+
+// Accepts reports whether the destination's filters (of the running
+// config) pass ev; true when it has none.
+func (f *Forwarder) Accepts(ev *event.Event) bool {
+	if f.routing == nil {
+		return true
+	}
+	ok, _ := f.routing.filters.match(vars(ev))
+	return ok
+}
+
+// ReplayRetryDelay is the backoff after the attempt-th failed replay
+// attempt (1-based): the destination's retry schedule or backoff.
+func (f *Forwarder) ReplayRetryDelay(attempt int) time.Duration {
+	return f.cfg.retryDelay(attempt, 0)
+}
+
+// AbandonReplay dead-letters the stored event at seq again with the reason
+// max_attempts and cause as its last error: the replay could not be made
+// in the destination's max_attempts tries. It returns ErrEventGone when
+// the event expired, or the error of the dead-letter stream.
+func (f *Forwarder) AbandonReplay(ctx context.Context, seq uint64, cause error) error {
+	f.mu.Lock()
+	r := f.run
+	f.mu.Unlock()
+	if r == nil || r.isStopping() {
+		return ErrNotRunning
+	}
+	d, err := r.loadForReplay(ctx, seq)
+	if err != nil {
+		return err
+	}
+	out := &ReplayResult{EventID: d.ev.ID, Attempt: d.attempt}
+	_, err = f.redeadLetter(r, d, out, result{err: cause.Error(), reason: reasonMaxAttempts})
+	return err
+}
+
+// redeadLetter copies a replayed event to the dead letters again with
+// res.reason and records the failure; out becomes its failed result.
+func (f *Forwarder) redeadLetter(r *run, d *delivery, out *ReplayResult, res result) (*ReplayResult, error) {
+	seq := d.md.Sequence.Stream
+	// A replay fails again within the dead-letter stream's duplicate
+	// window of the first failure: its own id keeps it from being taken
+	// for that one.
+	res.dlqID = fmt.Sprintf("dlq:%s:%d:replay:%d", f.cfg.Name, seq, d.attempt)
+	if err := r.copyToDLQ(d.ev.Subject, d.msg.Headers(), d.ev.Body, seq, d.attempt, res); err != nil {
+		return nil, fmt.Errorf("destination %q: dead-letter replayed event %q: %w", f.cfg.Name, d.ev.ID, err)
+	}
+	out.Status, out.Error = StatusFailed, res.err
+	f.writeState(d, StatusFailed, res, time.Time{})
+	f.obs.DeadLettered(res.reason)
+	if res.reason != reasonMaxAttempts && res.reason != reasonRejected {
+		f.log.Error("replayed event dead-lettered", zap.String("event_id", d.ev.ID),
+			zap.String("reason", res.reason), zap.String("last_error", res.err))
+	}
 	return out, nil
 }
 
@@ -136,10 +199,6 @@ func (r *run) loadForReplay(ctx context.Context, seq uint64) (*delivery, error) 
 		received: ev.ReceivedAt,
 		// As open does for a consumer's message: the stored body goes out.
 		out: outgoing{body: ev.Body, contentType: ev.ContentType},
-	}
-	// The transformation of the running config, as on every attempt.
-	if err := r.transform(d, nil); err != nil {
-		return nil, fmt.Errorf("destination %q: event %d: %w", r.cfg.Name, seq, err)
 	}
 	st, err := r.readState(ctx, ev.ID)
 	switch {
