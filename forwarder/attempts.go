@@ -209,7 +209,7 @@ func EnsureAttemptStream(ctx context.Context, js jetstream.JetStream, maxAge tim
 // Attempt. So the history costs the common path, one successful attempt,
 // nothing (a written attempt costs a delivery about a fifth more CPU).
 func (f *Forwarder) recordAttempt(d *delivery, res result) {
-	replay := d.ev.Header.Get(HeaderWebhookReplay) == "true"
+	_, replay := d.msg.(*storedMsg) // replay.go's, not a header a provider could send
 	if res.outcome == delivered && !replay {
 		return
 	}

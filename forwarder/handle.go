@@ -25,6 +25,9 @@ type delivery struct {
 	// out is the request to send: the stored body and Content-Type, or
 	// what the destination's transformation made of them.
 	out outgoing
+	// replay marks a delivery made by a replay or a redrive: it goes out
+	// with Webhook-Replay: true.
+	replay bool
 }
 
 // handle takes one event from its first look to its fate for this
