@@ -49,13 +49,17 @@ const adminPrefix = "/webhooks/"
 // adminTimeout bounds the NATS requests one admin call makes.
 const adminTimeout = 10 * time.Second
 
-// adminRoute is one endpoint: a method and a path under adminPrefix,
-// matched by match, which returns the path's variable part.
-type adminRoute struct {
+// route is one endpoint of a route table: a method and a path under
+// adminPrefix, matched by match, which returns the path's variable part,
+// and serve, the function of type H that answers it.
+type route[H any] struct {
 	method string
 	match  func(path string) (arg string, ok bool)
-	serve  func(w http.ResponseWriter, r *http.Request, arg string) error
+	serve  H
 }
+
+// adminRoute is one endpoint of admin.api.webhooks.
+type adminRoute = route[func(w http.ResponseWriter, r *http.Request, arg string) error]
 
 // adminRoutes lists the endpoints, tried in order. To add an endpoint, add
 // a function and a row.
@@ -97,23 +101,34 @@ func prefixPath(prefix string) func(string) (string, bool) {
 // serve finds the endpoint for the request's path and method: an unknown
 // path is 404, a known path with another method 405 with Allow.
 func (a adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
-	path := strings.TrimPrefix(r.URL.Path, adminPrefix)
+	rt, arg, err := findRoute(w, r, adminRoutes, strings.TrimPrefix(r.URL.Path, adminPrefix), "no such webhooks admin path: ")
+	if err != nil {
+		return err
+	}
+	return rt.serve(w, r, arg)
+}
+
+// findRoute returns the first of routes that matches path (r's path
+// under adminPrefix) and r's method, with the path's argument. A path no
+// route matches is a 404 whose message is notFound and r's path; a
+// matched path asked with another method is a 405, with Allow set on w.
+func findRoute[H any](w http.ResponseWriter, r *http.Request, routes []route[H], path, notFound string) (route[H], string, error) {
 	var allow []string
-	for _, rt := range adminRoutes {
+	for _, rt := range routes {
 		arg, ok := rt.match(path)
 		if !ok {
 			continue
 		}
 		if r.Method == rt.method {
-			return rt.serve(w, r, arg)
+			return rt, arg, nil
 		}
 		allow = append(allow, rt.method)
 	}
 	if len(allow) > 0 {
 		w.Header().Set("Allow", strings.Join(allow, ", "))
-		return apiError(http.StatusMethodNotAllowed, "%s %s: use %s", r.Method, r.URL.Path, strings.Join(allow, " or "))
+		return route[H]{}, "", apiError(http.StatusMethodNotAllowed, "%s %s: use %s", r.Method, r.URL.Path, strings.Join(allow, " or "))
 	}
-	return apiError(http.StatusNotFound, "no such webhooks admin path: %s", r.URL.Path)
+	return route[H]{}, "", apiError(http.StatusNotFound, "%s%s", notFound, r.URL.Path)
 }
 
 // listDestinations answers every running destination's status.

@@ -39,7 +39,7 @@ func (h *Handler) reject(q *request, p *problem, reason error) error {
 	if source == "" {
 		version = "" // whatever the path said: labels stay bounded
 	}
-	countRequest(source, version, p.slug, q.now)
+	countRequest(q, source, version, p.slug)
 	if ce := h.logger.Check(p.level, "webhook rejected"); ce != nil {
 		fields := []zap.Field{
 			zap.Int("status", p.status),
@@ -96,7 +96,7 @@ func clientIP(r *http.Request) string {
 
 // logHandshake records that a provider's endpoint check was answered.
 func (h *Handler) logHandshake(q *request) {
-	countRequest(q.src.name, q.version, outcomeHandshake, q.now)
+	countRequest(q, q.src.name, q.version, outcomeHandshake)
 	if ce := h.logger.Check(zapcore.InfoLevel, "webhook URL verification answered"); ce != nil {
 		ce.Write(zap.String("source", q.src.name), zap.String("version", q.version))
 	}
@@ -148,6 +148,8 @@ var (
 	problemRateSource = newProblem(http.StatusTooManyRequests, "rate-limited", rateLimitedDetail, zapcore.InfoLevel)
 	problemNotReady   = newProblem(http.StatusServiceUnavailable, "not-ready", "The event store is starting; retry later.", zapcore.WarnLevel)
 	problemStore      = newProblem(http.StatusServiceUnavailable, "store-unavailable", "The event could not be stored; retry later.", zapcore.ErrorLevel)
+	// problemStoreQuiet is problemStore for a refusal logged elsewhere.
+	problemStoreQuiet = newProblem(http.StatusServiceUnavailable, "store-unavailable", "The event could not be stored; retry later.", zapcore.DebugLevel)
 )
 
 // Reasons logged for rejections that floods produce, made once so that

@@ -117,6 +117,10 @@ type App struct {
 	// cluster of gateways (cluster.go, docs/CLUSTER.md).
 	Cluster *ClusterConfig `json:"cluster,omitempty"`
 
+	// NATS, when set, replaces the embedded server with an external NATS
+	// cluster (external.go, docs/CLUSTER.md).
+	NATS *ExternalNATS `json:"nats,omitempty"`
+
 	// Replicas is how many nodes keep a copy of every stream, bucket and
 	// consumer: 1, 3 or 5. Above 1 a PubAck (and so a 2xx) means a
 	// majority of them stored the event. Default: 1.
@@ -165,6 +169,9 @@ func (a *App) provision(ctx caddy.Context) error {
 			return fmt.Errorf("metrics: %w", err)
 		}
 		if err := reg.Register(&appCollector{app: a}); err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+		if err := reg.Register(&clusterCollector{app: a}); err != nil { // cluster_status.go
 			return fmt.Errorf("metrics: %w", err)
 		}
 	}
@@ -219,6 +226,9 @@ func (a *App) provision(ctx caddy.Context) error {
 	}
 	a.ecfg.NKeys = strings.Join(a.NKeys, " ")
 	if err := a.provisionCluster(repl); err != nil {
+		return err
+	}
+	if err := a.provisionExternal(repl); err != nil {
 		return err
 	}
 	if (a.TLSCert == "") != (a.TLSKey == "") {
@@ -313,8 +323,11 @@ func (a *App) validate() error {
 // exist, and starts the forwarders. On error it undoes its own work: Caddy
 // does not call Stop for an app whose Start failed.
 func (a *App) Start() (err error) {
-	key := a.ecfg.StoreDir
+	key := a.ecfg.poolKey()
 	val, loaded, err := engines.LoadOrNew(key, func() (caddy.Destructor, error) {
+		if a.ecfg.external() {
+			return newExternalEngine(a.ecfg, a.logger) // external.go
+		}
 		return newEngine(a.ecfg, a.logger)
 	})
 	if err != nil {
@@ -333,7 +346,7 @@ func (a *App) Start() (err error) {
 			return err
 		}
 	}
-	if a.ecfg.clustered() {
+	if a.ecfg.clustered() || a.ecfg.external() {
 		a.setupInBackground() // cluster.go
 		return nil
 	}
@@ -350,6 +363,12 @@ func (a *App) Start() (err error) {
 // forwarders. On error the caller stops what it started.
 func (a *App) setup(ctx context.Context) error {
 	for _, sc := range a.streams {
+		if a.ecfg.external() {
+			if err := a.ensureExternalStream(ctx, sc); err != nil {
+				return err
+			}
+			continue
+		}
 		if _, err := a.engine.js.CreateOrUpdateStream(ctx, sc); err != nil {
 			return fmt.Errorf("stream %s: %w", sc.Name, err)
 		}
@@ -424,7 +443,7 @@ func (a *App) release() {
 	if done {
 		return
 	}
-	if _, err := engines.Delete(a.ecfg.StoreDir); err != nil {
+	if _, err := engines.Delete(a.ecfg.poolKey()); err != nil {
 		a.logger.Error("event store did not shut down cleanly", zap.Error(err))
 	}
 }

@@ -100,6 +100,10 @@ func newSubscriberSeed(path string) ([]byte, error) {
 // delete consumers of its own on them. Publishing events, purging or
 // deleting streams or messages, and touching the gateway's consumers
 // (gatewayConsumers, e.g. fwd-orders) are refused; deny wins over allow.
+// Permissions match whole tokens, so fwd-<name> of a destination not
+// configured yet cannot be refused here: forwarder.OwnerBucket, which
+// subscribers cannot touch (no $JS.API.STREAM.*.KV_* or $KV.> is allowed),
+// lets the forwarder tell such a consumer from its own and replace it.
 func subscriberPermissions(gatewayConsumers []string) *server.Permissions {
 	pub := []string{"$JS.API.INFO", "$JS.API.STREAM.NAMES", "$JS.API.STREAM.LIST"}
 	var deny []string

@@ -53,6 +53,9 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //		nkey           <public nkey>...    # or subscribers' public nkeys (U...)
 //		tls            <cert_file> <key_file>  # TLS for NATS clients
 //		replicas       1|3|5               # copies of every stream; >1 needs a cluster
+//		nats <url>... {                    # or use an external NATS cluster
+//			...                            # see parseExternalNATS (external.go)
+//		}
 //		cluster {                          # join a JetStream cluster of gateways
 //			...                            # see parseCluster (cluster.go)
 //		}
@@ -120,6 +123,8 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			a.NKeys = append(a.NKeys, args...)
 		case "cluster":
 			a.Cluster, err = parseCluster(d)
+		case "nats":
+			a.NATS, err = parseExternalNATS(d)
 		case "replicas":
 			a.Replicas, err = replicasArg(d)
 		case "destination":

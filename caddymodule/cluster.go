@@ -76,7 +76,7 @@ func (a *App) provisionCluster(repl *caddy.Replacer) error {
 	}
 	c := a.Cluster
 	if c == nil {
-		if a.Replicas > 1 {
+		if a.Replicas > 1 && a.NATS == nil {
 			return fmt.Errorf("replicas %d needs a cluster block (or an external nats cluster); a single node has one copy", a.Replicas)
 		}
 		return nil
@@ -95,21 +95,14 @@ func (a *App) provisionCluster(repl *caddy.Replacer) error {
 	}
 	ce := &a.ecfg.clusterEngineConfig
 	ce.ClusterName, ce.ClusterListen = c.Name, c.Listen
-	var err error
-	for _, f := range []struct {
-		name string
-		src  string
-		dst  *string
-	}{
+	if err := resolveSettings(repl, []setting{
 		{"cluster user", c.User, &ce.ClusterUser},
 		{"cluster password", c.Password, &ce.ClusterPassword},
 		{"cluster tls certificate", c.TLSCert, &ce.ClusterTLSCert},
 		{"cluster tls key", c.TLSKey, &ce.ClusterTLSKey},
 		{"cluster tls ca", c.TLSCA, &ce.ClusterCA},
-	} {
-		if *f.dst, err = resolveSecret(repl, f.name, f.src); err != nil {
-			return err
-		}
+	}); err != nil {
+		return err
 	}
 	routes := make([]string, 0, len(c.Routes))
 	for _, r := range c.Routes {
@@ -120,6 +113,25 @@ func (a *App) provisionCluster(repl *caddy.Replacer) error {
 		routes = append(routes, u)
 	}
 	ce.Routes = strings.Join(routes, " ")
+	return nil
+}
+
+// setting is one configured value and where its resolved form goes.
+type setting struct {
+	name string
+	src  string
+	dst  *string
+}
+
+// resolveSettings resolves the placeholders of each setting into its dst.
+func resolveSettings(repl *caddy.Replacer, settings []setting) error {
+	for _, f := range settings {
+		v, err := resolveSecret(repl, f.name, f.src)
+		if err != nil {
+			return err
+		}
+		*f.dst = v
+	}
 	return nil
 }
 
@@ -183,6 +195,24 @@ func clusterOptions(opts *server.Options, cfg clusterEngineConfig) error {
 		opts.DontListen, opts.Host, opts.Port = false, "127.0.0.1", server.RANDOM_PORT
 	}
 	return nil
+}
+
+// clusterCurrent reports whether the embedded server is in touch with a
+// JetStream meta leader (always true off a cluster, and with an external
+// cluster, whose health the connection reports). A node cut off from the
+// majority is not: it could not acknowledge an event, so the readiness
+// check says not ready and the load balancer sends providers elsewhere.
+func (e *engine) clusterCurrent() bool {
+	if e.srv == nil || !e.srv.JetStreamIsClustered() {
+		return true
+	}
+	// JetStreamIsCurrent alone says yes to a follower with no leader at
+	// all; the meta group's leader must be known too.
+	if !e.srv.JetStreamIsCurrent() {
+		return false
+	}
+	info, err := e.srv.Jsz(&server.JSzOptions{})
+	return err == nil && info.Meta != nil && info.Meta.Leader != ""
 }
 
 // splitHostPort splits a host:port with a numeric port.

@@ -2,7 +2,9 @@ package caddymodule
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -67,7 +69,7 @@ http://%[7]s {
 `
 
 // newProcCluster prepares n clustered nodes with replicas 3 (not started).
-func newProcCluster(t *testing.T, n int, destinations string) []*procNode {
+func newProcCluster(t testing.TB, n int, destinations string) []*procNode {
 	t.Helper()
 	nodes := make([]*procNode, n)
 	var routes []string
@@ -92,7 +94,7 @@ func newProcCluster(t *testing.T, n int, destinations string) []*procNode {
 }
 
 // start runs the node; Cleanup kills it.
-func (nd *procNode) start(t *testing.T) {
+func (nd *procNode) start(t testing.TB) {
 	t.Helper()
 	path := filepath.Join(nd.dir, "Caddyfile")
 	if err := os.WriteFile(path, []byte(nd.caddyfile), 0o600); err != nil {
@@ -140,6 +142,43 @@ func (nd *procNode) tail() string {
 	return string(b)
 }
 
+// get returns the body of a GET on the node's admin API.
+func (nd *procNode) get(t testing.TB, path string) string {
+	t.Helper()
+	resp, err := procClient.Get("http://" + nd.admin + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %s", path, resp.StatusCode, b)
+	}
+	return string(b)
+}
+
+// getJSON decodes the answer of a GET on the node's admin API into v.
+func (nd *procNode) getJSON(t testing.TB, path string, v any) {
+	t.Helper()
+	if err := json.Unmarshal([]byte(nd.get(t, path)), v); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// grepLines returns the lines of s that contain any of words.
+func grepLines(s string, words ...string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		for _, w := range words {
+			if strings.Contains(l, w) {
+				out = append(out, l)
+				break
+			}
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
 var procClient = &http.Client{Timeout: 5 * time.Second}
 
 // post sends one event with id; it returns the status, 0 when there was
@@ -158,7 +197,7 @@ func (nd *procNode) post(id string) int {
 }
 
 // waitAccepting posts probes until the node answers 2xx.
-func (nd *procNode) waitAccepting(t *testing.T, d time.Duration) {
+func (nd *procNode) waitAccepting(t testing.TB, d time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for i := 0; time.Now().Before(deadline); i++ {
@@ -181,7 +220,7 @@ type dedupSink struct {
 	delay                 time.Duration
 }
 
-func newDedupSink(t *testing.T, delay time.Duration) *dedupSink {
+func newDedupSink(t testing.TB, delay time.Duration) *dedupSink {
 	s := &dedupSink{seen: map[string]int{}, delay: delay}
 	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n := s.inFlight.Add(1)
@@ -357,7 +396,9 @@ func TestClusterKillNode(t *testing.T) {
 		t.Skip("starts three gateway processes")
 	}
 	long := os.Getenv(clusterLongEnv) == "1"
-	run, down := 6*time.Second, 6*time.Second
+	// NATS elects a new stream leader 4-9s after the old one stops
+	// answering (its Raft election timeout), so the node stays down longer.
+	run, down := 4*time.Second, 15*time.Second
 	if long {
 		run, down = 60*time.Second, 30*time.Second
 	}
@@ -422,6 +463,24 @@ func TestClusterKillNode(t *testing.T) {
 	waitFor(t, 60*time.Second, "the restarted node to be a current replica", func() bool {
 		return replicaCurrent(t, nodes[0], nodes[victim].name)
 	})
+	// Any node's status lists the three copies, the leader and no lag, and
+	// its metrics count three current peers.
+	waitFor(t, 30*time.Second, "the status to show three current peers", func() bool {
+		var st struct{ Cluster *ClusterStatus }
+		nodes[0].getJSON(t, "/webhooks/status", &st)
+		if st.Cluster == nil || st.Cluster.Leader == "" || len(st.Cluster.Peers) != 3 || st.Cluster.Replicas != 3 {
+			return false
+		}
+		for _, p := range st.Cluster.Peers {
+			if !p.Current || p.Lag != 0 {
+				return false
+			}
+		}
+		return true
+	})
+	if m := nodes[0].get(t, "/metrics"); !strings.Contains(m, "caddy_webhooks_cluster_peers 3") || !strings.Contains(m, "caddy_webhooks_stream_leader ") {
+		t.Errorf("metrics lack the cluster gauges:\n%s", grepLines(m, "cluster_peers", "stream_leader"))
+	}
 	// Every acknowledged event reaches the sink, once at its idempotency check.
 	waitFor(t, 90*time.Second, "every acknowledged event at the sink", func() bool {
 		keys, _ := sink.counts()

@@ -30,6 +30,11 @@ func TestClusterConfigErrors(t *testing.T) {
 		{"cluster {\n name c\n listen 127.0.0.1:6222\n routes nats://u:hunter2@h\n}", "give the port"},
 		{"cluster {\n name c\n listen 127.0.0.1:6222\n tls a.crt\n}", "cluster tls: want <cert_file> <key_file> [ca <ca_file>]"},
 		{"cluster {\n name c\n listen 127.0.0.1:6222\n gossip on\n}", `unrecognized cluster option "gossip"`},
+		{"nats nats://127.0.0.1:4222 {\n creds a.creds\n user u\n}", "nats: give one of creds, nkey, or user and password"},
+		{"nats", "nats: give at least one server URL"},
+		{"nats http://u:hunter2@h:4222", "want nats://host:port or tls://host:port"},
+		{"server_name a\nnats nats://h:4222\ncluster {\n name c\n listen 127.0.0.1:6222\n}", "nats and cluster exclude each other"},
+		{"nats nats://h:4222 {\n tls {\n client_auth a.crt\n }\n}", "client_auth: want <cert_file> <key_file>"},
 	} {
 		_, err := loadErr(site(tc.lines))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -60,6 +65,12 @@ func TestRouteURLCredentials(t *testing.T) {
 	}
 }
 
+// The client login of the test's plain nats-server nodes.
+const (
+	peerUser     = "app"
+	peerPassword = "app-secret"
+)
+
 // startPeer starts a plain nats-server cluster node with JetStream on
 // loopback: a peer of a clustered gateway, or a node of an external
 // cluster. routes are host:port cluster addresses.
@@ -76,6 +87,7 @@ func startPeer(t *testing.T, name, cluster, user, pass string, routes []string) 
 	opts := &server.Options{
 		ServerName: name, Host: "127.0.0.1", Port: server.RANDOM_PORT,
 		JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
+		Username: peerUser, Password: peerPassword,
 		Cluster: server.ClusterOpts{Name: "hgtest", Host: host, Port: port, Username: user, Password: pass},
 		Routes:  server.RoutesFromStr(strings.Join(urls, ",")),
 	}
@@ -94,39 +106,71 @@ func startPeer(t *testing.T, name, cluster, user, pass string, routes []string) 
 // TestClusterWaitsForQuorum: a clustered gateway whose peers are not up
 // answers 503 with a Retry-After and keeps trying in the background; once
 // two peers join, it creates the streams with replicas 3 and accepts
-// events, which a PubAck then confirms a majority holds.
+// events, which a PubAck then confirms a majority holds. A reload to
+// replicas 1 with one more route applies without a restart. Once the peers
+// are gone, the node is not ready (webhook_ready's storeState).
 func TestClusterWaitsForQuorum(t *testing.T) {
 	routes := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
-	g := startGateway(t, gatewayConfig{Global: fmt.Sprintf(`
+	global := func(replicas int, routes ...string) string {
+		return fmt.Sprintf(`
 		server_name gw
-		replicas 3
+		replicas %d
 		cluster {
 			name hgtest
 			listen %s
-			routes nats://%s nats://%s
+			routes nats://%s
 			user route
 			password route-secret
-		}`, routes[0], routes[1], routes[2]), Ingest: "\t\tretry_after 7s"})
+		}`, replicas, routes[0], strings.Join(routes[1:], " nats://"))
+	}
+	cfg := gatewayConfig{Global: global(3, routes...), Ingest: "\t\tretry_after 7s"}
+	g := startGateway(t, cfg)
 	status, hdr, body := g.post("/webhooks/v1/demo", []byte(`{}`), map[string]string{"X-Id": "early"})
 	if status != http.StatusServiceUnavailable || hdr.Get("Retry-After") != "7" {
 		t.Fatalf("before the cluster formed: %d, Retry-After %q, %s; want 503 with Retry-After 7", status, hdr.Get("Retry-After"), body)
 	}
-	startPeer(t, "p2", routes[1], "route", "route-secret", routes)
-	startPeer(t, "p3", routes[2], "route", "route-secret", routes)
+	p2 := startPeer(t, "p2", routes[1], "route", "route-secret", routes)
+	p3 := startPeer(t, "p3", routes[2], "route", "route-secret", routes)
 	waitFor(t, 60*time.Second, "the gateway to accept events once the cluster formed", func() bool {
 		s, _, _ := g.post("/webhooks/v1/demo", []byte(`{}`), map[string]string{"X-Id": "late"})
 		return s == http.StatusOK
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	for _, name := range []string{event.StreamName, event.DLQStreamName} {
-		s, err := g.engine().js.Stream(ctx, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		info := s.CachedInfo()
-		if info.Config.Replicas != 3 || info.Cluster == nil || len(info.Cluster.Replicas) != 2 {
-			t.Fatalf("%s: replicas %d, cluster %+v; want 3 replicas on 3 nodes", name, info.Config.Replicas, info.Cluster)
+	wantReplicas := func(n int) func() bool {
+		return func() bool {
+			for _, name := range []string{event.StreamName, event.DLQStreamName} {
+				s, err := g.engine().js.Stream(ctx, name)
+				if err != nil {
+					return false
+				}
+				info := s.CachedInfo()
+				if info.Config.Replicas != n || info.Cluster == nil || len(info.Cluster.Replicas) != n-1 {
+					return false
+				}
+			}
+			return true
 		}
 	}
+	if !wantReplicas(3)() {
+		t.Fatal("the streams do not have 3 replicas on 3 nodes")
+	}
+	// A reload that lowers replicas and adds a route applies without a
+	// restart.
+	cfg = g.cfg
+	cfg.Global = global(1, append(routes, freeAddr(t))...)
+	g.load(cfg)
+	waitFor(t, 30*time.Second, "the streams to have 1 replica after the reload", wantReplicas(1))
+	if s, _, b := g.post("/webhooks/v1/demo", []byte(`{}`), map[string]string{"X-Id": "after-reload"}); s != http.StatusOK {
+		t.Fatalf("after the reload: %d %s", s, b)
+	}
+	if !g.engine().clusterCurrent() {
+		t.Fatal("a node of a healthy cluster is not current")
+	}
+	// Cut off from the majority, the node is not ready.
+	p2.Shutdown()
+	p3.Shutdown()
+	waitFor(t, 30*time.Second, "the node cut off from the majority to report not current", func() bool {
+		return !g.engine().clusterCurrent()
+	})
 }

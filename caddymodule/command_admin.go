@@ -64,24 +64,37 @@ event id is the one the gateway answered the provider with, <source>:<id>.`,
 // route returns and prints the answer: exit 0 on success, 1 when the
 // gateway refused or could not be reached, 2 on a usage error.
 func adminCommand(c *cobra.Command, route func(caddycmd.Flags) (method, path string)) *cobra.Command {
+	return adminRun(c, func(fl caddycmd.Flags) (int, error) {
+		method, path := route(fl)
+		return printAdminAnswer(fl, method, path, nil)
+	})
+}
+
+// adminRun gives c an --address flag, usage errors (exit 2) for bad flags
+// and arguments, and run as what it does; run returns the exit status.
+func adminRun(c *cobra.Command, run func(caddycmd.Flags) (int, error)) *cobra.Command {
 	addAddressFlag(c)
 	c.SetFlagErrorFunc(usageError)
 	if c.Args != nil {
 		c.Args = args(c.Args)
 	}
-	c.RunE = runCommand(func(fl caddycmd.Flags) (int, error) {
-		method, path := route(fl)
-		resp, err := adminRequest(fl, method, path, nil)
-		if err != nil {
-			return exitInvalid, err
-		}
-		defer resp.Body.Close()
-		if _, err := io.Copy(os.Stdout, resp.Body); err != nil {
-			return exitInvalid, fmt.Errorf("reading the answer: %w", err)
-		}
-		return exitOK, nil
-	})
+	c.RunE = runCommand(run)
 	return c
+}
+
+// printAdminAnswer makes one request with adminRequest and copies the
+// answer to stdout: exit 0, or 1 when the gateway refused, could not be
+// reached, or the answer could not be read.
+func printAdminAnswer(fl caddycmd.Flags, method, path string, body io.Reader) (int, error) {
+	resp, err := adminRequest(fl, method, path, body)
+	if err != nil {
+		return exitInvalid, err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(os.Stdout, resp.Body); err != nil {
+		return exitInvalid, fmt.Errorf("reading the answer: %w", err)
+	}
+	return exitOK, nil
 }
 
 // addAddressFlag gives c the --address flag that adminRequest reads.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
@@ -51,10 +50,7 @@ again. Refuses when the gateway already holds events, unless --force.`,
 // forces a config reload. Exit 0 on success, 1 when the gateway refused or
 // could not be reached, 2 on a usage error.
 func backupRestoreCommand(c *cobra.Command, op string) *cobra.Command {
-	addAddressFlag(c)
-	c.SetFlagErrorFunc(usageError)
-	c.Args = args(c.Args)
-	c.RunE = runCommand(func(fl caddycmd.Flags) (int, error) {
+	return adminRun(c, func(fl caddycmd.Flags) (int, error) {
 		dir, err := filepath.Abs(fl.Arg(0))
 		if err != nil {
 			return exitUsage, err
@@ -64,13 +60,8 @@ func backupRestoreCommand(c *cobra.Command, op string) *cobra.Command {
 			req.Force = fl.Bool("force")
 		}
 		body, _ := json.Marshal(req)
-		resp, err := adminRequest(fl, http.MethodPost, "/webhooks/"+op, bytes.NewReader(body))
-		if err != nil {
-			return exitInvalid, err
-		}
-		defer resp.Body.Close()
-		if _, err := io.Copy(os.Stdout, resp.Body); err != nil {
-			return exitInvalid, fmt.Errorf("reading the answer: %w", err)
+		if code, err := printAdminAnswer(fl, http.MethodPost, "/webhooks/"+op, bytes.NewReader(body)); err != nil {
+			return code, err
 		}
 		if op == "restore" {
 			if err := forceReload(fl); err != nil {
@@ -79,7 +70,6 @@ func backupRestoreCommand(c *cobra.Command, op string) *cobra.Command {
 		}
 		return exitOK, nil
 	})
-	return c
 }
 
 // forceReload loads the running config again, as caddy reload --force does,

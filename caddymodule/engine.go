@@ -52,6 +52,9 @@ type engineConfig struct {
 	GatewayConsumers string
 	// clusterEngineConfig joins the server to a cluster (cluster.go).
 	clusterEngineConfig
+	// externalEngineConfig, when set, replaces the server with a
+	// connection to an external NATS cluster (external.go).
+	externalEngineConfig
 }
 
 // engine is one embedded nats-server with JetStream and the gateway's own
@@ -223,6 +226,13 @@ func (e *engine) reload(cfg engineConfig) error {
 	e.optsMu.Lock()
 	defer e.optsMu.Unlock()
 	if cfg == e.cfg {
+		return nil
+	}
+	if cfg.external() {
+		if cfg.externalEngineConfig != e.cfg.externalEngineConfig {
+			return errors.New("nats: new credentials or TLS settings for the external cluster apply only after a restart (caddy stop; caddy run)")
+		}
+		e.cfg = cfg
 		return nil
 	}
 	if cfg.StoreDir != e.cfg.StoreDir {

@@ -21,6 +21,9 @@ type GatewayStatus struct {
 	Store        StoreStatus         `json:"store"`
 	Sources      []SourceStatus      `json:"sources"`
 	Destinations []DestinationHealth `json:"destinations"`
+	// Cluster is the cluster's peers, stream leader and lag; absent on a
+	// single node (cluster_status.go).
+	Cluster *ClusterStatus `json:"cluster,omitempty"`
 }
 
 // StoreStatus is the event store's health.
@@ -92,6 +95,7 @@ func (a *App) status(ctx context.Context) (*GatewayStatus, error) {
 	if s, err := e.js.Stream(ctx, event.DLQStreamName); err == nil {
 		st.Store.DeadLetters = s.CachedInfo().State.Msgs
 	}
+	st.Cluster = a.clusterStatus(ctx, e)
 	for _, f := range a.runningForwarders() {
 		st.Destinations = append(st.Destinations, destinationHealth(ctx, e, f))
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	oteltrace "go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/hookgate/hookgate/verify"
@@ -263,6 +264,10 @@ type request struct {
 	res verify.Result
 	// bufs are the pooled buffers holding the body, given back by release.
 	bufs [2]*bytes.Buffer
+	// span is the handler's span of a traced request, else nil; outcome
+	// is what countRequest counted, for the span.
+	span    oteltrace.Span
+	outcome string
 }
 
 // release gives the request's buffers back to the pool.
@@ -288,6 +293,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		w.Header().Set("Connection", "close")
 	}
 	q.version, q.src = h.route(routePath(r))
+	if traced(r) {
+		q.span = startSpan(&q)
+		defer endSpan(&q)
+	}
 	if p, reason := h.admit(&q); p != nil {
 		return h.rejectUnread(&q, p, reason)
 	}
@@ -451,11 +460,18 @@ func (h *Handler) store(q *request) error {
 		return h.answerHandshake(q, q.res.Handshake)
 	}
 	msg, id := h.message(q.r, q.version, src, q.res, q.body, q.now, q.gz)
+	if q.span != nil {
+		tagTrace(q.span, msg, id)
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(q.r.Context()), h.publishTimeout)
 	start := time.Now()
 	ack, err := h.events.publish(ctx, msg)
 	src.storeSeconds.Observe(time.Since(start).Seconds())
 	cancel()
+	if errors.Is(err, errStreamFull) {
+		// Logged by the engine once a minute, with what to do.
+		return h.reject(q, problemStoreQuiet, err)
+	}
 	if err != nil {
 		return h.reject(q, problemStore, err)
 	}
@@ -463,7 +479,7 @@ func (h *Handler) store(q *request) error {
 	if ack.Duplicate {
 		outcome = outcomeDuplicate
 	}
-	countRequest(src.name, q.version, outcome, q.now)
+	countRequest(q, src.name, q.version, outcome)
 	h.logStored(q, id, msg, ack.Duplicate)
 	return h.accept(q.w, id, ack)
 }

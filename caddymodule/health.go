@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
@@ -49,6 +52,10 @@ var errStoreFull = errors.New("event store is out of disk space and refuses new 
 type storeHealth struct {
 	ctx  context.Context
 	full context.CancelFunc
+	// streamFullAt and streamFullLoggedAt are when (Unix nanoseconds) the
+	// WEBHOOKS stream last refused an event for its max_store, and when
+	// that was last logged; 0 for never.
+	streamFullAt, streamFullLoggedAt atomic.Int64
 }
 
 func newStoreHealth() *storeHealth {
@@ -172,10 +179,72 @@ func (e *engine) publish(ctx context.Context, msg *nats.Msg) (*jetstream.PubAck,
 	stop := context.AfterFunc(h.ctx, cancel)
 	defer stop()
 	ack, err := e.commit.publish(ctx, msg)
-	if err != nil && h.isFull() {
+	switch {
+	case err == nil:
+		return ack, nil
+	case h.isFull():
 		return nil, fmt.Errorf("%w (%v)", errStoreFull, err)
+	case isMaxBytes(err):
+		return nil, e.streamFull(h, err)
 	}
-	return ack, err
+	return nil, err
+}
+
+// What happens when the WEBHOOKS stream reaches its max_store.
+//
+// The stream discards new events (DiscardNew): nats-server refuses the
+// publish with JSStreamStoreFailedF (10077) and the description of its
+// ErrMaxBytes, "maximum bytes exceeded" (server/store.go). Events leave a
+// limits-retention stream only by age, so the refusals go on until the
+// operator makes room. The engine logs that once per streamFullLogEvery,
+// with what to do; the handler answers 503 without logging each refusal,
+// and the readiness check answers 503 store-full for streamFullWindow
+// after the last one.
+const (
+	streamFullWindow   = 10 * time.Second
+	streamFullLogEvery = time.Minute
+)
+
+// errStreamFull means the WEBHOOKS stream refused an event for its
+// max_store.
+var errStreamFull = errors.New("the stream " + event.StreamName + " is at max_store and refuses new events; raise max_store (a reload applies it), shorten retention, or wait for the oldest events to age out")
+
+// isMaxBytes reports whether err is nats-server's refusal of a publish for
+// the stream's MaxBytes.
+func isMaxBytes(err error) bool {
+	return strings.Contains(err.Error(), server.ErrMaxBytes.Error())
+}
+
+// streamFull records a max_store refusal in h, logs it at most once per
+// streamFullLogEvery, and returns the error the handler answers with.
+func (e *engine) streamFull(h *storeHealth, err error) error {
+	now := time.Now().UnixNano()
+	h.streamFullAt.Store(now)
+	last := h.streamFullLoggedAt.Load()
+	if now-last >= int64(streamFullLogEvery) && h.streamFullLoggedAt.CompareAndSwap(last, now) {
+		e.log.Error("the stream "+event.StreamName+" is at max_store: raise max_store, shorten retention, or wait for the oldest events to age out; events are refused with 503 until there is room (logged once a minute)",
+			zap.Int64("max_store", e.streamMaxBytes()), zap.String("nats_error", err.Error()))
+	}
+	return fmt.Errorf("%w (%v)", errStreamFull, err)
+}
+
+// streamMaxBytes is the WEBHOOKS stream's MaxBytes, or -1 when it cannot
+// be read.
+func (e *engine) streamMaxBytes() int64 {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	s, err := e.js.Stream(ctx, event.StreamName)
+	if err != nil {
+		return -1
+	}
+	return s.CachedInfo().Config.MaxBytes
+}
+
+// streamRecentlyFull reports whether the WEBHOOKS stream refused an event
+// for its max_store in the last streamFullWindow. Cheap: an atomic load.
+func (e *engine) streamRecentlyFull() bool {
+	at := e.health.Load().streamFullAt.Load()
+	return at != 0 && time.Since(time.Unix(0, at)) < streamFullWindow
 }
 
 // publishRaw stores msg and returns once nats-server acknowledged it.

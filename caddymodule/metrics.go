@@ -188,11 +188,12 @@ const (
 	outcomeHandshake = "handshake"
 )
 
-// countRequest counts one answered request and how long the handler took
-// over it since it arrived at start.
-func countRequest(source, version, outcome string, start time.Time) {
+// countRequest counts the answered request q and how long the handler
+// took over it since it arrived, and notes its outcome for its span.
+func countRequest(q *request, source, version, outcome string) {
+	q.outcome = outcome
 	metrics.requests.WithLabelValues(source, version, outcome).Inc()
-	metrics.requestSecs.WithLabelValues(source, outcome).Observe(time.Since(start).Seconds())
+	metrics.requestSecs.WithLabelValues(source, outcome).Observe(time.Since(q.now).Seconds())
 }
 
 // countVerifyFailure counts a request of source whose signature did not

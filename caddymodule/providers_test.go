@@ -72,11 +72,18 @@ func TestProvidersSendCommands(t *testing.T) {
 // test ends.
 func loadRepoCaddyfile(t *testing.T, name string, replacements map[string]string) {
 	t.Helper()
+	loadRepoCaddyfileEdit(t, name, func(cfg string) string { return cfg }, replacements)
+}
+
+// loadRepoCaddyfileEdit is loadRepoCaddyfile with edit applied to the
+// file's text first.
+func loadRepoCaddyfileEdit(t *testing.T, name string, edit func(string) string, replacements map[string]string) {
+	t.Helper()
 	b, err := os.ReadFile(filepath.Join("..", name))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := string(b)
+	cfg := edit(string(b))
 	dir := t.TempDir()
 	replacements["\tadmin localhost:2019\n"] = "\tadmin off\n\tpersist_config off\n\tstorage file_system " + dir + "/caddy\n"
 	replacements["store ./data"] = "store " + dir + "/store"

@@ -25,7 +25,8 @@ func init() {
 // balancers and orchestrators. It answers GET and HEAD with 200 and
 // {"status":"ready"} only while the event store accepts writes, and with 503,
 // a Retry-After and a problem body while the store is starting, stopped or
-// out of disk space. It says nothing else about the gateway (no versions,
+// out of disk space, or for a few seconds after the WEBHOOKS stream refused
+// an event for its max_store (problem type store-full in both cases). It says nothing else about the gateway (no versions,
 // paths or counts), so it is safe to expose where a load balancer can reach
 // it. Mount it on a path of your choice:
 //
@@ -61,6 +62,7 @@ func (h *Ready) Provision(ctx caddy.Context) error {
 var (
 	readyBody          = []byte(`{"status":"ready"}`)
 	problemStoreFull   = newProblem(http.StatusServiceUnavailable, "store-full", "The event store is out of disk space and refuses events; retry later.", zapcore.WarnLevel)
+	problemStreamFull  = newProblem(http.StatusServiceUnavailable, "store-full", "The event stream is at its max_store and refuses events; retry later.", zapcore.WarnLevel)
 	problemReadyMethod = newProblem(http.StatusMethodNotAllowed, "method-not-allowed", "The readiness check answers GET and HEAD.", zapcore.DebugLevel)
 )
 
@@ -84,6 +86,9 @@ func (h *Ready) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Ha
 	case storeFull:
 		hdr.Set("Retry-After", h.retryAfter)
 		return writeReadyProblem(w, r, problemStoreFull)
+	case streamFull:
+		hdr.Set("Retry-After", h.retryAfter)
+		return writeReadyProblem(w, r, problemStreamFull)
 	default:
 		hdr.Set("Retry-After", h.retryAfter)
 		return writeReadyProblem(w, r, problemNotReady)
@@ -107,6 +112,7 @@ const (
 	storeDown     storeState = iota // not started yet, or stopped
 	storeWritable                   // accepts events
 	storeFull                       // refuses events for lack of disk space
+	streamFull                      // WEBHOOKS refused an event for its max_store lately
 )
 
 // storeState says whether the app's store takes events now. Cheap: no I/O.
@@ -117,6 +123,10 @@ func (a *App) storeState() storeState {
 		return storeDown
 	case !e.writable():
 		return storeFull
+	case !e.clusterCurrent(): // cluster.go: cut off from the majority
+		return storeDown
+	case e.streamRecentlyFull():
+		return streamFull
 	}
 	return storeWritable
 }

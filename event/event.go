@@ -87,6 +87,13 @@ const (
 	// HeaderVerified names the verification scheme that accepted the
 	// request ("none" when the source opted out).
 	HeaderVerified = "Hookgate-Verified"
+	// HeaderTraceparent is the W3C trace context (a traceparent value,
+	// "00-<trace id>-<span id>-<flags>") of the gateway span that stored
+	// the event, set only when the request was traced: it carried a
+	// traceparent, or Caddy's tracing handler had started a span. The
+	// forwarder continues the trace from it: each delivery attempt is a
+	// child span, and the destination receives its traceparent.
+	HeaderTraceparent = "Hookgate-Traceparent"
 	// HeaderMsgID is JetStream's deduplication header.
 	HeaderMsgID = "Nats-Msg-Id"
 )

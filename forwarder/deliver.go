@@ -229,11 +229,17 @@ func (f *Forwarder) setHeaders(h headerSetter, d *delivery) {
 			h.Set(e.name, e.value)
 		}
 	}
+	if d.traceparent != "" {
+		h.Set("Traceparent", d.traceparent)
+	}
 	h.Set(event.HeaderWebhookID, d.ev.ID)
 	h.Set(event.HeaderIdempotencyKey, d.ev.ID)
 	h.Set(event.HeaderWebhookAttempt, strconv.Itoa(d.attempt))
 	if d.ev.Source != "" {
 		h.Set(event.HeaderWebhookSource, d.ev.Source)
+	}
+	if d.replay {
+		h.Set(HeaderWebhookReplay, "true")
 	}
 	h.Set("User-Agent", "Hookgate")
 	if f.signer != nil {
@@ -245,10 +251,11 @@ func (f *Forwarder) setHeaders(h headerSetter, d *delivery) {
 
 // dropHeader reports the headers never forwarded from the stored event:
 // hop-by-hop and framing headers belong to the provider's connection, not
-// ours. Names are canonical.
+// ours, and Webhook-Replay is Hookgate's to set (a provider's would make a
+// fresh delivery look like a replay). Names are canonical.
 func dropHeader(k string) bool {
 	switch k {
-	case "Host", "Accept-Encoding", "Content-Type":
+	case "Host", "Accept-Encoding", "Content-Type", HeaderWebhookReplay:
 		return true
 	}
 	return event.IsHopByHop(k)

@@ -157,7 +157,8 @@ func New(js jetstream.JetStream, cfg Config, logger *zap.Logger) (*Forwarder, er
 func (f *Forwarder) Config() Config { return f.cfg }
 
 // Start creates or updates the destination's durable consumer and starts
-// delivering. It returns once the consumer exists.
+// delivering. It returns once the consumer exists. A consumer of that name
+// the gateway did not create (see OwnerBucket) is deleted first.
 func (f *Forwarder) Start(ctx context.Context) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -168,13 +169,13 @@ func (f *Forwarder) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("destination %q: %w", f.cfg.Name, err)
 	}
-	ccfg := f.consumerConfig()
-	if err := f.keepPause(ctx, &ccfg); err != nil {
-		return err
-	}
-	cons, err := f.js.CreateOrUpdateConsumer(ctx, event.StreamName, ccfg)
+	owners, err := ensureOwnerBucket(ctx, f.js, f.log)
 	if err != nil {
-		return fmt.Errorf("destination %q: create consumer %q on stream %s: %w", f.cfg.Name, f.consumer, event.StreamName, err)
+		return fmt.Errorf("destination %q: %w", f.cfg.Name, err)
+	}
+	cons, err := f.createOwnedConsumer(ctx, owners, f.consumerConfig())
+	if err != nil {
+		return err
 	}
 	r := newRun(f, kv)
 	if err := r.start(ctx, cons); err != nil {

@@ -22,9 +22,15 @@ type delivery struct {
 	attempt int
 	// received is when the gateway took the event, the origin of MaxAge.
 	received time.Time
+	// traceparent, during a traced attempt, is the traceparent the
+	// destination receives: the attempt span's.
+	traceparent string
 	// out is the request to send: the stored body and Content-Type, or
 	// what the destination's transformation made of them.
 	out outgoing
+	// replay marks a delivery made by a replay or a redrive: it goes out
+	// with Webhook-Replay: true.
+	replay bool
 }
 
 // handle takes one event from its first look to its fate for this
@@ -49,7 +55,7 @@ func (r *run) handle(m jetstream.Msg) {
 			r.nak(m, 0)
 			return
 		}
-		res := r.attemptOnce(d)
+		res := r.tracedAttempt(d)
 		r.recordAttempt(d, res)
 		r.obs.Attempted(res.outcome.String(), res.latency)
 		if res.outcome == delivered {

@@ -190,9 +190,8 @@ func (r *run) loadForReplay(ctx context.Context, seq uint64) (*delivery, error) 
 		return nil, fmt.Errorf("destination %q: event %d: %w", r.cfg.Name, seq, err)
 	}
 	ev.Sequence = seq
-	ev.Header = ev.Header.Clone()
-	ev.Header.Set(HeaderWebhookReplay, "true")
 	d := &delivery{
+		replay:   true,
 		msg:      &storedMsg{subject: subject, header: raw.Header, data: raw.Data},
 		ev:       ev,
 		md:       &jetstream.MsgMetadata{Sequence: jetstream.SequencePair{Stream: seq}},

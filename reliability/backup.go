@@ -114,7 +114,7 @@ func runBackup(bin, dir string, n int, logf func(string, ...any)) (*backupResult
 
 	// Back up while clients keep posting.
 	ctx, cancel := context.WithCancel(context.Background())
-	ld := &load{rec: rec, url: func() string { return a.url("/webhooks/v1/demo") }, workers: 2, pause: 5 * time.Millisecond, prefix: "during"}
+	ld := &load{rec: rec, url: a.demoURL, workers: 2, pause: 5 * time.Millisecond, prefix: "during"}
 	ld.start(ctx)
 	time.Sleep(300 * time.Millisecond)
 	bdir := filepath.Join(dir, "backup")
@@ -138,14 +138,11 @@ func runBackup(bin, dir string, n int, logf func(string, ...any)) (*backupResult
 	defer sinkB.close()
 	cfgB := newGWConfig(filepath.Join(dir, "backup-b"))
 	cfgB.Destinations = []destConfig{destinationForChecks(sinkB.url())}
-	b, err := startGateway(bin, cfgB)
+	b, err := startReady(bin, cfgB, 60*time.Second, newRecorder())
 	if err != nil {
 		return nil, err
 	}
 	defer b.stop()
-	if _, err := b.waitReady(60*time.Second, newRecorder()); err != nil {
-		return nil, err
-	}
 	// The probe made B's store non-empty: a restore must refuse it.
 	if _, err := b.cli("webhooks", "restore", bdir); err != nil && strings.Contains(err.Error(), "--force") {
 		res.RefusedWithoutForce = true
@@ -205,7 +202,7 @@ func postN(rec *recorder, g *gateway, prefix string, n, workers int) error {
 	for range workers {
 		go func() {
 			for id := range ids {
-				if o := rec.post(context.Background(), c, g.url("/webhooks/v1/demo"), id, nil); o != outcomeOK {
+				if o := rec.post(context.Background(), c, g.demoURL(), id, nil); o != outcomeOK {
 					errs <- fmt.Errorf("event %s: %s (%v)", id, o, rec.statusCounts())
 					return
 				}

@@ -192,6 +192,16 @@ func storedIDs(addr, store, stream string) (map[string]int, error) {
 	}
 }
 
+// checkStored reads the stream of the gateway run on cfg (see storedIDs)
+// and checks it against rec and, when snk is not nil, the sink (see check).
+func checkStored(rec *recorder, cfg gwConfig, snk *sink, deliverWait time.Duration) (report, error) {
+	stored, err := storedIDs(cfg.NATS, cfg.Store, "WEBHOOKS")
+	if err != nil {
+		return report{}, err
+	}
+	return check(rec, stored, snk, deliverWait), nil
+}
+
 // exists reports whether path exists.
 func exists(path string) bool {
 	_, err := os.Stat(path)

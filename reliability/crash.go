@@ -40,17 +40,14 @@ func runCrash(bin, dir string, o crashOpts, logf func(string, ...any)) (*crashRe
 	defer snk.close()
 	cfg := newGWConfig(filepath.Join(dir, "crash"))
 	cfg.Destinations = []destConfig{destinationForChecks(snk.url())}
-	g, err := startGateway(bin, cfg)
+	rec := newRecorder()
+	g, err := startReady(bin, cfg, 60*time.Second, rec)
 	if err != nil {
 		return nil, err
 	}
 	defer g.stop()
-	rec := newRecorder()
-	if _, err := g.waitReady(60*time.Second, rec); err != nil {
-		return nil, err
-	}
 	ctx, cancel := context.WithCancel(context.Background())
-	ld := &load{rec: rec, url: func() string { return g.url("/webhooks/v1/demo") }, workers: o.Workers, prefix: "crash"}
+	ld := &load{rec: rec, url: g.demoURL, workers: o.Workers, prefix: "crash"}
 	ld.start(ctx)
 	res := &crashResult{}
 	for i := range o.Cycles {
@@ -73,11 +70,9 @@ func runCrash(bin, dir string, o crashOpts, logf func(string, ...any)) (*crashRe
 	time.Sleep(o.Up / 2)
 	cancel()
 	ld.wait()
-	stored, err := storedIDs(cfg.NATS, cfg.Store, "WEBHOOKS")
-	if err != nil {
+	if res.report, err = checkStored(rec, cfg, snk, time.Minute); err != nil {
 		return nil, err
 	}
-	res.report = check(rec, stored, snk, time.Minute)
 	return res, nil
 }
 

@@ -12,17 +12,9 @@ import (
 // fullResult is the outcome of filling the store.
 type fullResult struct {
 	report
-	// AckedBeforeFull counts 2xx answers before the first 503.
-	AckedBeforeFull int `json:"acked_before_full"`
-	// RefusedAfterFull counts requests after the first 503; OKAfterFull
-	// those of them answered 2xx (a false 2xx: must be 0).
-	RefusedAfterFull int `json:"refused_after_full"`
-	OKAfterFull      int `json:"ok_after_full"`
-	// MissingRetryAfter counts 503s without Retry-After: must be 0.
-	MissingRetryAfter int `json:"missing_retry_after"`
-	// Slowest503 is the longest a 503 took: far below publish_timeout
+	// fillCounts counts the answers; Slowest503 far below publish_timeout
 	// means the gateway knew at once.
-	Slowest503 time.Duration `json:"slowest_503"`
+	fillCounts
 	// PublishTimeout is the handler's publish_timeout in this run.
 	PublishTimeout time.Duration `json:"publish_timeout"`
 }
@@ -37,47 +29,66 @@ func runFullStore(bin, dir string, after int, logf func(string, ...any)) (*fullR
 	cfg := newGWConfig(filepath.Join(dir, "fullstore"))
 	cfg.MaxStore = "256KiB"
 	cfg.Ingest = fmt.Sprintf("\t\tpublish_timeout %s\n\t\tretry_after 7s", fullStorePublishTimeout)
-	g, err := startGateway(bin, cfg)
+	rec := newRecorder()
+	g, err := startReady(bin, cfg, 60*time.Second, rec)
 	if err != nil {
 		return nil, err
 	}
 	defer g.stop()
-	rec := newRecorder()
-	if _, err := g.waitReady(60*time.Second, rec); err != nil {
-		return nil, err
-	}
 	res := &fullResult{PublishTimeout: fullStorePublishTimeout}
-	c := newLoadClient(1)
-	full := false
-	// One client, one request at a time: once full, a later 2xx can only
-	// be a false one.
-	for i := 0; i < 100000 && res.RefusedAfterFull < after; i++ {
-		o, hdr, d := postTimed(rec, c, g.url("/webhooks/v1/demo"), rec.nextID("full"))
-		switch {
-		case o == outcomeOK && !full:
-			res.AckedBeforeFull++
-		case o == outcomeOK:
-			res.OKAfterFull++
-			res.RefusedAfterFull++
-		default:
-			full = true
-			res.RefusedAfterFull++
-			res.Slowest503 = max(res.Slowest503, d)
-			if hdr.Get("Retry-After") == "" {
-				res.MissingRetryAfter++
-			}
-		}
-	}
+	// max_store promises a 503 to every request once full: a refusal
+	// without an answer counts as one without Retry-After.
+	full := res.postUntilFull(rec, newLoadClient(1), g.demoURL(), "full", 100000, after, true)
 	logf("store full after %d events; %d more requests, %d of them 2xx", res.AckedBeforeFull, res.RefusedAfterFull, res.OKAfterFull)
 	if !full {
 		return nil, fmt.Errorf("the store never filled: %d events acknowledged", res.AckedBeforeFull)
 	}
-	stored, err := storedIDs(cfg.NATS, cfg.Store, "WEBHOOKS")
-	if err != nil {
+	if res.report, err = checkStored(rec, cfg, nil, 0); err != nil {
 		return nil, err
 	}
-	res.report = check(rec, stored, nil, 0)
 	return res, nil
+}
+
+// fillCounts counts the answers while a scenario fills the store until the
+// gateway refuses.
+type fillCounts struct {
+	// AckedBeforeFull counts 2xx answers before the first refusal.
+	AckedBeforeFull int `json:"acked_before_full"`
+	// RefusedAfterFull counts requests from the first refusal on;
+	// OKAfterFull those of them answered 2xx (a false 2xx).
+	RefusedAfterFull int `json:"refused_after_full"`
+	OKAfterFull      int `json:"ok_after_full"`
+	// MissingRetryAfter counts 503s without Retry-After: must be 0.
+	MissingRetryAfter int `json:"missing_retry_after"`
+	// Slowest503 is the longest a refusal took.
+	Slowest503 time.Duration `json:"slowest_503"`
+}
+
+// postUntilFull posts events with ids "<prefix>-<n>" to url one at a time
+// through c (one client, one request at a time: once refused, a later 2xx
+// can only be a false one), at most maxPosts, until refusedAfter requests
+// followed the first refusal. A refusal without an answer (a transport
+// error) counts as missing Retry-After when noAnswerMissing is set. It
+// reports whether the gateway refused at all.
+func (f *fillCounts) postUntilFull(rec *recorder, c *http.Client, url, prefix string, maxPosts, refusedAfter int, noAnswerMissing bool) (full bool) {
+	for i := 0; i < maxPosts && f.RefusedAfterFull < refusedAfter; i++ {
+		o, hdr, d := postTimed(rec, c, url, rec.nextID(prefix))
+		switch {
+		case o == outcomeOK && !full:
+			f.AckedBeforeFull++
+		case o == outcomeOK:
+			f.OKAfterFull++
+			f.RefusedAfterFull++
+		default:
+			full = true
+			f.RefusedAfterFull++
+			f.Slowest503 = max(f.Slowest503, d)
+			if (hdr != nil || noAnswerMissing) && hdr.Get("Retry-After") == "" {
+				f.MissingRetryAfter++
+			}
+		}
+	}
+	return full
 }
 
 // postTimed posts one event and returns its outcome, the answer's headers

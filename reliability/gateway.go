@@ -206,6 +206,21 @@ func (g *gateway) start() error {
 	return nil
 }
 
+// startReady starts bin run on cfg and waits up to d for a probe event to
+// be acknowledged, recording that probe in rec (see waitReady). On error
+// the gateway is stopped; otherwise the caller stops it.
+func startReady(bin string, cfg gwConfig, d time.Duration, rec *recorder, wrap ...string) (*gateway, error) {
+	g, err := startGateway(bin, cfg, wrap...)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := g.waitReady(d, rec); err != nil {
+		g.stop()
+		return nil, err
+	}
+	return g, nil
+}
+
 // alive reports whether the process is still running.
 func (g *gateway) alive() bool {
 	select {
@@ -269,6 +284,10 @@ func (g *gateway) cli(args ...string) (string, error) {
 // url returns the URL of path on the webhook site.
 func (g *gateway) url(path string) string { return "http://" + g.addr + path }
 
+// demoURL returns the URL the scenarios post events to: the demo source of
+// version v1. It reads only addr, so load goroutines may call it.
+func (g *gateway) demoURL() string { return g.url("/webhooks/v1/demo") }
+
 // waitReady polls until a probe event gets a 2xx, for at most d, and
 // returns how long that took. The probe is an ordinary event (id
 // "probe-<n>") that the checker counts like any other.
@@ -284,7 +303,7 @@ func (g *gateway) waitReady(d time.Duration, rec *recorder) (time.Duration, erro
 		// Probes that fail are not the scenario's requests: only the one
 		// that succeeds is recorded (it is an event like any other).
 		id := rec.nextID("probe")
-		if probes.post(ctx, probeClient, g.url("/webhooks/v1/demo"), id, nil) == outcomeOK {
+		if probes.post(ctx, probeClient, g.demoURL(), id, nil) == outcomeOK {
 			rec.record(id, outcomeOK, "", start, time.Since(start))
 			return time.Since(start), nil
 		}

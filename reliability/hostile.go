@@ -195,14 +195,11 @@ func runHostile(bin, dir string, logf func(string, ...any)) (*hostileResult, err
 	cfg := newGWConfig(filepath.Join(dir, "hostile"))
 	cfg.Sources = hostileSources
 	cfg.Timeouts = "read_header 1s\n\t\t\tread_body 2s"
-	g, err := startGateway(bin, cfg)
+	g, err := startReady(bin, cfg, 60*time.Second, newRecorder())
 	if err != nil {
 		return nil, err
 	}
 	defer g.stop()
-	if _, err := g.waitReady(60*time.Second, newRecorder()); err != nil {
-		return nil, err
-	}
 	res := &hostileResult{}
 	for i, c := range hostileTable() {
 		id := fmt.Sprintf("hostile-%d", i)

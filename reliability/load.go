@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"slices"
@@ -192,11 +193,7 @@ func (r *recorder) latency(from, to time.Time) (p50, p99 time.Duration, n int) {
 func (r *recorder) statusCounts() map[string]int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := make(map[string]int, len(r.statuses))
-	for k, v := range r.statuses {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(r.statuses)
 }
 
 // load posts events from workers goroutines until ctx ends, each worker

@@ -57,17 +57,14 @@ func runOutage(bin, dir string, o outageOpts, logf func(string, ...any)) (*outag
 		extra += "\n\t\t\t" + o.Breaker
 	}
 	cfg.Destinations = []destConfig{{Name: "sink", URL: snk.url(), Extra: extra}}
-	g, err := startGateway(bin, cfg)
+	rec := newRecorder()
+	g, err := startReady(bin, cfg, 60*time.Second, rec)
 	if err != nil {
 		return nil, err
 	}
 	defer g.stop()
-	rec := newRecorder()
-	if _, err := g.waitReady(60*time.Second, rec); err != nil {
-		return nil, err
-	}
 	ctx, cancel := context.WithCancel(context.Background())
-	ld := &load{rec: rec, url: func() string { return g.url("/webhooks/v1/demo") }, workers: o.Workers, pause: o.Pause, prefix: "outage"}
+	ld := &load{rec: rec, url: g.demoURL, workers: o.Workers, pause: o.Pause, prefix: "outage"}
 	t0 := time.Now()
 	ld.start(ctx)
 	time.Sleep(o.Before)
@@ -88,11 +85,9 @@ func runOutage(bin, dir string, o outageOpts, logf func(string, ...any)) (*outag
 	res.PeakAttemptsPerSecond, res.AttemptsDuringOutage = snk.attemptRate(t1, t2)
 	res.P50Before, res.P99Before, _ = rec.latency(t0, t1)
 	res.P50During, res.P99During, _ = rec.latency(t1, t2)
-	stored, err := storedIDs(cfg.NATS, cfg.Store, "WEBHOOKS")
-	if err != nil {
+	if res.report, err = checkStored(rec, cfg, snk, 2*time.Minute); err != nil {
 		return nil, err
 	}
-	res.report = check(rec, stored, snk, 2*time.Minute)
 	if t := snk.firstDeliveryAfter(t2); !t.IsZero() {
 		res.ResumeAfter = t.Sub(t2)
 	}

@@ -89,17 +89,14 @@ func tracedRun(bin, dir, syncMode string, n int) (powerRun, error) {
 	cfg.Sync = syncMode
 	trace := filepath.Join(dir, "strace.out")
 	wrap := []string{"strace", "-f", "--seccomp-bpf", "-tt", "-T", "-y", "-s", "65536", "-e", "trace=fsync,fdatasync,syncfs,pwrite64,write", "-o", trace}
-	g, err := startGateway(bin, cfg, wrap...)
+	rec := newRecorder()
+	g, err := startReady(bin, cfg, 2*time.Minute, rec, wrap...)
 	if err != nil {
 		return powerRun{}, err
 	}
 	defer g.stop()
-	rec := newRecorder()
-	if _, err := g.waitReady(2*time.Minute, rec); err != nil {
-		return powerRun{}, err
-	}
 	ctx, cancel := context.WithCancel(context.Background())
-	ld := &load{rec: rec, url: func() string { return g.url("/webhooks/v1/demo") }, workers: 4, prefix: "pw"}
+	ld := &load{rec: rec, url: g.demoURL, workers: 4, prefix: "pw"}
 	ld.start(ctx)
 	for rec.count(outcomeOK) < n && ctx.Err() == nil {
 		time.Sleep(20 * time.Millisecond)

@@ -52,18 +52,15 @@ func runReload(bin, dir string, reloads, workers int, logf func(string, ...any))
 	defer snk.close()
 	base := newGWConfig(filepath.Join(dir, "reload"))
 	cfg := reloadVariant(base, snk, 0)
-	g, err := startGateway(bin, cfg)
+	rec := newRecorder()
+	g, err := startReady(bin, cfg, 60*time.Second, rec)
 	if err != nil {
 		return nil, err
 	}
 	defer g.stop()
-	rec := newRecorder()
-	if _, err := g.waitReady(60*time.Second, rec); err != nil {
-		return nil, err
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	ld := &load{rec: rec, url: func() string { return g.url("/webhooks/v1/demo") }, workers: workers, pause: 2 * time.Millisecond, prefix: "reload"}
+	ld := &load{rec: rec, url: g.demoURL, workers: workers, pause: 2 * time.Millisecond, prefix: "reload"}
 	ld.start(ctx)
 	res := &reloadResult{Explained: map[string]string{}}
 	for i := 1; i <= reloads; i++ {
@@ -79,11 +76,9 @@ func runReload(bin, dir string, reloads, workers int, logf func(string, ...any))
 	time.Sleep(time.Second)
 	cancel()
 	ld.wait()
-	stored, err := storedIDs(cfg.NATS, cfg.Store, "WEBHOOKS")
-	if err != nil {
+	if res.report, err = checkStored(rec, cfg, snk, time.Minute); err != nil {
 		return nil, err
 	}
-	res.report = check(rec, stored, snk, time.Minute)
 	for k := range res.NonOK {
 		if why := explainNonOK(k); why != "" {
 			res.Explained[k] = why

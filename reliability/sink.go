@@ -2,6 +2,7 @@ package main
 
 import (
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"strings"
@@ -132,11 +133,7 @@ func resetConn(w http.ResponseWriter) {
 func (s *sink) deliveries() map[string]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make(map[string]int, len(s.delivered))
-	for k, v := range s.delivered {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(s.delivered)
 }
 
 // has reports whether every id in ids was delivered at least once; the

@@ -16,17 +16,9 @@ var errNoMount = errors.New("cannot mount a tmpfs here (needs root and mount per
 // tmpfsResult is the outcome of filling a real filesystem.
 type tmpfsResult struct {
 	report
-	// AckedBeforeFull counts 2xx answers before the first non-2xx.
-	AckedBeforeFull int `json:"acked_before_full"`
-	// RefusedAfterFull counts requests while the disk was full; OKAfterFull
-	// those answered 2xx (false 2xx: must be 0 — every one of them is
-	// checked in the stream).
-	RefusedAfterFull int `json:"refused_after_full"`
-	OKAfterFull      int `json:"ok_after_full"`
-	// MissingRetryAfter counts 503s without Retry-After: must be 0.
-	MissingRetryAfter int `json:"missing_retry_after"`
-	// Slowest503 is the longest a refusal took.
-	Slowest503 time.Duration `json:"slowest_503"`
+	// fillCounts counts the answers while the disk was full; a 2xx then
+	// is checked in the stream like every other.
+	fillCounts
 	// Recovered is whether the gateway stored events again once space was
 	// freed, without a restart, and RecoveredAfter how long that took.
 	Recovered      bool          `json:"recovered_by_itself"`
@@ -79,15 +71,12 @@ func runTmpfs(bin, dir string, logf func(string, ...any)) (*tmpfsResult, error) 
 	cfg := newGWConfig(filepath.Join(dir, "tmpfs-gw"))
 	cfg.Store = filepath.Join(mnt, "store")
 	cfg.Ingest = fmt.Sprintf("\t\tpublish_timeout %s\n\t\tretry_after 7s", tmpfsPublishTimeout)
-	g, err := startGateway(bin, cfg)
+	rec := newRecorder()
+	g, err := startReady(bin, cfg, 60*time.Second, rec)
 	if err != nil {
 		return nil, err
 	}
 	defer g.stop()
-	rec := newRecorder()
-	if _, err := g.waitReady(60*time.Second, rec); err != nil {
-		return nil, err
-	}
 	// Leave about 1 MiB free. The tmpfs is larger than the free space the
 	// engine waits for before recovering (4 × the largest message, 16 MiB
 	// with the default max_event_size).
@@ -100,24 +89,7 @@ func runTmpfs(bin, dir string, logf func(string, ...any)) (*tmpfsResult, error) 
 		res.RecoveryWait = 10 * time.Second // only to report
 	}
 	c := newLoadClient(1)
-	full := false
-	for i := 0; i < 20000 && res.RefusedAfterFull < 5; i++ {
-		o, hdr, d := postTimed(rec, c, g.url("/webhooks/v1/demo"), rec.nextID("disk"))
-		switch {
-		case o == outcomeOK && !full:
-			res.AckedBeforeFull++
-		case o == outcomeOK:
-			res.OKAfterFull++
-			res.RefusedAfterFull++
-		default:
-			full = true
-			res.RefusedAfterFull++
-			res.Slowest503 = max(res.Slowest503, d)
-			if hdr != nil && hdr.Get("Retry-After") == "" {
-				res.MissingRetryAfter++
-			}
-		}
-	}
+	full := res.postUntilFull(rec, c, g.demoURL(), "disk", 20000, 5, false)
 	if !full {
 		return nil, fmt.Errorf("the filesystem never filled: %d events acknowledged", res.AckedBeforeFull)
 	}
@@ -127,7 +99,7 @@ func runTmpfs(bin, dir string, logf func(string, ...any)) (*tmpfsResult, error) 
 	}
 	freed := time.Now()
 	for time.Since(freed) < res.RecoveryWait {
-		if o, _, _ := postTimed(rec, c, g.url("/webhooks/v1/demo"), rec.nextID("after")); o == outcomeOK {
+		if o, _, _ := postTimed(rec, c, g.demoURL(), rec.nextID("after")); o == outcomeOK {
 			res.Recovered, res.RecoveredAfter = true, time.Since(freed)
 			break
 		}
@@ -144,11 +116,9 @@ func runTmpfs(bin, dir string, logf func(string, ...any)) (*tmpfsResult, error) 
 			return nil, err
 		}
 	}
-	stored, err := storedIDs(cfg.NATS, cfg.Store, "WEBHOOKS")
-	if err != nil {
+	if res.report, err = checkStored(rec, cfg, nil, 0); err != nil {
 		return nil, err
 	}
-	res.report = check(rec, stored, nil, 0)
 	return res, nil
 }
 

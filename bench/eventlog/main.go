@@ -21,7 +21,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -33,11 +32,11 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hookgate/hookgate/bench/internal/inproc"
 	_ "github.com/hookgate/hookgate/caddymodule"
 	"github.com/hookgate/hookgate/event"
 )
@@ -148,7 +147,7 @@ type gateway struct {
 }
 
 func (g *gateway) start(sync, store string) {
-	g.site, g.admin, g.natsAddr = freeAddr(), freeAddr(), freeAddr()
+	g.site, g.admin, g.natsAddr = inproc.FreeAddr(), inproc.FreeAddr(), inproc.FreeAddr()
 	cfg := fmt.Sprintf(`{
 	admin %[4]s
 	persist_config off
@@ -182,14 +181,7 @@ http://%[8]s {
 	}
 }
 `, g.dir, store, sync, g.admin, g.natsAddr, g.ok, g.bad, g.site, sourceBlocks())
-	adapter := caddyconfig.GetAdapter("caddyfile")
-	out, _, err := adapter.Adapt([]byte(cfg), map[string]any{"filename": "Caddyfile"})
-	if err != nil {
-		log.Fatal(err)
-	}
-	if err := caddy.Load(out, true); err != nil {
-		log.Fatal(err)
-	}
+	inproc.Load(cfg)
 	// Wait until the store answers.
 	for i := 0; ; i++ {
 		if resp, err := http.Get("http://" + g.admin + "/webhooks/status"); err == nil {
@@ -388,13 +380,4 @@ func (g *gateway) ingest(poll bool) float64 {
 	wg.Wait()
 	tr.CloseIdleConnections()
 	return float64(ok.Load()) / time.Since(start).Seconds()
-}
-
-func freeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }

@@ -19,7 +19,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -31,9 +30,9 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
+	"github.com/hookgate/hookgate/bench/internal/inproc"
 	_ "github.com/hookgate/hookgate/caddymodule"
 )
 
@@ -71,7 +70,7 @@ func run(syncMode string, conns int, d time.Duration, bodySize int) result {
 		log.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
-	addr := freeAddr()
+	addr := inproc.FreeAddr()
 	cfg := fmt.Sprintf(`{
 	admin off
 	persist_config off
@@ -95,13 +94,7 @@ http://%[4]s {
 	}
 }
 `, filepath.Join(dir, "caddy"), filepath.Join(dir, "store"), syncMode, addr, secret)
-	out, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cfg), nil)
-	if err != nil {
-		log.Fatal(err)
-	}
-	if err := caddy.Load(out, true); err != nil {
-		log.Fatal(err)
-	}
+	inproc.Load(cfg)
 	defer func() { _ = caddy.Stop() }()
 
 	body := bytes.Repeat([]byte("x"), bodySize)
@@ -162,13 +155,4 @@ http://%[4]s {
 		r.max = lat[len(lat)-1].Round(time.Microsecond)
 	}
 	return r
-}
-
-func freeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
