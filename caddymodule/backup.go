@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hookgate/hookgate/event"
 	"github.com/hookgate/hookgate/forwarder"
@@ -39,8 +40,13 @@ const backupManifestFile = "backup.json"
 // everything it calls delivered is also acknowledged in the WEBHOOKS
 // consumers copied after it (a restore delivers none of it again), and the
 // dead-letter stream last, so every event a consumer gave up on before the
-// WEBHOOKS copy is in the DLQ copy.
-var backupStreams = []string{"KV_" + forwarder.StateBucket, event.StreamName, event.DLQStreamName}
+// WEBHOOKS copy is in the DLQ copy. The record of the gateway's own
+// consumers follows WEBHOOKS: a consumer is recorded as soon as it is
+// created, so each consumer in the WEBHOOKS copy has its record in the
+// copy after it, and the restored gateway keeps its consumers (without
+// the records it would take them for a NATS client's and start them
+// afresh, delivering everything again).
+var backupStreams = []string{"KV_" + forwarder.StateBucket, event.StreamName, "KV_" + forwarder.OwnerBucket, event.DLQStreamName}
 
 // Limits of the snapshot and restore exchanges.
 const (
@@ -265,6 +271,13 @@ func restoreStore(ctx context.Context, nc *nats.Conn, dir string) (*backupManife
 		if err := restoreStream(ctx, nc, dir, sb.Name); err != nil {
 			return nil, fmt.Errorf("restore stream %s: %w", sb.Name, err)
 		}
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	if err := forwarder.RecordRestoredConsumers(ctx, js); err != nil {
+		return nil, fmt.Errorf("restore: %w", err)
 	}
 	return m, nil
 }
