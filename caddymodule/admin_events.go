@@ -43,21 +43,17 @@ func init() {
 // eventLogRoute is one event log endpoint, served for an App: the admin
 // API's rows (admin.go's adminRoutes, added in init) use the running one,
 // the dashboard its own.
-type eventLogRoute struct {
-	method string
-	match  func(path string) (arg string, ok bool)
-	serve  eventLogHandler
-}
+type eventLogRoute = route[eventLogHandler]
 
 // eventLogRoutes are the event log's endpoints, paths under /webhooks/.
 var eventLogRoutes = []eventLogRoute{
-	{http.MethodGet, exactPath("events"), listEventsRoute},
+	{http.MethodGet, exactPath("events"), fromQuery((*App).listEvents)},
 	{http.MethodPost, idBetween("events/", "/replay"), replayEventRoute},
 	{http.MethodGet, idBetween("events/", ""), getEventRoute},
-	{http.MethodPost, exactPath("replay"), startReplayRoute},
+	{http.MethodPost, exactPath("replay"), fromBody((*App).startReplay)},
 	{http.MethodGet, pathBetween("replay/", ""), replayJobRoute},
-	{http.MethodGet, exactPath("dlq"), listDLQRoute},
-	{http.MethodPost, exactPath("dlq/redrive"), redriveAllRoute},
+	{http.MethodGet, exactPath("dlq"), fromQuery((*App).listDLQ)},
+	{http.MethodPost, exactPath("dlq/redrive"), fromBody((*App).redriveAll)},
 	{http.MethodPost, pathBetween("dlq/", "/redrive"), redriveRoute},
 	{http.MethodGet, pathBetween("dlq/", ""), getDLQRoute},
 	{http.MethodDelete, pathBetween("dlq/", ""), deleteDLQRoute},
@@ -68,22 +64,11 @@ var eventLogRoutes = []eventLogRoute{
 // app: 404 for a path that is none of them, 405 with Allow for a known
 // path asked with another method.
 func serveEventLogPath(ctx context.Context, app *App, w http.ResponseWriter, r *http.Request, path string) error {
-	var methods []string
-	for _, rt := range eventLogRoutes {
-		arg, ok := rt.match(path)
-		if !ok {
-			continue
-		}
-		if r.Method == rt.method {
-			return rt.serve(ctx, app, w, r, arg)
-		}
-		methods = append(methods, rt.method)
+	rt, arg, err := findRoute(w, r, eventLogRoutes, path, "no event log endpoint ")
+	if err != nil {
+		return err
 	}
-	if len(methods) > 0 {
-		w.Header().Set("Allow", strings.Join(methods, ", "))
-		return apiError(http.StatusMethodNotAllowed, "%s %s: use %s", r.Method, r.URL.Path, strings.Join(methods, " or "))
-	}
-	return apiError(http.StatusNotFound, "no event log endpoint %s", r.URL.Path)
+	return rt.serve(ctx, app, w, r, arg)
 }
 
 // idBetween matches prefix + an event id + suffix; the id may hold '/'.
@@ -113,12 +98,28 @@ func withApp(h eventLogHandler) func(http.ResponseWriter, *http.Request, string)
 	}
 }
 
-func listEventsRoute(ctx context.Context, app *App, w http.ResponseWriter, r *http.Request, _ string) error {
-	f, err := filterFromQuery(r.URL.Query())
-	if err != nil {
-		return err
+// fromQuery serves run, an event list, with the filter of the request's
+// query string, answering 200.
+func fromQuery[T any](run func(*App, context.Context, EventFilter) (T, error)) eventLogHandler {
+	return func(ctx context.Context, app *App, w http.ResponseWriter, r *http.Request, _ string) error {
+		f, err := filterFromQuery(r.URL.Query())
+		if err != nil {
+			return err
+		}
+		return answer(w, http.StatusOK)(run(app, ctx, f))
 	}
-	return answer(w, http.StatusOK)(app.listEvents(ctx, f))
+}
+
+// fromBody serves run, a background job over the events a filter
+// selects, with the filter of the request's JSON body, answering 202.
+func fromBody[T any](run func(*App, context.Context, EventFilter) (T, error)) eventLogHandler {
+	return func(ctx context.Context, app *App, w http.ResponseWriter, r *http.Request, _ string) error {
+		f, err := filterFromBody(r)
+		if err != nil {
+			return err
+		}
+		return answer(w, http.StatusAccepted)(run(app, ctx, f))
+	}
 }
 
 func getEventRoute(ctx context.Context, app *App, w http.ResponseWriter, r *http.Request, id string) error {
@@ -135,32 +136,8 @@ func replayEventRoute(ctx context.Context, app *App, w http.ResponseWriter, r *h
 	return answer(w, http.StatusAccepted)(app.replayEvent(ctx, id, body.Destination))
 }
 
-func startReplayRoute(ctx context.Context, app *App, w http.ResponseWriter, r *http.Request, _ string) error {
-	f, err := filterFromBody(r)
-	if err != nil {
-		return err
-	}
-	return answer(w, http.StatusAccepted)(app.startReplay(ctx, f))
-}
-
 func replayJobRoute(_ context.Context, app *App, w http.ResponseWriter, _ *http.Request, job string) error {
 	return answer(w, http.StatusOK)(app.replayJob(job))
-}
-
-func listDLQRoute(ctx context.Context, app *App, w http.ResponseWriter, r *http.Request, _ string) error {
-	f, err := filterFromQuery(r.URL.Query())
-	if err != nil {
-		return err
-	}
-	return answer(w, http.StatusOK)(app.listDLQ(ctx, f))
-}
-
-func redriveAllRoute(ctx context.Context, app *App, w http.ResponseWriter, r *http.Request, _ string) error {
-	f, err := filterFromBody(r)
-	if err != nil {
-		return err
-	}
-	return answer(w, http.StatusAccepted)(app.redriveAll(ctx, f))
 }
 
 func redriveRoute(ctx context.Context, app *App, w http.ResponseWriter, _ *http.Request, id string) error {

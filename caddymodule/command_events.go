@@ -68,6 +68,20 @@ func filterValues(fl caddycmd.Flags) url.Values {
 	return v
 }
 
+// pageQuery adds to q the string flags named keys that were given and
+// --limit when positive, the query of a list page, and returns q.
+func pageQuery(q url.Values, fl caddycmd.Flags, keys ...string) url.Values {
+	for _, k := range keys {
+		if v := fl.String(k); v != "" {
+			q.Set(k, v)
+		}
+	}
+	if n := fl.Int("limit"); n > 0 {
+		q.Set("limit", strconv.Itoa(n))
+	}
+	return q
+}
+
 // eventLogCommand gives c the common flags (--address, --json) and a run.
 func eventLogCommand(c *cobra.Command, run func(*client, caddycmd.Flags) error) *cobra.Command {
 	c.Flags().String("address", "", "the admin API's address (default localhost:2019)")
@@ -171,15 +185,7 @@ provider's delivery id. When more events match, the last line gives the
 	c.Flags().Int("limit", 0, "events per page (default 50)")
 	c.Flags().String("cursor", "", "the cursor printed under the previous page")
 	return eventLogCommand(c, func(cl *client, fl caddycmd.Flags) error {
-		q := filterValues(fl)
-		for _, k := range []string{"q", "cursor"} {
-			if v := fl.String(k); v != "" {
-				q.Set(k, v)
-			}
-		}
-		if n := fl.Int("limit"); n > 0 {
-			q.Set("limit", strconv.Itoa(n))
-		}
+		q := pageQuery(filterValues(fl), fl, "q", "cursor")
 		return show(cl, http.MethodGet, "/webhooks/events?"+q.Encode(), nil, printEvents)
 	})
 }
@@ -379,15 +385,7 @@ answer. Redrive one with 'caddy webhooks redrive <id>'.`,
 	c.Flags().Int("limit", 0, "dead letters per page (default 50)")
 	c.Flags().String("cursor", "", "the cursor printed under the previous page")
 	return eventLogCommand(c, func(cl *client, fl caddycmd.Flags) error {
-		q := url.Values{}
-		for _, k := range []string{"destination", "since", "cursor"} {
-			if v := fl.String(k); v != "" {
-				q.Set(k, v)
-			}
-		}
-		if n := fl.Int("limit"); n > 0 {
-			q.Set("limit", strconv.Itoa(n))
-		}
+		q := pageQuery(url.Values{}, fl, "destination", "since", "cursor")
 		return show(cl, http.MethodGet, "/webhooks/dlq?"+q.Encode(), nil, printDLQ)
 	})
 }

@@ -183,6 +183,15 @@ func (a *App) destinationsFor(subject, only string) []string {
 	return out
 }
 
+// engineFor checks f (see checkFilter) and returns the running store's
+// engine (see eventLogEngine): what an endpoint taking a filter does first.
+func (a *App) engineFor(f *EventFilter) (*engine, error) {
+	if err := a.checkFilter(f); err != nil {
+		return nil, err
+	}
+	return a.eventLogEngine()
+}
+
 // checkFilter validates a filter against the running config.
 func (a *App) checkFilter(f *EventFilter) error {
 	if f.Limit <= 0 {
@@ -208,10 +217,7 @@ func (a *App) checkFilter(f *EventFilter) error {
 
 // listEvents returns a page of events matching f, newest first.
 func (a *App) listEvents(ctx context.Context, f EventFilter) (*EventPage, error) {
-	if err := a.checkFilter(&f); err != nil {
-		return nil, err
-	}
-	e, err := a.eventLogEngine()
+	e, err := a.engineFor(&f)
 	if err != nil {
 		return nil, err
 	}

@@ -134,10 +134,7 @@ func (a *App) walkDLQ(ctx context.Context, e *engine, f EventFilter, visit func(
 // listDLQ returns a page of dead letters (destination, since, limit and
 // cursor of f apply; source, version and type too), newest first.
 func (a *App) listDLQ(ctx context.Context, f EventFilter) (*DLQPage, error) {
-	if err := a.checkFilter(&f); err != nil {
-		return nil, err
-	}
-	e, err := a.eventLogEngine()
+	e, err := a.engineFor(&f)
 	if err != nil {
 		return nil, err
 	}

@@ -444,10 +444,7 @@ func (a *App) startReplay(ctx context.Context, f EventFilter) (*ReplayJob, error
 // redriveAll starts a background redrive of every dead letter matching f
 // (destination, source, version, type, since).
 func (a *App) redriveAll(ctx context.Context, f EventFilter) (*ReplayJob, error) {
-	if err := a.checkFilter(&f); err != nil {
-		return nil, err
-	}
-	e, err := a.eventLogEngine()
+	e, err := a.engineFor(&f)
 	if err != nil {
 		return nil, err
 	}
