@@ -77,7 +77,7 @@ func main() {
 		r, e := runOutage(bin, dir, outageOpts{Mode: m, Before: 5 * time.Second, Outage: *outage, After: 10 * time.Second, Workers: *workers, Pause: 20 * time.Millisecond}, logf)
 		res, err = r, e
 		if r != nil {
-			violations = r.violations()
+			violations = r.outageViolations()
 		}
 	case "fullstore":
 		r, e := runFullStore(bin, dir, *events, logf)
