@@ -160,7 +160,11 @@ func (a *App) provision(ctx caddy.Context) error {
 	if store == "" {
 		store = filepath.Join(caddy.AppDataDir(), "hookgate")
 	}
-	store, err := filepath.Abs(repl.ReplaceKnown(store, ""))
+	store, err := resolveSecret(repl, "store", store)
+	if err != nil {
+		return err
+	}
+	store, err = filepath.Abs(store)
 	if err != nil {
 		return fmt.Errorf("store %q: %w", a.Store, err)
 	}
@@ -203,7 +207,14 @@ func (a *App) provision(ctx caddy.Context) error {
 	if (a.TLSCert == "") != (a.TLSKey == "") {
 		return fmt.Errorf("tls: give both a certificate and a key file")
 	}
-	a.ecfg.TLSCert, a.ecfg.TLSKey = repl.ReplaceKnown(a.TLSCert, ""), repl.ReplaceKnown(a.TLSKey, "")
+	if a.TLSCert != "" {
+		if a.ecfg.TLSCert, err = resolveSecret(repl, "tls certificate", a.TLSCert); err != nil {
+			return err
+		}
+		if a.ecfg.TLSKey, err = resolveSecret(repl, "tls key", a.TLSKey); err != nil {
+			return err
+		}
+	}
 
 	maxStore := orDefault(a.MaxStore, defaultMaxStore)
 	a.maxEventSize = orDefault(a.MaxEventSize, defaultMaxEventSize)

@@ -78,8 +78,9 @@ func checkNKey(key string) error {
 // placeholderRe finds {env.X} and {file.X} placeholders.
 var placeholderRe = regexp.MustCompile(`\{(env|file)\.([^{}]+)\}`)
 
-// resolveSecret resolves the placeholders of a setting, and when that
-// fails says which environment variable or file is missing.
+// resolveSecret resolves the placeholders of a setting (a secret, or a
+// path that must not silently become empty), and when that fails says
+// which environment variable or file is missing.
 func resolveSecret(repl *caddy.Replacer, name, value string) (string, error) {
 	out, err := repl.ReplaceOrErr(value, true, true)
 	if err == nil {

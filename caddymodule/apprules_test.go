@@ -32,6 +32,8 @@ func TestAppErrors(t *testing.T) {
 		{"dedup above the default retention", "dedup_window 30d", []string{"dedup_window 720h0m0s is longer than retention 168h0m0s"}},
 		{"unset env", "user svc\n\t\tpassword {env.HOOKGATE_TEST_NEVER_SET}", []string{"password: {env.HOOKGATE_TEST_NEVER_SET}", "environment variable HOOKGATE_TEST_NEVER_SET, which is not set"}},
 		{"empty env", "user {env.HOOKGATE_TEST_EMPTY}", []string{"user: {env.HOOKGATE_TEST_EMPTY}", "HOOKGATE_TEST_EMPTY, which is empty"}},
+		{"store from an unset env", "store {env.HOOKGATE_TEST_NO_STORE}", []string{"store: {env.HOOKGATE_TEST_NO_STORE}", "HOOKGATE_TEST_NO_STORE, which is not set"}},
+		{"tls key from an unset env", "tls /tmp/cert.pem {env.HOOKGATE_TEST_NO_KEY}", []string{"tls key: {env.HOOKGATE_TEST_NO_KEY}", "HOOKGATE_TEST_NO_KEY, which is not set"}},
 		{"missing file", "user svc\n\t\tpassword {file./nonexistent/nats-password}", []string{"password: {file./nonexistent/nats-password}", "file /nonexistent/nats-password, which does not exist"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -217,7 +217,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				if h.Status, err = strconv.Atoi(s); err != nil {
 					err = d.Errf("status %q: want a 2xx code", s)
 				} else {
-					err = wrapErr(d, checkStatus(h.Status))
+					err = wrapRule(d, checkStatus(h.Status))
 				}
 			}
 		case "publish_timeout":
@@ -305,7 +305,7 @@ func parseSource(d *caddyfile.Dispenser) (*Source, error) {
 			s.TypeHeader, err = oneArg(d)
 		case "dedup":
 			if s.Dedup, err = oneArg(d); err == nil {
-				err = wrapErr(d, checkDedup(s.Dedup))
+				err = wrapRule(d, checkDedup(s.Dedup))
 			}
 		case "versions":
 			var args []string
@@ -328,7 +328,7 @@ func parseSource(d *caddyfile.Dispenser) (*Source, error) {
 		case "accept_encoding":
 			var enc string
 			if enc, err = oneArg(d); err == nil {
-				err = wrapErr(d, checkEncoding(enc))
+				err = wrapRule(d, checkEncoding(enc))
 			}
 			s.AcceptEncoding = []string{enc}
 		case "body_timeout":
@@ -404,14 +404,6 @@ func parseDeprecate(d *caddyfile.Dispenser) (*Deprecation, error) {
 		}
 	}
 	return dep, nil
-}
-
-// wrapErr adds the Caddyfile file and line to err, if there is one.
-func wrapErr(d *caddyfile.Dispenser, err error) error {
-	if err == nil {
-		return nil
-	}
-	return d.WrapErr(err)
 }
 
 // oneArg reads exactly one argument of the current line.

@@ -51,8 +51,8 @@ func checkSource(s *Source, at, verifyAt caddyfilePos) error {
 	if err := checkVerifier(s); err != nil {
 		return verifyAt.errf("source %q: verify: %v", s.Name, err)
 	}
-	if s.MaxRatio != 0 && !slices.Contains(s.AcceptEncoding, "gzip") {
-		return at.errf("source %q: max_ratio %d: applies to gzip bodies only; add 'accept_encoding gzip'", s.Name, s.MaxRatio)
+	if err := checkMaxRatio(s.MaxRatio, slices.Contains(s.AcceptEncoding, "gzip")); err != nil {
+		return at.errf("source %q: %w", s.Name, err)
 	}
 	return nil
 }
@@ -83,11 +83,11 @@ func checkVerifier(s *Source) error {
 // name twice, and versions, retirements and deprecations that agree. It
 // uses the handler's own checks on a scratch handler.
 func checkHandler(d *caddyfile.Dispenser, h *Handler, sources []parsedSource) error {
-	if h.Prefix != "" && !strings.HasPrefix(h.Prefix, "/") {
-		return d.Errf("prefix %q must start with /", h.Prefix)
+	if err := checkPrefix(h.Prefix); err != nil {
+		return d.WrapErr(err)
 	}
-	if len(sources) == 0 {
-		return d.Errf("no source: add at least one 'source <name> { verify ... }'")
+	if err := checkHasSources(len(sources)); err != nil {
+		return d.WrapErr(err)
 	}
 	scratch := &Handler{Versions: h.Versions, Retired: h.Retired, Deprecated: h.Deprecated}
 	if err := scratch.acceptVersions(); err != nil {
@@ -100,7 +100,7 @@ func checkHandler(d *caddyfile.Dispenser, h *Handler, sources []parsedSource) er
 	seen := map[string]bool{}
 	for _, s := range sources {
 		if seen[s.Name] {
-			return s.at.errf("source %q is defined twice", s.Name)
+			return s.at.errf("%w", errSourceTwice(s.Name))
 		}
 		seen[s.Name] = true
 		if err := scratch.sourceVersions(s.Source, new(source), deprecated); err != nil {

@@ -32,7 +32,9 @@ func startDashboard(t *testing.T, ok, bad *sink) (*gateway, string) {
 		Destinations: destination("orders", ok.srv.URL, "") + destination("audit", bad.srv.URL, "\t\t\tmax_attempts 1"),
 	}
 	dash := freeAddr(t)
-	text := cfg.caddyfile() + "\nhttp://" + dash + " {\n\thandle /ops* {\n\t\twebhook_dashboard\n\t}\n}\n"
+	// Mounted twice: on a route that keeps its path, and on one that
+	// strips it.
+	text := cfg.caddyfile() + "\nhttp://" + dash + " {\n\thandle /ops* {\n\t\twebhook_dashboard\n\t}\n\thandle_path /stripped/* {\n\t\twebhook_dashboard\n\t}\n}\n"
 	if err := loadCaddyfile(text); err != nil {
 		t.Fatalf("load: %v\n%s", err, text)
 	}
@@ -130,6 +132,15 @@ func TestDashboardAPI(t *testing.T) {
 	waitFor(t, 10*time.Second, "the redrive at audit", func() bool { return bad.calls.Load() > calls })
 	if code, body := post(t, client, base+"api/nope", "", token, `{}`); code != http.StatusNotFound {
 		t.Errorf("unknown endpoint: %d %s", code, body)
+	}
+	// Under handle_path the page, its cookie and its endpoints work too.
+	stripped := strings.TrimSuffix(base, "/ops/") + "/stripped/"
+	token2 := metaToken(t, get(t, client, stripped))
+	if st := get(t, client, stripped+"api/status"); !strings.Contains(st, `"name":"orders"`) {
+		t.Errorf("status under handle_path: %s", st)
+	}
+	if code, body := post(t, client, stripped+"api/events/demo:a2/replay", "", token2, `{"destination":"orders"}`); code != http.StatusAccepted {
+		t.Errorf("replay under handle_path: %d %s", code, body)
 	}
 	resp, err := client.Get(strings.TrimSuffix(base, "/"))
 	if err != nil || resp.Request.URL.Path != "/ops/" {
@@ -267,7 +278,11 @@ func TestDashboardInBrowser(t *testing.T) {
 	})
 	screenshot(t, ctx, "dashboard-events")
 
-	// A new event appears without a reload.
+	// A new event appears without a reload: a mark left in the page's
+	// window survives.
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.hookgateTestMark = true`)); err != nil {
+		t.Fatal(err)
+	}
 	g.postAll(t, "live1")
 	waitFor(t, 15*time.Second, "the new event in the open page", func() bool {
 		text, err := rowText(ctx, "demo:live1")
@@ -276,6 +291,9 @@ func TestDashboardInBrowser(t *testing.T) {
 		}
 		return text != ""
 	})
+	if mark, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.hookgateTestMark === true`)); err != nil || !mark {
+		t.Fatalf("the page was reloaded (mark %v, %v)", mark, err)
+	}
 
 	// The id filter, from the keyboard: "/" focuses it, Enter applies.
 	if err := chromedp.Do(ctx, chromedp.KeyEvent("/")); err != nil {

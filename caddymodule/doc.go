@@ -16,7 +16,7 @@
 //     the seam to the store.
 //   - source.go: a source's configuration (Source, VerifyConfig) and how it
 //     becomes ready to serve; rules.go: the validation rules the Caddyfile
-//     parser and Provision share.
+//     parser and Provision share (apprules.go: the same for the app).
 //   - versions.go: path versions, deprecation (Deprecation, Sunset, Link
 //     headers) and retirement (410).
 //   - ratelimit.go: token buckets per source and per client IP, kept across
@@ -24,13 +24,19 @@
 //   - body.go: reading the body within max_body, gzip within max_ratio.
 //   - message.go: the stored message: headers kept, event id, subject.
 //   - answer.go: 2xx bodies, RFC 9457 problems and handshake answers.
+//   - prefixtrap.go: the warning when deliveries arrive outside the prefix.
+//   - ready.go: the "webhook_ready" handler, for load balancers.
 //
 // The store and delivery:
 //
 //   - app.go: the "webhooks" app: configuration, lifecycle, readiness.
 //   - engine.go, startup.go, auth.go, health.go, space_*.go: the embedded
 //     NATS server and JetStream streams, who may use them, and what happens
-//     when the disk fills up.
+//     when the disk fills up; store_group.go, store_sync_*.go: group commit,
+//     one fsync for many concurrent events, behind the publisher seam.
+//   - risk.go: warnings about valid but risky app settings.
+//   - eventlog*.go: the event log (list, read, replay, dead letters, status)
+//     that the admin API, the CLI and the dashboard (dashboard.go) share.
 //   - destination.go: a destination's configuration, turned into a
 //     forwarder.Config (package forwarder does the delivering).
 //   - metrics.go: the Prometheus collector; natslog.go: NATS logs into zap.
@@ -38,8 +44,10 @@
 // Operating it:
 //
 //   - caddyfile.go: the Caddyfile syntax of the global option and the
-//     directive, written out in each UnmarshalCaddyfile's doc comment.
-//   - admin.go, admin_backup.go: the admin API (admin.api.webhooks).
+//     directive, written out in each UnmarshalCaddyfile's doc comment;
+//     caddyfile_check.go: the checks that give a mistake its file and line.
+//   - admin.go, admin_backup.go, admin_events.go: the admin API
+//     (admin.api.webhooks).
 //   - command*.go: the "caddy webhooks" subcommands; backup.go: backups.
 //
 // Tests use real parts: gateway_test.go starts a Caddy from a Caddyfile

@@ -1425,3 +1425,56 @@ func TestHeaderBounds(t *testing.T) {
 		t.Fatalf("the destination got %d header fields, want the 98 provider ones and more", got)
 	}
 }
+
+// Row: the path-prefix trap in a real Caddy. "handle /hooks/*" around a
+// handler with the default prefix validates, then 404s every delivery; the
+// log says which prefix to set, once.
+func TestPrefixTrapInCaddy(t *testing.T) {
+	dir := t.TempDir()
+	modLog := filepath.Join(dir, "caddy.log")
+	addr := freeAddr(t)
+	cfg := fmt.Sprintf(`{
+	admin off
+	persist_config off
+	auto_https off
+	storage file_system %[1]s/caddy
+	log {
+		output file %[3]s
+	}
+	webhooks {
+		store %[1]s/store
+		listen off
+	}
+}
+
+http://%[2]s {
+	handle /hooks/* {
+		webhook_ingest {
+			source demo {
+				verify none
+			}
+		}
+	}
+	respond 404
+}
+`, dir, addr, modLog)
+	if err := loadCaddyfile(cfg); err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	t.Cleanup(func() { _ = caddy.Stop() })
+	g := &gateway{t: t, store: filepath.Join(dir, "store"), addr: addr}
+	for range 3 {
+		if status, _, b := g.post("/hooks/v1/demo", []byte(`{}`), nil); status != http.StatusNotFound {
+			t.Fatalf("status %d, want 404 (%s)", status, b)
+		}
+	}
+	var logs string
+	waitfor.Until(t, 5*time.Second, "the prefix warning in the log", func() bool {
+		b, _ := os.ReadFile(modLog)
+		logs = string(b)
+		return strings.Contains(logs, "set 'prefix /hooks'")
+	})
+	if n := strings.Count(logs, "set 'prefix /hooks'"); n != 1 {
+		t.Fatalf("the prefix warning %d times for 3 requests, want once:\n%s", n, logs)
+	}
+}

@@ -159,10 +159,10 @@ func (h *Handler) warnIfUnverified() {
 
 // provision does the part of Provision that needs no Caddy context.
 func (h *Handler) provision() error {
-	h.prefix = strings.TrimSuffix(orDefault(h.Prefix, defaultPrefix), "/")
-	if h.prefix != "" && !strings.HasPrefix(h.prefix, "/") {
-		return fmt.Errorf("prefix %q must start with /", h.Prefix)
+	if err := checkPrefix(h.Prefix); err != nil {
+		return err
 	}
+	h.prefix = strings.TrimSuffix(orDefault(h.Prefix, defaultPrefix), "/")
 	if err := h.checkBounds(); err != nil {
 		return err
 	}
@@ -175,8 +175,8 @@ func (h *Handler) provision() error {
 	}
 	h.publishTimeout = time.Duration(orDefault(h.PublishTimeout, caddy.Duration(defaultPublishTimeout)))
 	h.retryAfter = strconv.Itoa(int((time.Duration(orDefault(h.RetryAfter, caddy.Duration(defaultRetryAfter))) + time.Second - 1) / time.Second))
-	if len(h.Sources) == 0 {
-		return errors.New("no source: add at least one 'source <name> { verify ... }'")
+	if err := checkHasSources(len(h.Sources)); err != nil {
+		return err
 	}
 	deprecated, err := h.retireAndDeprecate()
 	if err != nil {
@@ -202,7 +202,7 @@ func (h *Handler) provisionSources(deprecated map[string]*deprecation) error {
 			return err
 		}
 		if _, dup := h.sources[s.Name]; dup {
-			return fmt.Errorf("source %q is defined twice", s.Name)
+			return errSourceTwice(s.Name)
 		}
 		rs, err := s.provision(repl)
 		if err == nil {

@@ -24,6 +24,7 @@ var metrics = struct {
 	attempts     *prometheus.CounterVec
 	attemptSecs  *prometheus.HistogramVec
 	deadLetters  *prometheus.CounterVec
+	filtered     *prometheus.CounterVec
 }{
 	requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "webhooks", Name: "requests_total",
@@ -47,6 +48,10 @@ var metrics = struct {
 		Namespace: "caddy", Subsystem: "webhooks", Name: "dead_letters_total",
 		Help: "Events copied to WEBHOOKS_DLQ, by destination and reason (rejected, max_attempts, max_age, max_deliveries, undecodable, transform_failed).",
 	}, []string{"destination", "reason"}),
+	filtered: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "webhooks", Name: "filtered_total",
+		Help: "Events a destination's filters did not let through: acknowledged for that destination without a delivery, by destination.",
+	}, []string{"destination"}),
 }
 
 // Descriptions of the gauges the app collects from JetStream at scrape time.
@@ -83,7 +88,7 @@ func registerMetrics(reg *prometheus.Registry) error {
 // registerMetrics adds to every config's registry.
 func processCollectors() []prometheus.Collector {
 	return []prometheus.Collector{metrics.requests, metrics.storeSeconds, metrics.attempts,
-		metrics.attemptSecs, metrics.deadLetters}
+		metrics.attemptSecs, metrics.deadLetters, metrics.filtered}
 }
 
 // destinationObserver feeds a destination's forwarder events to the
@@ -92,6 +97,7 @@ type destinationObserver struct {
 	attempts    map[string]prometheus.Counter
 	seconds     prometheus.Observer
 	deadLetters map[string]prometheus.Counter
+	filtered    prometheus.Counter
 }
 
 func newDestinationObserver(name string) *destinationObserver {
@@ -99,6 +105,7 @@ func newDestinationObserver(name string) *destinationObserver {
 		attempts:    make(map[string]prometheus.Counter, len(forwarder.AttemptOutcomes)),
 		seconds:     metrics.attemptSecs.WithLabelValues(name),
 		deadLetters: make(map[string]prometheus.Counter, len(forwarder.DeadLetterReasons)),
+		filtered:    metrics.filtered.WithLabelValues(name),
 	}
 	// Made up front so every series shows from the start, at 0.
 	for _, out := range forwarder.AttemptOutcomes {
@@ -122,6 +129,8 @@ func (o *destinationObserver) DeadLettered(reason string) {
 		c.Inc()
 	}
 }
+
+func (o *destinationObserver) Filtered() { o.filtered.Inc() }
 
 // Interface guard: the app hands a destinationObserver to each forwarder.
 var _ forwarder.Observer = (*destinationObserver)(nil)

@@ -22,6 +22,9 @@ func (a *App) risks() []string {
 	if !a.ecfg.SyncAlways {
 		out = append(out, fmt.Sprintf("sync %s: events are acknowledged to providers before they are fsynced; a power loss or kernel crash can lose up to %s of acknowledged events, which providers will not send again. Use 'sync always' unless that loss is acceptable", a.ecfg.SyncInterval, a.ecfg.SyncInterval))
 	}
+	if a.ecfg.User != "" && a.ecfg.Password == "" {
+		out = append(out, fmt.Sprintf("user %s has no password: any process that can reach the NATS listener logs in as %s with an empty password and reads every event. Add 'password {file.<path>}', or use nkey", a.ecfg.User, a.ecfg.User))
+	}
 	if l := a.ecfg.Listen; l != "" && !loopbackListen(l) && a.ecfg.TLSCert == "" {
 		what := "events and consumer traffic cross the network in clear text"
 		if a.ecfg.User != "" {

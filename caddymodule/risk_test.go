@@ -21,6 +21,7 @@ func TestRiskWarnings(t *testing.T) {
 		{"loopback listener", "listen 127.0.0.1:4333", nil},
 		{"lazy sync", "sync 2s", []string{"sync 2s", "power loss", "up to 2s of acknowledged events", "sync always"}},
 		{"open listener", "listen 0.0.0.0:4333", []string{"listen 0.0.0.0:4333", "without TLS", "clear text", "tls <cert> <key>"}},
+		{"user without a password", "user svc", []string{"user svc has no password", "empty password", "password {file.<path>}"}},
 		{"open listener with a password", "listen :4333\n\t\tuser svc\n\t\tpassword pw", []string{"listen :4333", "NATS password"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

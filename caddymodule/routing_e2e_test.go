@@ -28,7 +28,9 @@ func TestFiltersAndTransformEndToEnd(t *testing.T) {
 	for _, name := range []string{"live", "invoices", "main", "shaped"} {
 		sinks[name] = newSink(t, always(http.StatusOK))
 	}
+	admin := freeAddr(t)
 	g := startGateway(t, gatewayConfig{
+		Admin: admin,
 		Destinations: destination("live", sinks["live"].srv.URL, "\t\t\tfilter "+bt(`body.livemode == true`)) +
 			destination("invoices", sinks["invoices"].srv.URL, "\t\t\tfilter "+bt(`type.startsWith("invoice.")`)+
 				"\n\t\t\tfilter "+bt(`body.amount > 1000`)) +
@@ -113,6 +115,13 @@ func TestFiltersAndTransformEndToEnd(t *testing.T) {
 			t.Logf("dead letter %s: %v", m.Subject, m.Header)
 		}
 		t.Fatalf("%d dead letters, want e6 at shaped with reason transform_failed", len(dlq))
+	}
+	// Filtered events are counted per destination.
+	m := scrape(t, admin)
+	for dest, want := range map[string]float64{"live": 4, "invoices": 5, "main": 5, "shaped": 0} {
+		if got := m[`caddy_webhooks_filtered_total{destination="`+dest+`"}`]; got != want {
+			t.Errorf("caddy_webhooks_filtered_total for %s = %v, want %v", dest, got, want)
+		}
 	}
 	// The stored event is unchanged.
 	for _, m := range g.stored(event.StreamName) {

@@ -1,8 +1,10 @@
 package caddymodule
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 )
 
 // The rules below are checked twice: by the Caddyfile parser, wrapped with
@@ -55,6 +57,38 @@ func checkEncoding(enc string) error {
 func checkVerify(name string, v *VerifyConfig) error {
 	if v == nil || v.Scheme == "" {
 		return fmt.Errorf("source %q has no verify line: add 'verify <scheme> <secret>...', or 'verify none' to accept unsigned requests", name)
+	}
+	return nil
+}
+
+// checkPrefix requires a prefix that is a path ("" is the default).
+func checkPrefix(prefix string) error {
+	if p := strings.TrimSuffix(prefix, "/"); p != "" && !strings.HasPrefix(p, "/") {
+		return fmt.Errorf("prefix %q must start with /", prefix)
+	}
+	return nil
+}
+
+// checkHasSources requires at least one source.
+func checkHasSources(n int) error {
+	if n == 0 {
+		return errors.New("no source: add at least one 'source <name> { verify ... }'")
+	}
+	return nil
+}
+
+// errSourceTwice is the error of a source name given twice.
+func errSourceTwice(name string) error {
+	return fmt.Errorf("source %q is defined twice", name)
+}
+
+// checkMaxRatio requires max_ratio (0 is the default) only with gzip.
+func checkMaxRatio(maxRatio int, gzip bool) error {
+	switch {
+	case maxRatio < 0:
+		return fmt.Errorf("max_ratio %d: must be positive", maxRatio)
+	case maxRatio != 0 && !gzip:
+		return fmt.Errorf("max_ratio %d: applies to gzip bodies only; add 'accept_encoding gzip'", maxRatio)
 	}
 	return nil
 }

@@ -200,11 +200,8 @@ func (s *Source) provision(repl *caddy.Replacer) (*source, error) {
 		rs.acceptEncoding = "gzip, identity"
 	}
 	rs.maxRatio = int64(orDefault(s.MaxRatio, defaultMaxRatio))
-	switch {
-	case s.MaxRatio < 0:
-		return nil, fmt.Errorf("max_ratio %d: must be positive", s.MaxRatio)
-	case s.MaxRatio != 0 && !rs.gzip:
-		return nil, fmt.Errorf("max_ratio %d: applies to gzip bodies only; add 'accept_encoding gzip'", s.MaxRatio)
+	if err := checkMaxRatio(s.MaxRatio, rs.gzip); err != nil {
+		return nil, err
 	}
 	if err := checkDedup(s.Dedup); err != nil {
 		return nil, err

@@ -157,6 +157,8 @@ func (r *recorder) Attempted(outcome string, latency time.Duration) {
 	r.attempts = append(r.attempts, outcome)
 }
 
+func (r *recorder) Filtered() {}
+
 func (r *recorder) DeadLettered(reason string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

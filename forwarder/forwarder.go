@@ -18,6 +18,11 @@
 // destination) pair has a delivery state in the KV bucket
 // WEBHOOKS_DELIVERIES, read with ReadDelivery and ReadDeliveries.
 //
+// Config.Filters, Transform and TransformHeaders are CEL expressions
+// (cel.go): an event no filter passes is acked with the state "filtered"
+// and never sent; a transformation replaces the body and headers sent,
+// never the stored event, and dead-letters the event it fails on.
+//
 // Lifecycle: New checks the config, Start creates or updates the durable
 // consumer and starts delivering, Stop stops pulling and lets in-flight
 // deliveries finish (or Naks them) before its context ends. Two Forwarders

@@ -108,6 +108,7 @@ func (r *run) route(d *delivery) bool {
 		r.ack(d.msg)
 		r.attempts.forget(d.md.Sequence.Stream)
 		r.writeState(d, StatusFiltered, res, time.Time{})
+		r.obs.Filtered()
 		if ce := r.log.Check(zapcore.DebugLevel, "filtered"); ce != nil {
 			ce.Write(zap.String("event_id", d.ev.ID), zap.String("filter_error", res.err))
 		}

@@ -12,6 +12,9 @@ type Observer interface {
 	// DeadLettered is called when an event is copied to WEBHOOKS_DLQ, with
 	// the reason its dead letter records.
 	DeadLettered(reason string)
+	// Filtered is called when the destination's filters let an event
+	// through to no attempt: it is acked for the destination unsent.
+	Filtered()
 }
 
 // The outcomes of one attempt, as Observer.Attempted reports them.
@@ -45,6 +48,7 @@ type nopObserver struct{}
 
 func (nopObserver) Attempted(string, time.Duration) {}
 func (nopObserver) DeadLettered(string)             {}
+func (nopObserver) Filtered()                       {}
 
 // Interface guard.
 var _ Observer = nopObserver{}

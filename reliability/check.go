@@ -143,11 +143,6 @@ func connectNATS(addr, store string) (*nats.Conn, error) {
 	return nc, nil
 }
 
-func fileExists(path string) bool {
-	_, err := os.Stat(path)
-	return err == nil
-}
-
 // storedIDs reads every event of the stream through the gateway's NATS
 // listener and counts them by Hookgate-Id.
 func storedIDs(addr, store, stream string) (map[string]int, error) {
