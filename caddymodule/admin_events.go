@@ -37,16 +37,16 @@ func init() {
 	}
 }
 
-// eventLogRoute is one event log endpoint, served with the running app on
-// the admin API and with its own app by the dashboard (dashboard.go).
+// eventLogRoute is one event log endpoint, served for an App: the admin
+// API's rows (admin.go's adminRoutes, added in init) use the running one,
+// the dashboard its own.
 type eventLogRoute struct {
 	method string
 	match  func(path string) (arg string, ok bool)
 	serve  eventLogHandler
 }
 
-// eventLogRoutes are the event log's endpoints, paths relative to
-// /webhooks/ on the admin API and to the dashboard's api/.
+// eventLogRoutes are the event log's endpoints, paths under /webhooks/.
 var eventLogRoutes = []eventLogRoute{
 	{http.MethodGet, exactPath("events"), listEventsRoute},
 	{http.MethodPost, idBetween("events/", "/replay"), replayEventRoute},
@@ -59,6 +59,46 @@ var eventLogRoutes = []eventLogRoute{
 	{http.MethodGet, pathBetween("dlq/", ""), getDLQRoute},
 	{http.MethodDelete, pathBetween("dlq/", ""), deleteDLQRoute},
 	{http.MethodGet, exactPath("status"), statusRoute},
+}
+
+// serveEventLogPath answers one event log path (as under /webhooks/) for
+// app: 404 for a path that is none of them, 405 with Allow for a known
+// path asked with another method.
+func serveEventLogPath(ctx context.Context, app *App, w http.ResponseWriter, r *http.Request, path string) error {
+	var methods []string
+	for _, rt := range eventLogRoutes {
+		arg, ok := rt.match(path)
+		if !ok {
+			continue
+		}
+		if r.Method == rt.method {
+			return rt.serve(ctx, app, w, r, arg)
+		}
+		methods = append(methods, rt.method)
+	}
+	if len(methods) > 0 {
+		w.Header().Set("Allow", strings.Join(methods, ", "))
+		return apiError(http.StatusMethodNotAllowed, "%s %s: use %s", r.Method, r.URL.Path, strings.Join(methods, " or "))
+	}
+	return apiError(http.StatusNotFound, "no event log endpoint %s", r.URL.Path)
+}
+
+// routeEvents, routeReplay, routeDLQ and routeStatus serve the paths under
+// events/, replay/, dlq/ and status for app (the dashboard's endpoints).
+func routeEvents(ctx context.Context, app *App, w http.ResponseWriter, r *http.Request, rest string) error {
+	return serveEventLogPath(ctx, app, w, r, "events/"+rest)
+}
+
+func routeReplay(ctx context.Context, app *App, w http.ResponseWriter, r *http.Request, rest string) error {
+	return serveEventLogPath(ctx, app, w, r, "replay/"+rest)
+}
+
+func routeDLQ(ctx context.Context, app *App, w http.ResponseWriter, r *http.Request, rest string) error {
+	return serveEventLogPath(ctx, app, w, r, "dlq/"+rest)
+}
+
+func routeStatus(ctx context.Context, app *App, w http.ResponseWriter, r *http.Request, rest string) error {
+	return serveEventLogPath(ctx, app, w, r, "status/"+rest)
 }
 
 // idBetween matches prefix + an event id + suffix; the id may hold '/'.

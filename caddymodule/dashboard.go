@@ -134,12 +134,7 @@ func (d *Dashboard) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhtt
 
 // serveAPI answers one JSON endpoint with the admin API's own routes.
 func (d *Dashboard) serveAPI(ctx context.Context, w http.ResponseWriter, r *http.Request, rest string) error {
-	for _, rt := range eventLogRoutes {
-		if arg, ok := rt.match(rest); ok && r.Method == rt.method {
-			return rt.serve(ctx, d.app, w, r, arg)
-		}
-	}
-	return apiError(http.StatusNotFound, "no dashboard endpoint %s", r.URL.Path)
+	return serveEventLogPath(ctx, d.app, w, r, rest)
 }
 
 // servePage serves the page with a CSRF token of its own: the token is in

@@ -483,7 +483,9 @@ func TestEventLogDLQ(t *testing.T) {
 	if !st.Store.Up || st.Store.Sync != "always" || st.Store.Events != 4 || st.Store.OldestEvent == nil || len(st.Destinations) != 2 {
 		t.Errorf("status %+v", st)
 	}
-	if len(st.Sources) != 1 || st.Sources[0].Source != "demo" || st.Sources[0].Outcomes["accepted"] < 4 {
+	// Other tests of this process may have counted too: demo has at least
+	// this test's four.
+	if i := slices.IndexFunc(st.Sources, func(s SourceStatus) bool { return s.Source == "demo" }); i < 0 || st.Sources[i].Outcomes["accepted"] < 4 {
 		t.Errorf("sources in the last minute: %+v", st.Sources)
 	}
 }

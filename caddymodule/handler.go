@@ -279,6 +279,14 @@ func (q *request) release() {
 // event and answers once the store has acknowledged it.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
 	q := request{w: w, r: r, now: time.Now()}
+	if len(r.TransferEncoding) > 0 {
+		// net/http drops a Content-Length sent with Transfer-Encoding and
+		// frames by the latter, so whatever a front proxy framing by
+		// Content-Length took for this body would be read here as the
+		// next request. Closing the connection after the answer leaves
+		// nothing to smuggle in (RFC 9112 section 6.1).
+		w.Header().Set("Connection", "close")
+	}
 	q.version, q.src = h.route(routePath(r))
 	if p, reason := h.admit(&q); p != nil {
 		return h.rejectUnread(&q, p, reason)
