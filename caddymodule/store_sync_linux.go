@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -16,10 +15,12 @@ import (
 )
 
 // fullSyncEvery is how often the store's whole filesystem is synced
-// (syncfs) while events come in, for what the event rounds do not cover:
-// stream and consumer metadata, index files, the DLQ stream and the
-// delivery-state bucket, which nats-server writes without fsync when
-// SyncAlways is off.
+// (syncfs), for what the event rounds do not cover: stream and consumer
+// metadata, index files, the DLQ stream and the delivery-state bucket,
+// which nats-server writes without fsync when SyncAlways is off. It runs
+// whether or not events come in: the forwarder writes dead letters and
+// consumer state on its own. On a clean filesystem it costs next to
+// nothing.
 const fullSyncEvery = time.Second
 
 // blockSyncer makes the WEBHOOKS stream's newly written messages durable
@@ -37,13 +38,11 @@ type blockSyncer struct {
 	// before the first round, which syncs the whole filesystem.
 	newest uint64
 
-	// Between rounds, a goroutine syncs the whole filesystem every
-	// fullSyncEvery if a round ran since the last time.
-	mu    sync.Mutex
-	dirty bool
-	stop  chan struct{}
-	done  chan struct{}
-	log   *zap.Logger
+	// Beside the rounds, a goroutine syncs the whole filesystem every
+	// fullSyncEvery.
+	stop chan struct{}
+	done chan struct{}
+	log  *zap.Logger
 }
 
 // storeSyncer returns the sync function of the group commit of the store
@@ -60,9 +59,6 @@ func storeSyncer(dir string, log *zap.Logger) (syncFn, closeFn func() error, err
 // sync is one round: everything acknowledged before it started becomes
 // durable.
 func (s *blockSyncer) sync() error {
-	s.mu.Lock()
-	s.dirty = true
-	s.mu.Unlock()
 	if s.newest == 0 {
 		return s.prime()
 	}
@@ -129,8 +125,7 @@ func (s *blockSyncer) blockPath(i uint64) string {
 	return filepath.Join(s.msgs, strconv.FormatUint(i, 10)+".blk")
 }
 
-// fullSyncLoop syncs the whole filesystem every fullSyncEvery while
-// rounds run. Its failures are logged, not sticky: events are covered by
+// fullSyncLoop syncs the whole filesystem every fullSyncEvery. Its failures are logged, not sticky: events are covered by
 // the rounds, whose failures are.
 func (s *blockSyncer) fullSyncLoop() {
 	defer close(s.done)
@@ -141,13 +136,6 @@ func (s *blockSyncer) fullSyncLoop() {
 		case <-s.stop:
 			return
 		case <-t.C:
-		}
-		s.mu.Lock()
-		dirty := s.dirty
-		s.dirty = false
-		s.mu.Unlock()
-		if !dirty {
-			continue
 		}
 		if err := syncfsPath(s.store); err != nil {
 			s.log.Error("event store: periodic sync of stream metadata and consumer state failed; events stay covered by their own fsync, but check the disk", zap.Error(err))
