@@ -137,6 +137,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.warnIfUnverified()
+	h.warnIfReplayOutlivesDedup(time.Duration(orDefault(h.app.DedupWindow, caddy.Duration(defaultDedupWindow))))
 	return nil
 }
 
@@ -156,6 +157,28 @@ func (h *Handler) warnIfUnverified() {
 	}
 	h.logger.Warn("webhook sources accept unsigned requests (verify none): anyone who can reach them can store events; use a signature scheme, or allow_ips, on a public listener",
 		zap.Strings("paths", paths))
+}
+
+// warnIfReplayOutlivesDedup warns once per source whose signed deliveries
+// stay valid longer than dedup, the app's dedup window: the signature's
+// timestamp check and the dedup of the delivery id together refuse a
+// replay, so a captured delivery replayed after the window but inside the
+// tolerance would be stored again. Mailgun (8h, it resends the original
+// signature) does so with the default 6h window.
+func (h *Handler) warnIfReplayOutlivesDedup(dedup time.Duration) {
+	for _, s := range h.Sources {
+		if s.Verify == nil || s.Verify.Scheme == "none" {
+			continue
+		}
+		tol := time.Duration(s.Tolerance)
+		if tol == 0 {
+			tol = verify.SchemeTolerance(s.Verify.Scheme)
+		}
+		if tol > dedup {
+			h.logger.Warn("a signed delivery stays valid longer than the dedup window: a captured delivery replayed after the window would be stored again; set dedup_window in the webhooks global option to at least the tolerance",
+				zap.String("source", s.Name), zap.Duration("tolerance", tol), zap.Duration("dedup_window", dedup))
+		}
+	}
 }
 
 // provision does the part of Provision that needs no Caddy context.

@@ -127,3 +127,29 @@ func TestWarnIfUnverified(t *testing.T) {
 		}
 	}
 }
+
+// TestWarnIfReplayOutlivesDedup: a source whose signature tolerance
+// (given, or the scheme's default: mailgun resends for 8h) outlasts the
+// dedup window is warned about, once, by name; others are not.
+func TestWarnIfReplayOutlivesDedup(t *testing.T) {
+	core, logs := observer.New(zapcore.WarnLevel)
+	h := &Handler{logger: zap.New(core), Sources: []*Source{
+		{Name: "gh", Verify: &VerifyConfig{Scheme: "github", Secrets: []string{"s"}}},
+		{Name: "mg", Verify: &VerifyConfig{Scheme: "mailgun", Secrets: []string{"s"}}},
+		{Name: "long", Verify: &VerifyConfig{Scheme: "stripe", Secrets: []string{"s"}}, Tolerance: caddy.Duration(7 * time.Hour)},
+		{Name: "open", Verify: &VerifyConfig{Scheme: "none"}},
+	}}
+	h.warnIfReplayOutlivesDedup(6 * time.Hour)
+	var warned []string
+	for _, e := range logs.All() {
+		warned = append(warned, e.ContextMap()["source"].(string))
+	}
+	if !reflect.DeepEqual(warned, []string{"mg", "long"}) {
+		t.Fatalf("warned about %v, want [mg long]", warned)
+	}
+	logs.TakeAll()
+	h.warnIfReplayOutlivesDedup(8 * time.Hour)
+	if n := logs.Len(); n != 0 {
+		t.Fatalf("%d warnings with an 8h dedup window", n)
+	}
+}
