@@ -184,8 +184,6 @@ type hostileResult struct {
 	Rows []hostileRow `json:"rows"`
 	// Failures lists rows whose answer or storage was wrong, and crashes.
 	Failures []string `json:"failures,omitempty"`
-	// Findings lists behaviour worth fixing that breaks no promise.
-	Findings []string `json:"findings,omitempty"`
 }
 
 // runHostile sends the attack table to a live gateway and checks each
