@@ -91,6 +91,20 @@ type closedResult struct {
 // connection (fasthttp's HostClient, the lightest client at hand, so the
 // load generator's core is not the limit).
 func closedLoop(w *workload, conns int, d time.Duration) closedResult {
+	deadline := time.Now().Add(d)
+	return closedLoopWhile(w, conns, func() bool { return time.Now().Before(deadline) })
+}
+
+// closedLoopUntil is closedLoop until the workload has sent n requests in
+// all (w.seq reaches n; the last round of clients may send up to conns
+// more).
+func closedLoopUntil(w *workload, conns int, n int64) closedResult {
+	return closedLoopWhile(w, conns, func() bool { return w.seq.Load() < n })
+}
+
+// closedLoopWhile is closedLoop for as long as more says so; every client
+// asks it before each request.
+func closedLoopWhile(w *workload, conns int, more func() bool) closedResult {
 	hc := &fasthttp.HostClient{
 		Addr:                     w.url[len("http://"):indexPath(w.url)],
 		MaxConns:                 conns,
@@ -104,12 +118,11 @@ func closedLoop(w *workload, conns int, d time.Duration) closedResult {
 		wg     sync.WaitGroup
 	)
 	start := time.Now()
-	deadline := start.Add(d)
 	for range conns {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			local := client(hc, w, deadline, &failed)
+			local := client(hc, w, more, &failed)
 			mu.Lock()
 			lat = append(lat, local...)
 			mu.Unlock()
@@ -124,19 +137,16 @@ func closedLoop(w *workload, conns int, d time.Duration) closedResult {
 	return r
 }
 
-// client sends requests until deadline and returns the latencies of the
-// 2xx answers; the others count as failed.
-func client(hc *fasthttp.HostClient, w *workload, deadline time.Time, failed *atomic.Int64) []time.Duration {
+// client sends requests while more says so and returns the latencies of
+// the 2xx answers; the others count as failed.
+func client(hc *fasthttp.HostClient, w *workload, more func() bool, failed *atomic.Int64) []time.Duration {
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
 	w.fill(req)
 	local := make([]time.Duration, 0, 1<<14)
-	for {
+	for more() {
 		t0 := time.Now()
-		if !t0.Before(deadline) {
-			return local
-		}
 		w.headers(req.Header.Set)
 		err := hc.DoTimeout(req, resp, 30*time.Second)
 		if err != nil || resp.StatusCode()/100 != 2 {
@@ -145,6 +155,7 @@ func client(hc *fasthttp.HostClient, w *workload, deadline time.Time, failed *at
 		}
 		local = append(local, time.Since(t0))
 	}
+	return local
 }
 
 // indexPath returns where the path of an http:// URL starts.
