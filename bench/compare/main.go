@@ -48,6 +48,7 @@ type options struct {
 	mixed                          mixedOptions
 	serverEnv                      []string
 	loadgenGC                      bool
+	profile                        string
 }
 
 func parseFlags() options {
@@ -71,7 +72,7 @@ func parseFlags() options {
 	flag.StringVar(&o.memory.dir, "store-dir", "", "memory: parent directory of the store (default: $TMPDIR)")
 	flag.BoolVar(&o.memory.keep, "keep", false, "memory: leave the store on disk")
 	flag.StringVar(&o.memory.dedup, "dedup", "", "memory: dedup_window of the gateway (default: its default, 6h)")
-	flag.StringVar(&o.memory.profile, "profile", "", "memory: write heap profiles at rest into this directory")
+	flag.StringVar(&o.profile, "profile", "", "memory, mixed: write the gateway's profiles (heap at rest; CPU while ingest and deliveries run) into this directory")
 	flag.Int64Var(&o.mixed.backlog, "backlog", 150_000, "mixed: events stored before the destination starts")
 	flag.IntVar(&o.mixed.concurrency, "concurrency", 32, "mixed: the destination's concurrency")
 	flag.IntVar(&o.mixed.ingestConns, "ingest-conns", 64, "mixed: closed-loop ingest clients")
@@ -260,7 +261,8 @@ func selected(o options) []config {
 // every request sent in the measured window (warm-up excluded).
 func runClosed(o options, c config, conns int, pinned bool) (closedRow, error) {
 	var r closedResult
-	st, err := measureAfterWarmup(o, c, pinned, conns, func(w *workload) { r = closedLoop(w, conns, o.duration) })
+	warm := func(w *workload) { closedLoop(w, conns, o.warmup) }
+	st, err := measureAfterWarmup(o, c, pinned, warm, func(w *workload) { r = closedLoop(w, conns, o.duration) })
 	if err != nil {
 		return closedRow{}, err
 	}
@@ -272,9 +274,9 @@ func runClosed(o options, c config, conns int, pinned bool) (closedRow, error) {
 	}, nil
 }
 
-// measureAfterWarmup is measure with an unmeasured closed-loop warm-up of
-// o.warmup at conns before the measured load.
-func measureAfterWarmup(o options, c config, pinned bool, conns int, load func(w *workload)) (serverStats, error) {
+// measureAfterWarmup starts a server for c, runs warm (unmeasured, when
+// o.warmup > 0), then load, and returns the server's figures over load.
+func measureAfterWarmup(o options, c config, pinned bool, warm, load func(w *workload)) (serverStats, error) {
 	w := newWorkload(o.addr, c, o.body)
 	if c.Admin == "" { // for the server's GC count
 		port, err := freePort()
@@ -289,7 +291,7 @@ func measureAfterWarmup(o options, c config, pinned bool, conns int, load func(w
 	}
 	defer srv.stop()
 	if o.warmup > 0 {
-		closedLoop(w, conns, o.warmup)
+		warm(w)
 	}
 	return srv.stats(w, o.loadgenGC, load)
 }
@@ -345,7 +347,19 @@ func (s *server) stats(w *workload, gcInLoad bool, load func(w *workload)) (serv
 // runRate measures c at the constant offered rate.
 func runRate(o options, c config, pinned bool) (rateRow, error) {
 	var r rateResult
-	st, err := measureAfterWarmup(o, c, pinned, 16, func(w *workload) { r = constantRate(w, o.rate, o.rateDuration) })
+	// The warm-up offers the same rate through the same pacer: a
+	// closed-loop warm-up would leave seconds of full-speed writes for the
+	// lazy sync and the kernel to flush inside the measured window, and
+	// the pacer's first requests would open its connections.
+	var p *pacer
+	warm := func(w *workload) { p = newPacer(w, o.rate); p.run(o.warmup) }
+	load := func(w *workload) {
+		if p == nil {
+			p = newPacer(w, o.rate)
+		}
+		r = p.run(o.rateDuration)
+	}
+	st, err := measureAfterWarmup(o, c, pinned, warm, load)
 	if err != nil {
 		return rateRow{}, err
 	}

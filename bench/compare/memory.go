@@ -17,20 +17,19 @@ import (
 
 // memoryOptions are the flags of -mode memory.
 type memoryOptions struct {
-	events  int64         // events to store
-	every   int64         // sample every this many events
-	conns   int           // closed-loop clients
-	rest    time.Duration // wait before the at-rest samples
-	dir     string        // parent of the store directory
-	keep    bool          // leave the store in place
-	dedup   string        // dedup_window, "" for the default (6h)
-	profile string        // write heap profiles into this directory
+	events int64         // events to store
+	every  int64         // sample every this many events
+	conns  int           // closed-loop clients
+	rest   time.Duration // wait before the at-rest samples
+	dir    string        // parent of the store directory
+	keep   bool          // leave the store in place
+	dedup  string        // dedup_window, "" for the default (6h)
 }
 
 // memSample is the server's memory at one point of the memory run.
 type memSample struct {
 	Phase  string  `json:"phase"`
-	Events int64   `json:"events_sent"`
+	Events int64   `json:"events_stored"`
 	AtS    float64 `json:"at_s"` // since the phase started
 	RSSMiB float64 `json:"rss_mib"`
 	HWMMiB float64 `json:"peak_rss_mib"`
@@ -99,7 +98,7 @@ func runMemory(o options, mo memoryOptions, pinned bool) memoryReport {
 		Events: mo.events, BodyBytes: o.body, Conns: mo.conns, DedupWindow: orDefaultString(mo.dedup, "6h (default)"), Env: o.serverEnv,
 	}
 	w := newWorkload(o.addr, c, o.body)
-	m := &memProbe{admin: admin, profile: mo.profile}
+	m := &memProbe{admin: admin, profile: o.profile}
 
 	srv, err := startServerIn(dir, true, o.bin, c, o.addr, pinned, o.serverProcs, w.probe)
 	if err != nil {
@@ -143,7 +142,7 @@ func ingestSampled(w *workload, m *memProbe, mo memoryOptions) (closedResult, []
 			samples = append(samples, m.sample("ingest done", w, start))
 			return r, samples
 		case <-tick.C:
-			if w.seq.Load() >= next {
+			if w.stored.Load() >= next {
 				s := m.sample("ingest", w, start)
 				log.Printf("memory: %8d events  RSS %5.0f MiB  peak %5.0f MiB  heap in use %5.0f MiB", s.Events, s.RSSMiB, s.HWMMiB, s.HeapInuseMiB)
 				samples = append(samples, s)
@@ -162,7 +161,7 @@ type memProbe struct {
 
 // sample reads the server's RSS, peak RSS and Go heap now.
 func (m *memProbe) sample(phase string, w *workload, since time.Time) memSample {
-	s := memSample{Phase: phase, Events: w.seq.Load(), AtS: time.Since(since).Seconds()}
+	s := memSample{Phase: phase, Events: w.stored.Load(), AtS: time.Since(since).Seconds()}
 	rss, err1 := m.srv.rss()
 	hwm, err2 := m.srv.peakRSS()
 	if err1 != nil || err2 != nil {
@@ -302,7 +301,7 @@ func printMemory(w io.Writer, r memoryReport) {
 		m.CPU, m.Cores, m.Kernel, m.Go, m.Pinned, m.ServerProcs, r.Env)
 	fmt.Fprintf(w, "%d events of %d B, %d conns, sync always, dedup window %s: %.0f req/s, %d non-2xx; store %.0f MiB on disk; restart ready in %.1f s\n\n",
 		r.Events, r.BodyBytes, r.Conns, r.DedupWindow, r.IngestRPS, r.Non2xx, r.StoreMiB, r.RestartS)
-	fmt.Fprintln(w, "| phase | events sent | at s | RSS MiB | peak RSS MiB | Go heap in use MiB | next GC MiB | Go sys MiB | GCs |")
+	fmt.Fprintln(w, "| phase | events stored | at s | RSS MiB | peak RSS MiB | Go heap in use MiB | next GC MiB | Go sys MiB | GCs |")
 	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, s := range r.Samples {
 		fmt.Fprintf(w, "| %s | %d | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %d |\n",
