@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -195,22 +196,24 @@ func waitDrained(sk *sink, w *workload, max time.Duration) float64 {
 	return -1
 }
 
-// cpuProfile starts a CPU profile of the server over d from its admin
-// listener into dir/name.cpu.pb.gz, when dir is set; the returned function
-// waits for it.
+// cpuProfile starts a CPU profile and an allocation profile (the
+// allocations of the window only) of the server over d from its admin
+// listener into dir/name.{cpu,allocs}.pb.gz, when dir is set; the returned
+// function waits for them.
 func cpuProfile(admin, dir, name string, d time.Duration) func() {
 	if dir == "" {
 		return func() {}
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", admin, max(1, int(d.Seconds())))
-		if err := fetchToFile(url, filepath.Join(dir, name+".cpu.pb.gz")); err != nil {
-			log.Printf("mixed: CPU profile: %v", err)
-		}
-	}()
-	return func() { <-done }
+	var wg sync.WaitGroup
+	for _, kind := range []struct{ path, file string }{{"profile", "cpu"}, {"allocs", "allocs"}} {
+		wg.Go(func() {
+			url := fmt.Sprintf("http://%s/debug/pprof/%s?seconds=%d", admin, kind.path, max(1, int(d.Seconds())))
+			if err := fetchToFile(url, filepath.Join(dir, name+"."+kind.file+".pb.gz")); err != nil {
+				log.Printf("mixed: %s profile: %v", kind.file, err)
+			}
+		})
+	}
+	return wg.Wait
 }
 
 // selfCPU is this process's user+system CPU time so far.
