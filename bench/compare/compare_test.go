@@ -182,3 +182,20 @@ func TestClosedLoopUntilCountsEveryRequest(t *testing.T) {
 		t.Fatalf("drained after %v with one event missing", d)
 	}
 }
+
+// TestUnknownWaitStaysUnknown: a run-queue wait the kernel did not give
+// (-1) prints as -1, not as a figure near zero.
+func TestUnknownWaitStaysUnknown(t *testing.T) {
+	if v := perReq(-1, 1000); v != -1 {
+		t.Fatalf("perReq(unknown) = %v", v)
+	}
+	if v := percentOf(-1, time.Second); v != -1 {
+		t.Fatalf("percentOf(unknown) = %v", v)
+	}
+	if v := perReq(2*time.Millisecond, 1000); v != 2 {
+		t.Fatalf("perReq(2ms, 1000) = %v µs", v)
+	}
+	if v := percentOf(1500*time.Millisecond, time.Second); v != 150 {
+		t.Fatalf("percentOf(1.5s, 1s) = %v %%", v)
+	}
+}

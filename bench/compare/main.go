@@ -128,9 +128,11 @@ type serverStats struct {
 	CPUMicrosPerReq float64 `json:"cpu_us_per_req"`
 	PeakRSSMiB      float64 `json:"peak_rss_mib"`
 	// RunqWaitMicrosPerReq is the time the server's threads were runnable
-	// but waited for a CPU (schedstat), per request: other jobs on its core.
+	// but waited for a CPU (schedstat), per request: other jobs on its
+	// core; -1 where the kernel keeps no schedstat.
 	RunqWaitMicrosPerReq float64 `json:"server_runq_wait_us_per_req"`
-	// ServerGCs is how many GC cycles the server ran in the window.
+	// ServerGCs is how many GC cycles the server ran in the window, -1
+	// when its admin listener did not tell.
 	ServerGCs int64 `json:"server_gcs"`
 	// LoadGenGCs and LoadGenRunqWaitMicrosPerReq are the same for this
 	// process, the load generator.
@@ -237,6 +239,14 @@ func writeJSON(file string, v any) {
 	}
 }
 
+// perReq is d in µs per request, -1 when d is unknown (-1).
+func perReq(d time.Duration, reqs float64) float64 {
+	if d < 0 {
+		return -1
+	}
+	return float64(d.Microseconds()) / reqs
+}
+
 // setLazy makes the lazy configuration sync every interval.
 func setLazy(interval string) {
 	for i := range configs {
@@ -308,12 +318,8 @@ func (s *server) stats(w *workload, gcInLoad bool, load func(w *workload)) (serv
 	if err != nil {
 		return st, err
 	}
-	gc0, _ := s.numGC()
-	sched0, err1 := readSchedStat(s.cmd.Process.Pid)
-	self0, err2 := readSchedStat(os.Getpid())
-	if err := errors.Join(err1, err2); err != nil {
-		return st, err
-	}
+	gc0, gcErr0 := s.numGC()
+	waits := startRunqWaits(s.cmd.Process.Pid)
 	var ms0, ms1 runtime.MemStats
 	runtime.ReadMemStats(&ms0)
 	n := w.seq.Load()
@@ -325,21 +331,22 @@ func (s *server) stats(w *workload, gcInLoad bool, load func(w *workload)) (serv
 		load(w)
 	}
 	runtime.ReadMemStats(&ms1)
-	sched1, err1 := readSchedStat(s.cmd.Process.Pid)
-	self1, err2 := readSchedStat(os.Getpid())
-	after, err3 := s.cpuTicks()
-	rss, err4 := s.peakRSS()
-	if err := errors.Join(err1, err2, err3, err4); err != nil {
+	serverWait, selfWait := waits.end()
+	after, err1 := s.cpuTicks()
+	rss, err2 := s.peakRSS()
+	if err := errors.Join(err1, err2); err != nil {
 		return st, err
 	}
-	gc1, _ := s.numGC()
+	gc1, gcErr1 := s.numGC()
 	st.Load.End = readLoadAvg()
 	reqs := float64(max(w.seq.Load()-n, 1))
 	st.CPUMicrosPerReq = float64(after-before) / ticksPerSecond * 1e6 / reqs
 	st.PeakRSSMiB = float64(rss) / (1 << 20)
-	st.RunqWaitMicrosPerReq = float64(sched1.sub(sched0).RunqWait.Microseconds()) / reqs
-	st.LoadGenRunqWaitMicrosPerReq = float64(self1.sub(self0).RunqWait.Microseconds()) / reqs
+	st.RunqWaitMicrosPerReq, st.LoadGenRunqWaitMicrosPerReq = perReq(serverWait, reqs), perReq(selfWait, reqs)
 	st.ServerGCs = gc1 - gc0
+	if errors.Join(gcErr0, gcErr1) != nil {
+		st.ServerGCs = -1
+	}
 	st.LoadGenGCs = ms1.NumGC - ms0.NumGC
 	return st, nil
 }
