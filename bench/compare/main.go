@@ -49,6 +49,7 @@ type options struct {
 	serverEnv                      []string
 	loadgenGC                      bool
 	profile                        string
+	pin                            bool
 }
 
 func parseFlags() options {
@@ -79,6 +80,7 @@ func parseFlags() options {
 	flag.IntVar(&o.mixed.ingestRate, "ingest-rate", 0, "mixed: offer this constant ingest rate instead of a closed loop (0: closed loop)")
 	flag.DurationVar(&o.mixed.drain, "drain", 2*time.Minute, "mixed: longest wait for the backlog to drain at the end")
 	flag.BoolVar(&o.loadgenGC, "loadgen-gc", false, "leave the load generator's GC on during measured windows (default: off, bounded by a 2 GiB heap limit)")
+	flag.BoolVar(&o.pin, "pin", true, "pin the server to core 1 and this program to core 0 (when taskset exists and there are two cores); false lets both use every core")
 	lazy := flag.String("lazy", "1s", "sync interval of the lazy configuration (named hookgate-<interval>)")
 	env := flag.String("server-env", "", "more environment of every server, comma-separated (GOGC=50,GOMEMLIMIT=400MiB)")
 	flag.Parse()
@@ -170,7 +172,7 @@ func main() {
 	log.SetFlags(0)
 	o := parseFlags()
 	debug.SetMemoryLimit(2 << 30) // the GC's backstop while -loadgen-gc is off
-	pinned := pinSelf()
+	pinned := o.pin && pinSelf()
 	rep := report{Started: time.Now().UTC(), Machine: describeMachine(pinned, o.serverProcs), Duration: o.duration.String(), BodySize: o.body}
 	if o.bin == "" {
 		dir, err := os.MkdirTemp("", "hookgate-compare-bin-")
