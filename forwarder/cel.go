@@ -116,10 +116,34 @@ func typeNames(ts []*cel.Type) string {
 
 // celVars are one event's variables, an interpreter.Activation. body and
 // headers are made on first use, once for every expression that reads
-// them; a celVars serves one goroutine.
+// them: the filters and the transformation of one delivery parse the
+// body once. A celVars serves one goroutine; release gives its parse
+// back when no value made from it is read any more.
 type celVars struct {
 	ev            *event.Event
 	body, headers ref.Val
+	doc           jsonDoc
+	nodes         *[]jnode
+}
+
+// release recycles the body's parse. The values of the variables must
+// not be used after: results that outlive it (an encoded body, header
+// values) are copies.
+func (v *celVars) release() {
+	if v.nodes != nil {
+		*v.nodes = v.doc.nodes
+		putNodes(v.nodes)
+		v.nodes, v.doc, v.body = nil, jsonDoc{}, nil
+	}
+}
+
+// bodyVal parses the body into v's own document on first use.
+func (v *celVars) bodyVal() ref.Val {
+	if v.body == nil {
+		v.nodes = getNodes(len(v.ev.Body))
+		v.body = v.doc.body(v.doc.parse(v.ev.Body, *v.nodes))
+	}
+	return v.body
 }
 
 // vars returns the variables of one event for evaluation.
@@ -129,10 +153,7 @@ func vars(ev *event.Event) *celVars { return &celVars{ev: ev} }
 func (v *celVars) ResolveName(name string) (any, bool) {
 	switch name {
 	case "body":
-		if v.body == nil {
-			v.body = bodyVal(v.ev.Body)
-		}
-		return v.body, true
+		return v.bodyVal(), true
 	case "headers":
 		if v.headers == nil {
 			v.headers = types.NewStringStringMap(types.DefaultTypeAdapter, firstValues(v.ev.Header))
