@@ -59,7 +59,11 @@ func (h *Handler) message(r *http.Request, version string, src *source, res veri
 		hdr[event.HeaderContentType] = []string{ct}
 	}
 	hdr[event.HeaderVerified] = []string{src.scheme}
-	return &nats.Msg{Subject: event.Subject(version, src.name, typ), Header: hdr, Data: body}, id
+	msg := &nats.Msg{Subject: event.Subject(version, src.name, typ), Header: hdr, Data: body}
+	if src.suffix != nil {
+		h.suffixSubject(src, msg, id, version, typ, receivedAt)
+	}
+	return msg, id
 }
 
 // eventID makes "<source>:<delivery id>", hashing ids that are too long or
