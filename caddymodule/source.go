@@ -99,6 +99,12 @@ type Source struct {
 	// MaxRatio bounds how many times larger than its compressed size a
 	// gzip body may decompress; past it, 413. Default: 100.
 	MaxRatio int `json:"max_ratio,omitempty"`
+
+	// SubjectSuffix is a CEL expression over the event (the variables of
+	// a destination's filter) yielding a string, a list of strings or
+	// null: subject tokens appended to the event's subject at ingest, so
+	// NATS subscribers can select by content. See subject_suffix.go.
+	SubjectSuffix string `json:"subject_suffix,omitempty"`
 }
 
 // VerifyConfig selects a verify scheme. Secrets may be placeholders such as
@@ -148,6 +154,8 @@ type source struct {
 	// getHandshake is set when the provider's handshake is a GET
 	// (verify.GetHandshaker): then a GET reaches the verifier.
 	getHandshake bool
+	// suffix is the compiled subject_suffix; nil when none.
+	suffix *subjectSuffix
 }
 
 // handshakeGET reports whether v's provider sends its handshake as a GET.
@@ -178,16 +186,21 @@ func (s *Source) provision(repl *caddy.Replacer) (*source, error) {
 		return nil, err
 	}
 	rs := &source{
-		name:       s.Name,
-		verifier:   v,
-		scheme:     s.Verify.Scheme,
-		maxBody:    orDefault(s.MaxBody, defaultMaxBody),
-		idHeader:   s.IDHeader,
-		typeHeader: s.TypeHeader,
+		name:     s.Name,
+		verifier: v,
+		scheme:   s.Verify.Scheme,
+		maxBody:  orDefault(s.MaxBody, defaultMaxBody),
+		// Canonical, so that reading them per request allocates
+		// nothing (Header.Get canonicalizes any other spelling).
+		idHeader:   http.CanonicalHeaderKey(s.IDHeader),
+		typeHeader: http.CanonicalHeaderKey(s.TypeHeader),
 
 		storeSeconds: metrics.storeSeconds.WithLabelValues(s.Name),
 	}
 	rs.getHandshake = handshakeGET(v)
+	if rs.suffix, err = newSubjectSuffix(s.SubjectSuffix); err != nil {
+		return nil, err
+	}
 	if rs.maxBody < 0 {
 		return nil, fmt.Errorf("max_body %d: must be positive", s.MaxBody)
 	}
@@ -278,22 +291,24 @@ func (h *Handler) sourceLimits(s *Source, rs *source) error {
 	return nil
 }
 
-// requestURL is the URL the provider signed, for the schemes that sign it.
-func (s *source) requestURL(r *http.Request) *url.URL {
+// requestURL is the URL the provider signed, for the schemes that sign
+// it, written into u (the request's scratch, so it allocates nothing) and
+// returned.
+func (s *source) requestURL(r *http.Request, u *url.URL) *url.URL {
 	if s.publicURL != nil {
-		u := *s.publicURL
+		*u = *s.publicURL
 		if u.RawQuery == "" {
 			u.RawQuery = r.URL.RawQuery
 		}
-		return &u
+		return u
 	}
-	u := *r.URL
+	*u = *r.URL
 	u.Host = r.Host
 	u.Scheme = "http"
 	if r.TLS != nil {
 		u.Scheme = "https"
 	}
-	return &u
+	return u
 }
 
 // validSegment reports whether s is a safe path segment: [a-z0-9_-]{1,64}.
