@@ -153,6 +153,13 @@ func checkTransformedView(t *testing.T, admin string, bodies [][]byte, hdrs []ht
 		v.ContentType != "application/json" || v.Headers["X-Kind"] != "invoice.paid" || v.Headers["X-Remove-Me"] != "" {
 		t.Errorf("transformed view %+v (body %v), want what shaped received: %s", v, v.Body, sent)
 	}
+	code, out, errOut := runCaddy(t, "webhooks", "show", "demo:e1", "--body", "--address", admin)
+	for _, want := range []string{"TRANSFORMED FOR", "body sent to shaped (Content-Type application/json)", "header X-Kind: invoice.paid",
+		"header X-Remove-Me: (removed)", `"kind": "invoice.paid"`, `"livemode": true`} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("caddy webhooks show: exit %d, output lacks %q:\n%s%s", code, want, out, errOut)
+		}
+	}
 	d = EventDetail{}
 	adminJSON(t, admin, http.MethodGet, "/webhooks/events/demo:e6", "", http.StatusOK, &d)
 	if len(d.Transformed) != 1 || d.Transformed[0].Error == "" || d.Transformed[0].Current != nil || d.Transformed[0].Body != nil {
