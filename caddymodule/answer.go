@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/nats-io/nats.go/jetstream"
@@ -13,15 +14,12 @@ import (
 	"github.com/hookgate/hookgate/verify"
 )
 
-// accept writes the success answer.
-func (h *Handler) accept(w http.ResponseWriter, id string, ack *jetstream.PubAck) error {
-	b, err := json.Marshal(acceptBody{ID: id, Duplicate: ack.Duplicate})
-	if err != nil {
-		return err
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(h.status)
-	_, err = w.Write(b)
+// accept writes the success answer, built in the request's scratch.
+func (h *Handler) accept(q *request, id string, ack *jetstream.PubAck) error {
+	q.sc.answer = appendAcceptBody(q.sc.answer[:0], id, ack.Duplicate)
+	q.w.Header().Set("Content-Type", "application/json")
+	q.w.WriteHeader(h.status)
+	_, err := q.w.Write(q.sc.answer)
 	return err
 }
 
@@ -30,6 +28,31 @@ func (h *Handler) accept(w http.ResponseWriter, id string, ack *jetstream.PubAck
 type acceptBody struct {
 	ID        string `json:"id"`
 	Duplicate bool   `json:"duplicate"`
+}
+
+// appendAcceptBody appends the JSON of acceptBody{id, duplicate} to dst,
+// byte for byte what json.Marshal writes. Event ids are printable ASCII
+// (eventID), written as they are unless a byte needs an escape; then
+// json.Marshal writes it.
+func appendAcceptBody(dst []byte, id string, duplicate bool) []byte {
+	if !plainJSON(id) {
+		b, _ := json.Marshal(acceptBody{ID: id, Duplicate: duplicate}) // a string and a bool cannot fail
+		return append(dst, b...)
+	}
+	dst = append(append(append(dst, `{"id":"`...), id...), `","duplicate":`...)
+	return append(strconv.AppendBool(dst, duplicate), '}')
+}
+
+// plainJSON reports whether json.Marshal writes s between quotes as it is:
+// printable ASCII without '"', '\\' and the HTML characters it escapes.
+func plainJSON(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x20 || c >= 0x7f, c == '"', c == '\\', c == '<', c == '>', c == '&':
+			return false
+		}
+	}
+	return true
 }
 
 // reject answers with a problem and logs the real reason for the operator.

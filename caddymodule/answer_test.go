@@ -33,3 +33,22 @@ func TestProblemBodies(t *testing.T) {
 		}
 	}
 }
+
+// TestAppendAcceptBody: the 2xx body is byte for byte what json.Marshal
+// writes, for plain ids and for ids with bytes JSON escapes.
+func TestAppendAcceptBody(t *testing.T) {
+	for _, id := range []string{
+		"github:72d3162e-cc78-11e3-81ab-4c9367dc0958", "demo:", "",
+		`demo:a"b`, `demo:a\b`, "demo:<script>", "demo:a&b", "demo:tab\there", "demo:é", "demo:\x7f",
+	} {
+		for _, dup := range []bool{false, true} {
+			want, err := json.Marshal(acceptBody{ID: id, Duplicate: dup})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := appendAcceptBody([]byte("keep"), id, dup); string(got) != "keep"+string(want) {
+				t.Errorf("appendAcceptBody(%q, %v) = %s, want keep%s", id, dup, got, want)
+			}
+		}
+	}
+}

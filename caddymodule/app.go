@@ -336,6 +336,7 @@ func (a *App) Start() (err error) {
 	a.engine = val.(*engine)
 	defer func() {
 		if err != nil {
+			a.stopSharing()
 			a.stopEventLog()
 			a.stopForwarders()
 			a.release()
@@ -373,16 +374,25 @@ func (a *App) setup(ctx context.Context) error {
 			return fmt.Errorf("stream %s: %w", sc.Name, err)
 		}
 	}
+	if a.ecfg.clustered() {
+		a.applyReplicas(ctx) // cluster_replicas.go
+	}
 	if err := a.startEventLog(ctx); err != nil { // eventlog_replay.go
+		return err
+	}
+	gateways, err := a.startSharing(ctx) // cluster_nodes.go
+	if err != nil {
 		return err
 	}
 	for _, fc := range a.fwdConfigs {
 		fc.Observer = newDestinationObserver(fc.Name)
+		fc.Shared = a.sharedConsumers()
 		// The forwarder's errors name the destination already.
 		f, err := forwarder.New(a.engine.js, fc, a.logger.Named("forwarder"))
 		if err != nil {
 			return err
 		}
+		f.SetRateShare(gateways)
 		if err := f.Start(ctx); err != nil {
 			return err
 		}
@@ -398,6 +408,7 @@ func (a *App) setup(ctx context.Context) error {
 // uses it any more.
 func (a *App) Stop() error {
 	a.stopSetup()
+	a.stopSharing()
 	a.stopEventLog()
 	a.stopForwarders()
 	a.release()

@@ -245,6 +245,7 @@ func (a *App) setupInBackground() {
 				close(a.ready)
 				return
 			}
+			a.stopSharing()
 			a.stopEventLog()
 			a.stopForwarders()
 			level := a.logger.Debug

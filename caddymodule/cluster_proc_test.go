@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -215,13 +216,15 @@ type dedupSink struct {
 	srv  *httptest.Server
 	mu   sync.Mutex
 	seen map[string]int
+	// first is when each key was first delivered.
+	first map[string]time.Time
 	// inFlight and maxInFlight measure concurrent requests.
 	inFlight, maxInFlight atomic.Int64
 	delay                 time.Duration
 }
 
 func newDedupSink(t testing.TB, delay time.Duration) *dedupSink {
-	s := &dedupSink{seen: map[string]int{}, delay: delay}
+	s := &dedupSink{seen: map[string]int{}, first: map[string]time.Time{}, delay: delay}
 	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n := s.inFlight.Add(1)
 		defer s.inFlight.Add(-1)
@@ -232,8 +235,12 @@ func newDedupSink(t testing.TB, delay time.Duration) *dedupSink {
 			}
 		}
 		time.Sleep(s.delay)
+		key := r.Header.Get(event.HeaderIdempotencyKey)
 		s.mu.Lock()
-		s.seen[r.Header.Get(event.HeaderIdempotencyKey)]++
+		if s.seen[key] == 0 {
+			s.first[key] = time.Now()
+		}
+		s.seen[key]++
 		s.mu.Unlock()
 		w.WriteHeader(http.StatusOK)
 	}))
@@ -251,6 +258,57 @@ func (s *dedupSink) counts() (keys map[string]bool, dups int) {
 		dups += n - 1
 	}
 	return keys, dups
+}
+
+// rate returns the deliveries per second of the keys with prefix, from
+// the first delivery of one of them to the last, and how many there were.
+func (s *dedupSink) rate(prefix string) (perSecond float64, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var first, last time.Time
+	for k, at := range s.first {
+		if !strings.HasPrefix(k, prefix) {
+			continue
+		}
+		n++
+		if first.IsZero() || at.Before(first) {
+			first = at
+		}
+		if at.After(last) {
+			last = at
+		}
+	}
+	if n < 2 {
+		return 0, n
+	}
+	return float64(n-1) / last.Sub(first).Seconds(), n
+}
+
+// newExternalGateways prepares n gateway processes (g1, g2, ...) that use
+// the external NATS cluster nodes with replicas 3 (not started).
+func newExternalGateways(t *testing.T, nodes []*server.Server, n int, destinations string) []*procNode {
+	t.Helper()
+	ext := fmt.Sprintf("\t\treplicas 3\n\t\tnats %s {\n\t\t\tuser %s\n\t\t\tpassword %s\n\t\t}",
+		strings.Join(clientURLs(nodes), " "), peerUser, peerPassword)
+	gws := make([]*procNode, n)
+	for i := range gws {
+		nd := &procNode{name: fmt.Sprintf("g%d", i+1), dir: t.TempDir(),
+			http: freeAddr(t), admin: freeAddr(t), nats: freeAddr(t)}
+		nd.caddyfile = fmt.Sprintf(procClusterTemplate, nd.dir, nd.admin, nd.name, nd.nats, ext, destinations, nd.http)
+		gws[i] = nd
+	}
+	return gws
+}
+
+// clusterStatus returns the cluster part of the node's status.
+func (nd *procNode) clusterStatus(t testing.TB) *ClusterStatus {
+	t.Helper()
+	var st struct{ Cluster *ClusterStatus }
+	nd.getJSON(t, "/webhooks/status", &st)
+	if st.Cluster == nil {
+		t.Fatalf("node %s: the status has no cluster part", nd.name)
+	}
+	return st.Cluster
 }
 
 // loadResult is what a steady load saw.
@@ -327,7 +385,12 @@ func streamIDs(t *testing.T, nd *procNode) map[string]bool {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	s := subscriberStream(t, ctx, nd)
+	return idsIn(t, ctx, subscriberStream(t, ctx, nd))
+}
+
+// idsIn reads the event id of every message in s.
+func idsIn(t *testing.T, ctx context.Context, s jetstream.Stream) map[string]bool {
+	t.Helper()
 	total := s.CachedInfo().State.Msgs
 	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
 	if err != nil {
@@ -386,6 +449,120 @@ func replicaCurrent(t *testing.T, via *procNode, name string) bool {
 	return false
 }
 
+// killRun is a steady load on nodes during which one node (victim) is
+// killed with SIGKILL mid-stream and restarted after down.
+type killRun struct {
+	nodes  []*procNode
+	victim int
+	// run is the load's time with every node up (half before the kill,
+	// half after the restart); down is how long the victim stays down.
+	run, down time.Duration
+	// whileDown, when set, runs a third of down after the kill.
+	whileDown func()
+}
+
+// killResult is what a killRun's load saw.
+type killResult struct {
+	acked          []string
+	status         string // answers by status, 0 = no answer
+	gap            time.Duration
+	ackedWhileDown int
+	// rejoin is from the kill until the restarted node accepted again.
+	rejoin time.Duration
+}
+
+// killRunTimes are the run and down times of the kill tests: short for
+// CI, minutes with HOOKGATE_CLUSTER_LONG=1. NATS elects a new stream
+// leader 4-9s after the old one stops answering (its Raft election
+// timeout), so a node stays down longer than that.
+func killRunTimes() (run, down time.Duration) {
+	if os.Getenv(clusterLongEnv) == "1" {
+		return 60 * time.Second, 30 * time.Second
+	}
+	return 4 * time.Second, 15 * time.Second
+}
+
+// do runs the load, kills and restarts the victim, and returns what the
+// load saw; it fails the test when ingest did not go on without the
+// victim.
+func (k killRun) do(t *testing.T) killResult {
+	t.Helper()
+	var dead atomic.Bool
+	alive := func(i int) bool { return i != k.victim || !dead.Load() }
+	res := &loadResult{status: map[int]int{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	wg := steadyLoad(ctx, k.nodes, alive, 20*time.Millisecond, res)
+
+	time.Sleep(k.run / 2)
+	dead.Store(true)
+	ackedAtKill := res.count()
+	victim := k.nodes[k.victim]
+	victim.kill()
+	killedAt := time.Now()
+	if k.whileDown != nil {
+		time.Sleep(k.down / 3)
+		k.whileDown()
+	}
+	time.Sleep(time.Until(killedAt.Add(k.down)))
+	var out killResult
+	out.ackedWhileDown = res.count() - ackedAtKill
+	victim.start(t)
+	victim.waitAccepting(t, 90*time.Second)
+	out.rejoin = time.Since(killedAt)
+	dead.Store(false)
+	time.Sleep(k.run / 2)
+	cancel()
+	wg.Wait()
+
+	res.mu.Lock()
+	out.acked = append([]string(nil), res.acked...)
+	out.status = fmt.Sprint(res.status)
+	out.gap = res.firstGap
+	res.mu.Unlock()
+	t.Logf("killed %s; acknowledged %d events (%d while it was down); answers by status (0 = no answer) %s; longest gap between 2xx on a live node %s; killed node accepting again %s after the kill",
+		victim.name, len(out.acked), out.ackedWhileDown, out.status, out.gap.Round(time.Millisecond), out.rejoin.Round(time.Millisecond))
+	if len(out.acked) < 100 {
+		t.Fatalf("only %d events acknowledged: ingest did not continue", len(out.acked))
+	}
+	if out.ackedWhileDown == 0 {
+		t.Fatal("no event acknowledged while a node was down")
+	}
+	return out
+}
+
+// checkStored fails the test unless every acknowledged event is in ids.
+func checkStored(t *testing.T, acked []string, ids map[string]bool) {
+	t.Helper()
+	missing := 0
+	for _, id := range acked {
+		if !ids["demo:"+id] {
+			missing++
+		}
+	}
+	if missing > 0 {
+		t.Fatalf("%d of %d acknowledged events are not in the stream", missing, len(acked))
+	}
+}
+
+// waitDelivered waits until every acknowledged event reached the sink,
+// once at its idempotency check, and logs the duplicates it turned away.
+func waitDelivered(t *testing.T, sink *dedupSink, acked []string) {
+	t.Helper()
+	start := time.Now()
+	waitFor(t, 90*time.Second, "every acknowledged event at the sink", func() bool {
+		keys, _ := sink.counts()
+		for _, id := range acked {
+			if !keys["demo:"+id] {
+				return false
+			}
+		}
+		return true
+	})
+	_, dups := sink.counts()
+	t.Logf("sink: every acknowledged event arrived (%s after the load ended); %d duplicate deliveries turned away by its idempotency check",
+		time.Since(start).Round(time.Millisecond), dups)
+}
+
 // TestClusterKillNode: three clustered gateway processes with replicas 3
 // take a steady stream of events; one is killed with SIGKILL mid-stream and
 // restarted. Every 2xx-acknowledged event is in the stream and reaches the
@@ -395,13 +572,7 @@ func TestClusterKillNode(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three gateway processes")
 	}
-	long := os.Getenv(clusterLongEnv) == "1"
-	// NATS elects a new stream leader 4-9s after the old one stops
-	// answering (its Raft election timeout), so the node stays down longer.
-	run, down := 4*time.Second, 15*time.Second
-	if long {
-		run, down = 60*time.Second, 30*time.Second
-	}
+	run, down := killRunTimes()
 	sink := newDedupSink(t, 0)
 	nodes := newProcCluster(t, 3, destination("sink", sink.srv.URL, ""))
 	for _, nd := range nodes {
@@ -412,53 +583,11 @@ func TestClusterKillNode(t *testing.T) {
 	}
 	// Kill the stream's leader, so that the others must elect a new one.
 	victim := leaderIndex(t, nodes)
-	var dead atomic.Bool
-	alive := func(i int) bool { return i != victim || !dead.Load() }
-	res := &loadResult{status: map[int]int{}}
-	ctx, cancel := context.WithCancel(context.Background())
-	wg := steadyLoad(ctx, nodes, alive, 20*time.Millisecond, res)
-
-	time.Sleep(run / 2)
-	dead.Store(true)
-	ackedAtKill := res.count()
-	nodes[victim].kill()
-	killedAt := time.Now()
-	time.Sleep(down)
-	ackedWhileDown := res.count() - ackedAtKill
-	nodes[victim].start(t)
-	nodes[victim].waitAccepting(t, 90*time.Second)
-	rejoin := time.Since(killedAt)
-	dead.Store(false)
-	time.Sleep(run / 2)
-	cancel()
-	wg.Wait()
-
-	res.mu.Lock()
-	acked := append([]string(nil), res.acked...)
-	status := fmt.Sprint(res.status)
-	gap := res.firstGap
-	res.mu.Unlock()
-	t.Logf("killed the stream leader %s; acknowledged %d events (%d while it was down); answers by status (0 = no answer) %s; longest gap between 2xx on a live node %s; killed node accepting again %s after the kill",
-		nodes[victim].name, len(acked), ackedWhileDown, status, gap.Round(time.Millisecond), rejoin.Round(time.Millisecond))
-	if len(acked) < 100 {
-		t.Fatalf("only %d events acknowledged: ingest did not continue", len(acked))
-	}
-	if ackedWhileDown == 0 {
-		t.Fatal("no event acknowledged while a node was down")
-	}
+	res := killRun{nodes: nodes, victim: victim, run: run, down: down}.do(t)
 
 	// Every acknowledged event is in the stream, read through the
 	// restarted node.
-	ids := streamIDs(t, nodes[victim])
-	missing := 0
-	for _, id := range acked {
-		if !ids["demo:"+id] {
-			missing++
-		}
-	}
-	if missing > 0 {
-		t.Fatalf("%d of %d acknowledged events are not in the stream", missing, len(acked))
-	}
+	checkStored(t, res.acked, streamIDs(t, nodes[victim]))
 	// The restarted node catches up: it is a current replica without lag.
 	waitFor(t, 60*time.Second, "the restarted node to be a current replica", func() bool {
 		return replicaCurrent(t, nodes[0], nodes[victim].name)
@@ -481,16 +610,5 @@ func TestClusterKillNode(t *testing.T) {
 	if m := nodes[0].get(t, "/metrics"); !strings.Contains(m, "caddy_webhooks_cluster_peers 3") || !strings.Contains(m, "caddy_webhooks_stream_leader ") {
 		t.Errorf("metrics lack the cluster gauges:\n%s", grepLines(m, "cluster_peers", "stream_leader"))
 	}
-	// Every acknowledged event reaches the sink, once at its idempotency check.
-	waitFor(t, 90*time.Second, "every acknowledged event at the sink", func() bool {
-		keys, _ := sink.counts()
-		for _, id := range acked {
-			if !keys["demo:"+id] {
-				return false
-			}
-		}
-		return true
-	})
-	_, dups := sink.counts()
-	t.Logf("sink: %d duplicate deliveries turned away by its idempotency check", dups)
+	waitDelivered(t, sink, res.acked)
 }

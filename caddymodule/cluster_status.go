@@ -27,7 +27,11 @@ type ClusterStatus struct {
 	Leader string `json:"leader"`
 	// Peers are the servers that hold a copy of WEBHOOKS, leader first.
 	Peers []ClusterPeer `json:"peers"`
-	Error string        `json:"error,omitempty"`
+	// Gateways is how many gateways announced themselves in the
+	// WEBHOOKS_NODES bucket lately (this one included): the number each
+	// destination's rate is divided by (cluster_nodes.go).
+	Gateways int    `json:"gateways,omitempty"`
+	Error    string `json:"error,omitempty"`
 }
 
 // ClusterPeer is one copy of the WEBHOOKS stream.
@@ -48,7 +52,7 @@ func (a *App) clusterStatus(ctx context.Context, e *engine) *ClusterStatus {
 	if !a.ecfg.clustered() && !a.ecfg.external() {
 		return nil
 	}
-	cs := &ClusterStatus{Mode: "embedded", Node: a.ecfg.ServerName, Peers: []ClusterPeer{}}
+	cs := &ClusterStatus{Mode: "embedded", Node: a.ecfg.ServerName, Peers: []ClusterPeer{}, Gateways: a.liveGateways()}
 	if a.ecfg.external() {
 		cs.Mode, cs.Node = "external", ""
 	}

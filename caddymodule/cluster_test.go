@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/hookgate/hookgate/event"
+	"github.com/hookgate/hookgate/forwarder"
 )
 
 // TestClusterConfigErrors: a wrong cluster block or replicas is refused at
@@ -105,10 +106,11 @@ func startPeer(t *testing.T, name, cluster, user, pass string, routes []string) 
 
 // TestClusterWaitsForQuorum: a clustered gateway whose peers are not up
 // answers 503 with a Retry-After and keeps trying in the background; once
-// two peers join, it creates the streams with replicas 3 and accepts
-// events, which a PubAck then confirms a majority holds. A reload to
-// replicas 1 with one more route applies without a restart. Once the peers
-// are gone, the node is not ready (webhook_ready's storeState).
+// two peers join, it creates the streams and accepts events. A reload to
+// replicas 3 scales every stream, bucket and consumer to three copies
+// without a restart, and a reload back to 1 with one more route applies
+// too. Once the peers are gone, the node is not ready (webhook_ready's
+// storeState).
 func TestClusterWaitsForQuorum(t *testing.T) {
 	routes := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
 	global := func(replicas int, routes ...string) string {
@@ -123,7 +125,9 @@ func TestClusterWaitsForQuorum(t *testing.T) {
 			password route-secret
 		}`, replicas, routes[0], strings.Join(routes[1:], " nats://"))
 	}
-	cfg := gatewayConfig{Global: global(3, routes...), Ingest: "\t\tretry_after 7s"}
+	sink := newDedupSink(t, 0)
+	cfg := gatewayConfig{Global: global(1, routes...), Ingest: "\t\tretry_after 7s",
+		Destinations: destination("sink", sink.srv.URL, "")}
 	g := startGateway(t, cfg)
 	status, hdr, body := g.post("/webhooks/v1/demo", []byte(`{}`), map[string]string{"X-Id": "early"})
 	if status != http.StatusServiceUnavailable || hdr.Get("Retry-After") != "7" {
@@ -135,35 +139,36 @@ func TestClusterWaitsForQuorum(t *testing.T) {
 		s, _, _ := g.post("/webhooks/v1/demo", []byte(`{}`), map[string]string{"X-Id": "late"})
 		return s == http.StatusOK
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	waitFor(t, 30*time.Second, "the event at the sink", func() bool {
+		keys, _ := sink.counts()
+		return keys["demo:late"]
+	})
 	wantReplicas := func(n int) func() bool {
-		return func() bool {
-			for _, name := range []string{event.StreamName, event.DLQStreamName} {
-				s, err := g.engine().js.Stream(ctx, name)
-				if err != nil {
-					return false
-				}
-				info := s.CachedInfo()
-				if info.Config.Replicas != n || info.Cluster == nil || len(info.Cluster.Replicas) != n-1 {
-					return false
-				}
-			}
-			return true
-		}
+		return func() bool { return replicasOff(t, g, n) == "" }
 	}
-	if !wantReplicas(3)() {
-		t.Fatal("the streams do not have 3 replicas on 3 nodes")
+	if off := replicasOff(t, g, 1); off != "" {
+		t.Fatalf("with replicas 1: %s", off)
+	}
+	// A reload to replicas 3 scales every stream, bucket and consumer.
+	cfg = g.cfg
+	cfg.Global = global(3, routes...)
+	g.load(cfg)
+	waitFor(t, 60*time.Second, "every stream, bucket and consumer to have 3 replicas after the reload", wantReplicas(3))
+	if s, _, b := g.post("/webhooks/v1/demo", []byte(`{}`), map[string]string{"X-Id": "at-3"}); s != http.StatusOK {
+		t.Fatalf("after the reload to 3: %d %s", s, b)
 	}
 	// A reload that lowers replicas and adds a route applies without a
 	// restart.
-	cfg = g.cfg
 	cfg.Global = global(1, append(routes, freeAddr(t))...)
 	g.load(cfg)
-	waitFor(t, 30*time.Second, "the streams to have 1 replica after the reload", wantReplicas(1))
+	waitFor(t, 60*time.Second, "every stream, bucket and consumer to have 1 replica after the reload", wantReplicas(1))
 	if s, _, b := g.post("/webhooks/v1/demo", []byte(`{}`), map[string]string{"X-Id": "after-reload"}); s != http.StatusOK {
 		t.Fatalf("after the reload: %d %s", s, b)
 	}
+	waitFor(t, 30*time.Second, "the events at the sink", func() bool {
+		keys, _ := sink.counts()
+		return keys["demo:at-3"] && keys["demo:after-reload"]
+	})
 	if !g.engine().clusterCurrent() {
 		t.Fatal("a node of a healthy cluster is not current")
 	}
@@ -173,4 +178,38 @@ func TestClusterWaitsForQuorum(t *testing.T) {
 	waitFor(t, 30*time.Second, "the node cut off from the majority to report not current", func() bool {
 		return !g.engine().clusterCurrent()
 	})
+}
+
+// replicasOff names the first of the gateway's streams, buckets and
+// consumers (destination "sink") that does not have n copies placed, or
+// returns "".
+func replicasOff(t *testing.T, g *gateway, n int) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	js := g.engine().js
+	consumers := map[string]string{event.StreamName: forwarder.ConsumerName("sink"),
+		forwarder.AdvisoryStream: "adv-" + forwarder.ConsumerName("sink"), replayStream: "replay-sink"}
+	for _, name := range append([]string{event.StreamName, event.DLQStreamName}, replicatedStreams...) {
+		s, err := js.Stream(ctx, name)
+		if err != nil {
+			return fmt.Sprintf("stream %s: %v", name, err)
+		}
+		info := s.CachedInfo()
+		if info.Config.Replicas != n || info.Cluster == nil || len(info.Cluster.Replicas) != n-1 {
+			return fmt.Sprintf("stream %s: replicas %d, %+v", name, info.Config.Replicas, info.Cluster)
+		}
+		cname, ok := consumers[name]
+		if !ok {
+			continue
+		}
+		c, err := s.Consumer(ctx, cname)
+		if err != nil {
+			return fmt.Sprintf("consumer %s: %v", cname, err)
+		}
+		if ci := c.CachedInfo(); ci.Cluster == nil || len(ci.Cluster.Replicas) != n-1 {
+			return fmt.Sprintf("consumer %s: %+v", cname, ci.Cluster)
+		}
+	}
+	return ""
 }

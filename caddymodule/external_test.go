@@ -45,6 +45,22 @@ func clientURLs(nodes []*server.Server) []string {
 	return urls
 }
 
+// externalJS connects to the nodes as the test's client user; Cleanup
+// closes the connection.
+func externalJS(t *testing.T, nodes []*server.Server) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(strings.Join(clientURLs(nodes), ","), nats.UserInfo(peerUser, peerPassword))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
 // TestExternalCluster: a gateway with no embedded server stores events on
 // an external three-node NATS cluster: it creates the streams it lacks
 // with replicas 3, leaves an existing one as it is (reporting the
@@ -53,12 +69,7 @@ func clientURLs(nodes []*server.Server) []string {
 func TestExternalCluster(t *testing.T) {
 	nodes := startExternalCluster(t)
 	urls := clientURLs(nodes)
-	nc, err := nats.Connect(strings.Join(urls, ","), nats.UserInfo(peerUser, peerPassword))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	js := externalJS(t, nodes)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	// The team made the DLQ stream already, with settings of its own.
@@ -127,34 +138,41 @@ func TestExternalCluster(t *testing.T) {
 	if c := dlq.CachedInfo().Config; c.Replicas != 1 || c.MaxAge != time.Hour {
 		t.Fatalf("the existing DLQ stream was changed: replicas %d, max age %s", c.Replicas, c.MaxAge)
 	}
-	stored := map[string]bool{}
-	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	checkStored(t, acked, idsIn(t, ctx, s))
+	waitDelivered(t, sink, acked)
+}
+
+// TestExternalKillGateway: three gateway processes with no embedded server
+// share an external three-node NATS cluster and take a steady stream of
+// events; one gateway is killed with SIGKILL mid-stream, and while it is
+// down one NATS node stops too. Ingest goes on through the other two
+// gateways (the 503s and unanswered requests are counted), every
+// 2xx-acknowledged event is in the stream and reaches the sink once at
+// its idempotency check, and the killed gateway restarts and accepts
+// events again.
+func TestExternalKillGateway(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three gateway processes")
+	}
+	run, down := killRunTimes()
+	cluster := startExternalCluster(t)
+	sink := newDedupSink(t, 0)
+	gws := newExternalGateways(t, cluster, 3, destination("sink", sink.srv.URL, ""))
+	for _, nd := range gws {
+		nd.start(t)
+	}
+	for _, nd := range gws {
+		nd.waitAccepting(t, 60*time.Second)
+	}
+	res := killRun{nodes: gws, victim: 0, run: run, down: down,
+		whileDown: func() { cluster[2].Shutdown() }}.do(t)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s, err := externalJS(t, cluster[:2]).Stream(ctx, event.StreamName)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for total := s.CachedInfo().State.Msgs; uint64(len(stored)) < total; {
-		batch, err := c.Fetch(500, jetstream.FetchMaxWait(time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for m := range batch.Messages() {
-			stored[m.Headers().Get(event.HeaderMsgID)] = true
-		}
-	}
-	for _, id := range acked {
-		if !stored["demo:"+id] {
-			t.Fatalf("acknowledged event %s is not in the stream", id)
-		}
-	}
-	waitFor(t, 60*time.Second, "every acknowledged event at the sink", func() bool {
-		keys, _ := sink.counts()
-		for _, id := range acked {
-			if !keys["demo:"+id] {
-				return false
-			}
-		}
-		return true
-	})
-	_, dups := sink.counts()
-	t.Logf("sink: %d duplicate deliveries turned away by its idempotency check", dups)
+	checkStored(t, res.acked, idsIn(t, ctx, s))
+	waitDelivered(t, sink, res.acked)
 }

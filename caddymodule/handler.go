@@ -8,8 +8,11 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -109,7 +112,9 @@ type Handler struct {
 	retryAfter     string
 	perIP          *ipTable
 	limiters       limiterSet
-	logger         *zap.Logger
+	// deadlines hands out the publish contexts.
+	deadlines *deadlineSlots
+	logger    *zap.Logger
 	// trapWarned is when the prefix trap was last warned about (Unix
 	// nanoseconds), so the warning comes at most every prefixTrapEvery.
 	// Read and written with sync/atomic.
@@ -198,6 +203,7 @@ func (h *Handler) provision() error {
 		return err
 	}
 	h.publishTimeout = time.Duration(orDefault(h.PublishTimeout, caddy.Duration(defaultPublishTimeout)))
+	h.deadlines = new(deadlineSlots)
 	h.retryAfter = strconv.Itoa(int((time.Duration(orDefault(h.RetryAfter, caddy.Duration(defaultRetryAfter))) + time.Second - 1) / time.Second))
 	if err := checkHasSources(len(h.Sources)); err != nil {
 		return err
@@ -287,6 +293,9 @@ type request struct {
 	res verify.Result
 	// bufs are the pooled buffers holding the body, given back by release.
 	bufs [2]*bytes.Buffer
+	// sc is the pooled storage of the verification, the event and the
+	// answer, set by read and given back by release.
+	sc *scratch
 	// span is the handler's span of a traced request, else nil; outcome
 	// is what countRequest counted, for the span.
 	span    oteltrace.Span
@@ -297,6 +306,7 @@ type request struct {
 func (q *request) release() {
 	putBody(q.bufs[0])
 	putBody(q.bufs[1])
+	putScratch(q.sc)
 }
 
 // ServeHTTP handles one delivery in three phases, in the documented order
@@ -410,6 +420,7 @@ func (h *Handler) admit(q *request) (*problem, error) {
 // no body to read.
 func (h *Handler) read(q *request) (*problem, error) {
 	src := q.src
+	q.sc = getScratch()
 	if q.r.Method == http.MethodGet {
 		// A GET handshake: the verifier reads the query, not a body.
 		return h.verify(q)
@@ -455,14 +466,15 @@ func (h *Handler) read(q *request) (*problem, error) {
 // verify checks the signature of the request as read. A GET passes only
 // as a handshake.
 func (h *Handler) verify(q *request) (*problem, error) {
-	src := q.src
-	res, err := src.verifier.Verify(&verify.Request{
+	src, vr := q.src, &q.sc.vreq
+	*vr = verify.Request{
 		Method: q.r.Method,
-		URL:    src.requestURL(q.r),
+		URL:    src.requestURL(q.r, &q.sc.url),
 		Header: q.r.Header,
 		Body:   q.body,
 		Now:    q.now,
-	})
+	}
+	res, err := src.verifier.Verify(vr)
 	if err != nil {
 		countVerifyFailure(src.name, err)
 		return problemSignature, err
@@ -482,15 +494,17 @@ func (h *Handler) store(q *request) error {
 	if q.res.Handshake != nil {
 		return h.answerHandshake(q, q.res.Handshake)
 	}
-	msg, id := h.message(q.r, q.version, src, q.res, q.body, q.now, q.gz)
+	msg := &q.sc.ev.msg
+	id := q.sc.ev.fill(q.r, q.version, src, q.res, q.body, q.now, q.gz)
+	if src.suffix != nil {
+		h.suffixSubject(src, msg, id, q.version, q.now)
+	}
 	if q.span != nil {
 		tagTrace(q.span, msg, id)
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(q.r.Context()), h.publishTimeout)
 	start := time.Now()
-	ack, err := h.events.publish(ctx, msg)
+	ack, err := h.events.publish(h.deadlines.context(q.now, h.publishTimeout), msg)
 	src.storeSeconds.Observe(time.Since(start).Seconds())
-	cancel()
 	if errors.Is(err, errStreamFull) {
 		// Logged by the engine once a minute, with what to do.
 		return h.reject(q, problemStoreQuiet, err)
@@ -504,7 +518,82 @@ func (h *Handler) store(q *request) error {
 	}
 	countRequest(q, src.name, q.version, outcome)
 	h.logStored(q, id, msg, ack.Duplicate)
-	return h.accept(q.w, id, ack)
+	return h.accept(q, id, ack)
+}
+
+// scratch is the storage an accepted request verifies, builds its event
+// and its answer in, recycled across requests: publish copies the message
+// into the NATS connection's buffer before it returns (as for the body's
+// buffer), and the writer copies the answer, so all of it is free again
+// once the handler has answered.
+type scratch struct {
+	vreq   verify.Request
+	url    url.URL
+	ev     eventMsg
+	answer []byte
+}
+
+// scratchPool recycles scratch.
+var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
+
+// maxPooledHeaders keeps the header map of a request with very many
+// fields from staying in the pool at that size.
+const maxPooledHeaders = 64
+
+func getScratch() *scratch { return scratchPool.Get().(*scratch) }
+
+// putScratch clears sc of the request's data and gives it back.
+func putScratch(sc *scratch) {
+	if sc == nil {
+		return
+	}
+	sc.vreq, sc.url = verify.Request{}, url.URL{}
+	sc.ev.reset(maxPooledHeaders)
+	sc.answer = sc.answer[:0]
+	scratchPool.Put(sc)
+}
+
+// deadlineSlots hands out the contexts that bound a publish to
+// publish_timeout. Requests arriving within one slot share a context,
+// so that a request makes no context and no timer of its own; a slot
+// lasts maxSlot, or a 64th of the timeout when that is shorter. Its
+// context ends publish_timeout after the slot's first request: at most
+// publish_timeout after any request of the slot arrived, and at most one
+// slot earlier. The request's own context is not a parent: the store's
+// acknowledgement is awaited even when the provider hangs up (as
+// context.WithoutCancel did), and no publisher reads its values.
+type deadlineSlots struct {
+	cur atomic.Pointer[deadlineSlot]
+}
+
+// maxSlot is the longest a deadline slot lasts.
+const maxSlot = 10 * time.Millisecond
+
+// deadlineSlot is one slot's shared context.
+type deadlineSlot struct {
+	start time.Time
+	ctx   context.Context
+	// cancel is never called early (requests share ctx); the timer
+	// releases the context at its deadline.
+	cancel context.CancelFunc
+}
+
+// context returns the shared context of the slot now falls in, for a
+// publish bounded by timeout.
+func (d *deadlineSlots) context(now time.Time, timeout time.Duration) context.Context {
+	width := min(maxSlot, timeout/64)
+	cur := d.cur.Load()
+	if cur != nil {
+		if age := now.Sub(cur.start); age >= 0 && age < width {
+			return cur.ctx
+		}
+	}
+	next := &deadlineSlot{start: now}
+	next.ctx, next.cancel = context.WithDeadline(context.Background(), now.Add(timeout))
+	// A concurrent request may have started a slot too: either context
+	// is as good, and each ends by itself.
+	d.cur.CompareAndSwap(cur, next)
+	return next.ctx
 }
 
 // route splits <prefix>/<version>/<source>. It returns a nil source for any

@@ -20,64 +20,121 @@ const maxDeliveryID = 128
 // message builds the stored event and returns it with its id.
 // A decompressed gzip body is stored without its Content-Encoding.
 func (h *Handler) message(r *http.Request, version string, src *source, res verify.Result, body []byte, receivedAt time.Time, gz bool) (*nats.Msg, string) {
+	m := new(eventMsg)
+	id := m.fill(r, version, src, res, body, receivedAt, gz)
+	if src.suffix != nil {
+		h.suffixSubject(src, &m.msg, id, version, receivedAt)
+	}
+	return &m.msg, id
+}
+
+// eventMsg is a stored event's message and the storage it is built in,
+// reused across requests (see scratch): the header map, the backing of
+// Hookgate's one-value headers, and the bytes of the id and the received
+// time, which become one string.
+type eventMsg struct {
+	msg  nats.Msg
+	vals [ownHeaders]string
+	text []byte
+}
+
+// ownHeaders is how many headers fill adds at most.
+const ownHeaders = 9
+
+// fill builds the stored event in m and returns its id.
+// A decompressed gzip body is stored without its Content-Encoding.
+func (m *eventMsg) fill(r *http.Request, version string, src *source, res verify.Result, body []byte, receivedAt time.Time, gz bool) string {
 	deliveryID := res.ID
 	if deliveryID == "" && src.idHeader != "" {
 		deliveryID = r.Header.Get(src.idHeader)
 	}
-	var id string
+	text := m.text[:0]
 	switch {
 	case deliveryID != "":
-		id = eventID(src.name, deliveryID)
+		text = appendEventID(text, src.name, deliveryID)
 	case src.dedupBody:
 		sum := sha256.Sum256(body)
-		id = src.name + ":body:" + hex.EncodeToString(sum[:16])
+		text = hex.AppendEncode(append(append(text, src.name...), ":body:"...), sum[:16])
 	default:
-		id = src.name + ":" + nuid.Next()
+		text = append(append(append(text, src.name...), ':'), nuid.Next()...)
 	}
+	idLen := len(text)
+	text = receivedAt.UTC().AppendFormat(text, time.RFC3339Nano)
+	m.text = text
+	// One string for both: one allocation.
+	both := string(text)
+	id, received := both[:idLen], both[idLen:]
 	typ := res.Type
 	if typ == "" && src.typeHeader != "" {
 		typ = r.Header.Get(src.typeHeader)
 	}
-	hdr := make(nats.Header, len(r.Header)+8)
+	hdr := m.msg.Header
+	if hdr == nil {
+		hdr = make(nats.Header, len(r.Header)+ownHeaders)
+		m.msg.Header = hdr
+	}
 	for k, v := range r.Header {
 		if keepHeader(k) && !(gz && k == "Content-Encoding") {
 			hdr[k] = v
 		}
 	}
-	hdr[event.HeaderMsgID] = []string{id}
-	hdr[event.HeaderID] = []string{id}
-	hdr[event.HeaderSource] = []string{src.name}
-	hdr[event.HeaderVersion] = []string{version}
+	n := 0
+	set := func(name, value string) {
+		m.vals[n] = value
+		hdr[name] = m.vals[n : n+1 : n+1]
+		n++
+	}
+	set(event.HeaderMsgID, id)
+	set(event.HeaderID, id)
+	set(event.HeaderSource, src.name)
+	set(event.HeaderVersion, version)
 	if typ != "" {
-		hdr[event.HeaderType] = []string{typ}
+		set(event.HeaderType, typ)
 	}
 	if deliveryID != "" {
-		hdr[event.HeaderDeliveryID] = []string{deliveryID}
+		set(event.HeaderDeliveryID, deliveryID)
 	}
-	hdr[event.HeaderReceivedAt] = []string{receivedAt.UTC().Format(time.RFC3339Nano)}
+	set(event.HeaderReceivedAt, received)
 	if ct := r.Header.Get("Content-Type"); ct != "" {
-		hdr[event.HeaderContentType] = []string{ct}
+		set(event.HeaderContentType, ct)
 	}
-	hdr[event.HeaderVerified] = []string{src.scheme}
-	msg := &nats.Msg{Subject: event.Subject(version, src.name, typ), Header: hdr, Data: body}
-	if src.suffix != nil {
-		h.suffixSubject(src, msg, id, version, typ, receivedAt)
+	set(event.HeaderVerified, src.scheme)
+	m.msg.Subject = event.Subject(version, src.name, typ)
+	m.msg.Data = body
+	return id
+}
+
+// reset clears m for the next request, dropping a header map that grew
+// past maxHeaders.
+func (m *eventMsg) reset(maxHeaders int) {
+	hdr := m.msg.Header
+	if len(hdr) > maxHeaders {
+		hdr = nil
 	}
-	return msg, id
+	clear(hdr)
+	m.msg = nats.Msg{Header: hdr}
+	m.vals = [ownHeaders]string{}
+	m.text = m.text[:0]
 }
 
 // eventID makes "<source>:<delivery id>", hashing ids that are too long or
 // not printable ASCII so the id stays a safe header value and dedup key.
 func eventID(source, deliveryID string) string {
+	return string(appendEventID(nil, source, deliveryID))
+}
+
+// appendEventID appends eventID(source, deliveryID) to dst.
+func appendEventID(dst []byte, source, deliveryID string) []byte {
+	dst = append(append(dst, source...), ':')
 	ok := len(deliveryID) <= maxDeliveryID
 	for i := 0; ok && i < len(deliveryID); i++ {
 		ok = deliveryID[i] > ' ' && deliveryID[i] < 0x7f
 	}
 	if ok {
-		return source + ":" + deliveryID
+		return append(dst, deliveryID...)
 	}
 	sum := sha256.Sum256([]byte(deliveryID))
-	return source + ":sha256:" + hex.EncodeToString(sum[:16])
+	return hex.AppendEncode(append(dst, "sha256:"...), sum[:16])
 }
 
 // keepHeader reports whether a request header (canonical name) is stored:

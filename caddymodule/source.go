@@ -186,12 +186,14 @@ func (s *Source) provision(repl *caddy.Replacer) (*source, error) {
 		return nil, err
 	}
 	rs := &source{
-		name:       s.Name,
-		verifier:   v,
-		scheme:     s.Verify.Scheme,
-		maxBody:    orDefault(s.MaxBody, defaultMaxBody),
-		idHeader:   s.IDHeader,
-		typeHeader: s.TypeHeader,
+		name:     s.Name,
+		verifier: v,
+		scheme:   s.Verify.Scheme,
+		maxBody:  orDefault(s.MaxBody, defaultMaxBody),
+		// Canonical, so that reading them per request allocates
+		// nothing (Header.Get canonicalizes any other spelling).
+		idHeader:   http.CanonicalHeaderKey(s.IDHeader),
+		typeHeader: http.CanonicalHeaderKey(s.TypeHeader),
 
 		storeSeconds: metrics.storeSeconds.WithLabelValues(s.Name),
 	}
@@ -289,22 +291,24 @@ func (h *Handler) sourceLimits(s *Source, rs *source) error {
 	return nil
 }
 
-// requestURL is the URL the provider signed, for the schemes that sign it.
-func (s *source) requestURL(r *http.Request) *url.URL {
+// requestURL is the URL the provider signed, for the schemes that sign
+// it, written into u (the request's scratch, so it allocates nothing) and
+// returned.
+func (s *source) requestURL(r *http.Request, u *url.URL) *url.URL {
 	if s.publicURL != nil {
-		u := *s.publicURL
+		*u = *s.publicURL
 		if u.RawQuery == "" {
 			u.RawQuery = r.URL.RawQuery
 		}
-		return &u
+		return u
 	}
-	u := *r.URL
+	*u = *r.URL
 	u.Host = r.Host
 	u.Scheme = "http"
 	if r.TLS != nil {
 		u.Scheme = "https"
 	}
-	return &u
+	return u
 }
 
 // validSegment reports whether s is a safe path segment: [a-z0-9_-]{1,64}.

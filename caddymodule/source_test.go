@@ -31,7 +31,7 @@ func TestRequestURL(t *testing.T) {
 		} else {
 			r.TLS = nil
 		}
-		got := (&source{publicURL: tc.public}).requestURL(r).String()
+		got := (&source{publicURL: tc.public}).requestURL(r, new(url.URL)).String()
 		if got != tc.want {
 			t.Errorf("%s: %s, want %s", tc.name, got, tc.want)
 		}

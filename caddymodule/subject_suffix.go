@@ -124,8 +124,8 @@ func writeSuffixToken(b *strings.Builder, t string) {
 // suffixSubject is message's hook: it appends the source's subject_suffix
 // to msg's subject, or, when it fails, marks msg with the error and warns
 // (rate limited). msg is the stored message being built, id its event id.
-func (h *Handler) suffixSubject(src *source, msg *nats.Msg, id, version, typ string, receivedAt time.Time) {
-	ev := &event.Event{ID: id, Source: src.name, Version: version, Type: typ, ReceivedAt: receivedAt,
+func (h *Handler) suffixSubject(src *source, msg *nats.Msg, id, version string, receivedAt time.Time) {
+	ev := &event.Event{ID: id, Source: src.name, Version: version, Type: msg.Header.Get(event.HeaderType), ReceivedAt: receivedAt,
 		ContentType: msg.Header.Get(event.HeaderContentType), Header: http.Header(msg.Header), Body: msg.Data}
 	subject, err := src.suffix.subject(msg.Subject, ev)
 	if err == nil {

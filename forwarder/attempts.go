@@ -192,9 +192,7 @@ func EnsureAttemptStream(ctx context.Context, js jetstream.JetStream, maxAge tim
 		Replicas:    max(1, replicas),
 		AllowDirect: true,
 	}
-	if cfg.Replicas == 1 {
-		cfg.PersistMode = jetstream.AsyncPersistMode
-	}
+	cfg.PersistMode = persistMode(ctx, js, cfg.Replicas) // state.go
 	_, err := js.CreateStream(ctx, cfg)
 	if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 		return fmt.Errorf("create attempt history stream %s: %w", AttemptStream, err)

@@ -37,13 +37,18 @@ func BenchmarkDeliver(b *testing.B) {
 		n = v
 	}
 	for _, c := range []struct {
-		conc    int
-		routing bool
-	}{{1, false}, {8, false}, {32, false}, {8, true}, {32, true}} {
+		conc            int
+		routing, shared bool
+	}{{1, false, false}, {8, false, false}, {32, false, false}, {8, true, false}, {32, true, false},
+		// MaxAckPending = Concurrency, as on a cluster (Config.Shared).
+		{8, false, true}, {32, false, true}} {
 		conc := c.conc
 		name := fmt.Sprintf("concurrency=%d", conc)
 		if c.routing {
 			name += ",filter+transform"
+		}
+		if c.shared {
+			name += ",shared"
 		}
 		b.Run(name, func(b *testing.B) {
 			var got atomic.Int64
@@ -61,6 +66,7 @@ func BenchmarkDeliver(b *testing.B) {
 				got.Store(0)
 				cfg := fast("bench", srv.URL)
 				cfg.Concurrency = conc
+				cfg.Shared = c.shared
 				if c.routing {
 					// Both pass every event, so the figures compare.
 					cfg.Filters = []string{benchFilter}

@@ -79,9 +79,19 @@ type Config struct {
 	Burst int
 	// Concurrency caps the requests in flight to the destination (the
 	// worker pool). The consumer's MaxAckPending is Concurrency plus
-	// max(16, Concurrency), room for events waiting out a retry delay.
-	// Default 8.
+	// max(16, Concurrency), room for events waiting out a retry delay;
+	// with Shared it is Concurrency itself. Default 8.
 	Concurrency int
+	// Shared says that other gateways pull from the same durable consumer
+	// (a JetStream cluster of gateways, or an external NATS). The cap then
+	// has to hold across all of them, and only JetStream sees them all: the
+	// consumer's MaxAckPending becomes Concurrency, so the events handed
+	// out and not yet acked, in every gateway together, never exceed it.
+	// Events waiting out a retry delay hold one of those slots (JetStream
+	// counts a NakWithDelay as pending), and so do the events a gateway
+	// that died had in hand, until AckWait ends. Rate is shared with
+	// SetRateShare.
+	Shared bool
 	// OrderedBy, when set, delivers events that share a key one at a time
 	// in stream order. A value starting with "$." is a JSON path into the
 	// body ("$.data.object.customer"); anything else names a provider

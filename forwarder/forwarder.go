@@ -13,7 +13,10 @@
 //
 // Throughput per destination is capped by Rate (a token bucket) and
 // Concurrency (the worker pool; the consumer's MaxAckPending is larger, to
-// leave room for events waiting out a retry delay). A circuit breaker
+// leave room for events waiting out a retry delay). When several gateways
+// share the consumer (Config.Shared), MaxAckPending is Concurrency, so
+// JetStream holds the cap across them, and SetRateShare divides Rate among
+// them. A circuit breaker
 // pauses the consumer while the destination fails. Every (event,
 // destination) pair has a delivery state in the KV bucket
 // WEBHOOKS_DELIVERIES, read with ReadDelivery and ReadDeliveries.
@@ -38,6 +41,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -68,8 +72,9 @@ const metaURL = "hookgate_url_sha256"
 //
 // Concurrency workers make the HTTP requests. The consumer's MaxAckPending
 // is Concurrency plus room for events waiting out a retry delay (which
-// JetStream counts as pending), so it is larger than Concurrency; every
-// event handed out waits in a queue in hand until a worker is free.
+// JetStream counts as pending), or Concurrency itself when the consumer is
+// shared (see maxAckPending); every event handed out waits in a queue in
+// hand until a worker is free.
 type Forwarder struct {
 	js     jetstream.JetStream
 	cfg    Config
@@ -97,6 +102,10 @@ type Forwarder struct {
 	// "delivering": fast attempts write one state, not two.
 	slowAfter time.Duration
 
+	// rateShare is how many gateways share the destination's Rate (1
+	// alone); see SetRateShare.
+	rateShare atomic.Int64
+
 	// mu guards run: set by Start, taken by Stop.
 	mu  sync.Mutex
 	run *run
@@ -115,23 +124,20 @@ func New(js jetstream.JetStream, cfg Config, logger *zap.Logger) (*Forwarder, er
 		logger = zap.NewNop()
 	}
 	f := &Forwarder{
-		js:         js,
-		cfg:        cfg,
-		log:        logger.With(zap.String("destination", cfg.Name)),
-		consumer:   ConsumerName(cfg.Name),
-		ackWait:    cfg.Timeout + ackMargin,
-		maxDeliver: cfg.MaxAttempts + max(3, cfg.MaxAttempts/4),
-		// JetStream counts an event waiting out its NakWithDelay as a
-		// pending ack. Room above Concurrency keeps a few events in retry
-		// from stalling the destination's fresh events; the worker pool
-		// alone caps the requests in flight.
-		maxAckPending: cfg.Concurrency + max(16, cfg.Concurrency),
+		js:            js,
+		cfg:           cfg,
+		log:           logger.With(zap.String("destination", cfg.Name)),
+		consumer:      ConsumerName(cfg.Name),
+		ackWait:       cfg.Timeout + ackMargin,
+		maxDeliver:    cfg.MaxAttempts + max(3, cfg.MaxAttempts/4),
+		maxAckPending: maxAckPending(cfg),
 		slowAfter:     time.Second,
 		breaker:       newBreaker(cfg.Breaker),
 	}
 	if cfg.Rate > 0 {
 		f.limiter = rate.NewLimiter(rate.Limit(cfg.Rate), cfg.Burst)
 	}
+	f.rateShare.Store(1)
 	if cfg.OrderedBy != "" {
 		f.keyOf, _ = newKeyFunc(cfg.OrderedBy) // checked by Validate
 	}
@@ -152,6 +158,39 @@ func New(js jetstream.JetStream, cfg Config, logger *zap.Logger) (*Forwarder, er
 	f.largeClient = newLargeClient(cfg)
 	return f, nil
 }
+
+// maxAckPending is the consumer's MaxAckPending for cfg. JetStream counts
+// an event waiting out its NakWithDelay as a pending ack. Alone, room
+// above Concurrency keeps a few events in retry from stalling the
+// destination's fresh events, and the worker pool caps the requests in
+// flight. Shared with other gateways, only JetStream can cap what all of
+// them take, so the cap is Concurrency itself (see Config.Shared).
+func maxAckPending(cfg Config) int {
+	if cfg.Shared {
+		return cfg.Concurrency
+	}
+	return cfg.Concurrency + max(16, cfg.Concurrency)
+}
+
+// SetRateShare divides the destination's Rate among n gateways that
+// share its consumer (n < 1 counts as 1): the limiter runs at Rate/n
+// with a burst of Burst/n rounded up, so that the n gateways together
+// stay within Rate. The caller re-counts the live gateways and calls it
+// again when the count changes; safe for concurrent use, and it takes
+// effect for the next event even while the forwarder runs.
+func (f *Forwarder) SetRateShare(n int) {
+	n = max(1, n)
+	if f.rateShare.Swap(int64(n)) == int64(n) || f.limiter == nil {
+		return
+	}
+	f.limiter.SetLimit(rate.Limit(f.cfg.Rate / float64(n)))
+	f.limiter.SetBurst((f.cfg.Burst + n - 1) / n)
+	f.log.Info("rate shared among gateways", zap.Int("gateways", n),
+		zap.Float64("rate_per_gateway", f.cfg.Rate/float64(n)))
+}
+
+// RateShare returns the number of gateways the Rate is divided among.
+func (f *Forwarder) RateShare() int { return int(f.rateShare.Load()) }
 
 // Config returns the destination's configuration with defaults applied.
 func (f *Forwarder) Config() Config { return f.cfg }

@@ -126,7 +126,8 @@ const stateStreamName = "KV_" + StateBucket
 
 // EnsureStateBucket opens StateBucket, creating it when missing. Its
 // records expire with the WEBHOOKS stream's MaxAge, and it has the same
-// replicas. On a single replica it uses asynchronous persistence: delivery
+// replicas. On one replica of a single server (persistMode) it uses
+// asynchronous persistence: delivery
 // state is observability, and an fsync per write would cap deliveries at
 // the disk's fsync rate; the events themselves stay fsynced in WEBHOOKS.
 // A crash may lose the last moments of state, never an event.
@@ -165,10 +166,7 @@ func EnsureStateBucket(ctx context.Context, js jetstream.JetStream) (jetstream.K
 	if maxAge > 0 && maxAge < cfg.Duplicates {
 		cfg.Duplicates = maxAge
 	}
-	if replicas == 1 {
-		// Not allowed on replicated streams, where Raft batches the writes.
-		cfg.PersistMode = jetstream.AsyncPersistMode
-	}
+	cfg.PersistMode = persistMode(ctx, js, replicas)
 	if _, err := js.CreateStream(ctx, cfg); err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 		return nil, fmt.Errorf("create delivery state bucket %s: %w", StateBucket, err)
 	}
@@ -177,6 +175,23 @@ func EnsureStateBucket(ctx context.Context, js jetstream.JetStream) (jetstream.K
 		return nil, fmt.Errorf("open delivery state bucket %s: %w", StateBucket, err)
 	}
 	return kv, nil
+}
+
+// persistMode is the persist mode of an observability stream (delivery
+// state, attempt history) with replicas copies: asynchronous on a single
+// server, where an fsync per write would cap deliveries; the default on a
+// JetStream cluster even at one replica, because JetStream refuses async
+// persistence on a replicated stream and never changes a stream's persist
+// mode, so a later reload to more replicas could not scale it.
+func persistMode(ctx context.Context, js jetstream.JetStream, replicas int) jetstream.PersistModeType {
+	if replicas > 1 {
+		return jetstream.DefaultPersistMode
+	}
+	s, err := js.Stream(ctx, event.StreamName)
+	if err == nil && s.CachedInfo().Cluster != nil && s.CachedInfo().Cluster.Name != "" {
+		return jetstream.DefaultPersistMode
+	}
+	return jetstream.AsyncPersistMode
 }
 
 // writeState records d's state. The write is fire-and-forget: it costs the

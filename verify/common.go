@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -93,7 +94,7 @@ func rawRing(c Config, h func() hash.Hash, known ...string) (keyring, time.Durat
 	if err != nil {
 		return keyring{}, 0, err
 	}
-	return keyring{rawKeys(c.Secrets), h}, tol, nil
+	return newKeyring(rawKeys(c.Secrets), h), tol, nil
 }
 
 // rawKeys turns secrets used as they are (Stripe, GitHub, Slack...) into
@@ -110,6 +111,26 @@ func rawKeys(secrets []string) [][]byte {
 type keyring struct {
 	keys [][]byte
 	hash func() hash.Hash
+	// pools recycle one keyed HMAC per key (pools[i] for keys[i]), so
+	// that checking a signature allocates nothing; a keyring made
+	// without newKeyring has none and makes a new HMAC each time.
+	pools []*sync.Pool
+}
+
+// newKeyring makes a keyring of keys under hash, with its HMAC pools.
+func newKeyring(keys [][]byte, h func() hash.Hash) keyring {
+	k := keyring{keys: keys, hash: h, pools: make([]*sync.Pool, len(keys))}
+	for i, key := range keys {
+		k.pools[i] = &sync.Pool{New: func() any { return &keyedMAC{h: hmac.New(h, key)} }}
+	}
+	return k
+}
+
+// keyedMAC is an HMAC under one key, recycled by a keyring's pool, with
+// room for its sum (SHA-512's is the largest).
+type keyedMAC struct {
+	h   hash.Hash
+	sum [sha512.Size]byte
 }
 
 // mac is the HMAC of the concatenated parts under key.
@@ -125,12 +146,36 @@ func (k keyring) mac(key []byte, parts ...[]byte) []byte {
 // computes one MAC per key, whatever the number of signatures, and
 // compares in constant time.
 func (k keyring) match(sigs [][]byte, parts ...[]byte) bool {
-	for _, key := range k.keys {
+	for i, key := range k.keys {
+		if i < len(k.pools) {
+			if k.matchPooled(k.pools[i], sigs, parts) {
+				return true
+			}
+			continue
+		}
 		sum := k.mac(key, parts...)
 		for _, s := range sigs {
 			if hmac.Equal(sum, s) {
 				return true
 			}
+		}
+	}
+	return false
+}
+
+// matchPooled is match for one key, with an HMAC from its pool: Reset
+// brings a keyed HMAC back to its keyed state.
+func (k keyring) matchPooled(pool *sync.Pool, sigs, parts [][]byte) bool {
+	m := pool.Get().(*keyedMAC)
+	defer pool.Put(m)
+	m.h.Reset()
+	for _, p := range parts {
+		m.h.Write(p)
+	}
+	sum := m.h.Sum(m.sum[:0])
+	for _, s := range sigs {
+		if hmac.Equal(sum, s) {
+			return true
 		}
 	}
 	return false
@@ -249,6 +294,52 @@ func decodeOne(scheme, name, value, prefix string, decode func(string) ([]byte, 
 		return nil, fail(scheme, ErrMalformed, "%s is not a valid encoded signature", name)
 	}
 	return b, nil
+}
+
+// decodeOneHex is decodeOne for a hex signature: it decodes into buf
+// when the signature fits, so a check allocates nothing, and otherwise
+// answers exactly as decodeOne with hex.DecodeString does.
+func decodeOneHex(scheme, name, value, prefix string, buf []byte) ([]byte, error) {
+	rest, ok := strings.CutPrefix(strings.TrimSpace(value), prefix)
+	if value == "" || !ok || len(rest) > 2*len(buf) {
+		return decodeOne(scheme, name, value, prefix, hex.DecodeString)
+	}
+	n, ok := unhex(buf, rest)
+	if !ok || n == 0 {
+		return nil, fail(scheme, ErrMalformed, "%s is not a valid encoded signature", name)
+	}
+	return buf[:n], nil
+}
+
+// unhex decodes the hex string s into dst, which has room for it, and
+// reports how many bytes it wrote; false for an odd length or a byte
+// that is not a hex digit, as hex.DecodeString fails.
+func unhex(dst []byte, s string) (int, bool) {
+	if len(s)%2 != 0 {
+		return 0, false
+	}
+	for i := 0; i < len(s); i += 2 {
+		hi, ok1 := fromHexChar(s[i])
+		lo, ok2 := fromHexChar(s[i+1])
+		if !ok1 || !ok2 {
+			return 0, false
+		}
+		dst[i/2] = hi<<4 | lo
+	}
+	return len(s) / 2, true
+}
+
+// fromHexChar is the value of one hex digit, either case.
+func fromHexChar(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
 }
 
 // headers returns r.Header, made when nil, for a Signer to fill.

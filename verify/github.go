@@ -31,8 +31,8 @@ func newGitHub(c Config) (Verifier, error) {
 		return nil, err
 	}
 	g := &github{
-		sha256: keyring{rawKeys(c.Secrets), sha256.New},
-		sha1:   keyring{rawKeys(c.Secrets), sha1.New},
+		sha256: newKeyring(rawKeys(c.Secrets), sha256.New),
+		sha1:   newKeyring(rawKeys(c.Secrets), sha1.New),
 	}
 	if v, ok := c.Options["legacy_sha1"]; ok {
 		b, err := strconv.ParseBool(v)
@@ -52,14 +52,17 @@ func (g *github) Verify(r *Request) (Result, error) {
 		name, ring, prefix = "X-Hub-Signature", g.sha1, "sha1="
 		value = r.Header.Get(name)
 	}
-	sig, err := decodeOne("github", name, value, prefix, hex.DecodeString)
+	var buf [sha256.Size]byte
+	sig, err := decodeOneHex("github", name, value, prefix, buf[:])
 	if err != nil {
 		return Result{}, err
 	}
 	if !ring.match([][]byte{sig}, r.Body) {
 		return Result{}, ring.mismatch("github", 1)
 	}
-	return Result{ID: r.Header.Get("X-GitHub-Delivery"), Type: r.Header.Get("X-GitHub-Event")}, nil
+	// Canonical names: Header.Get allocates to canonicalize any other
+	// spelling (GitHub sends X-GitHub-Delivery, the same header).
+	return Result{ID: r.Header.Get("X-Github-Delivery"), Type: r.Header.Get("X-Github-Event")}, nil
 }
 
 // Sign implements Signer. It adds a random X-GitHub-Delivery when none is

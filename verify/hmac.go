@@ -110,7 +110,7 @@ func newGeneric(scheme string, secrets []string, tol time.Duration, o map[string
 	if err != nil {
 		return nil, bad("%v", err)
 	}
-	g.ring = keyring{keys, h}
+	g.ring = newKeyring(keys, h)
 	tmpl := o["template"]
 	if tmpl == "" {
 		tmpl = "{body}"

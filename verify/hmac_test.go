@@ -1,6 +1,10 @@
 package verify
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -129,6 +133,41 @@ func TestHMACConfig(t *testing.T) {
 	} {
 		if _, err := New(Config{Scheme: "hmac", Secrets: []string{"zz"}, Options: o}); err == nil {
 			t.Errorf("options %v accepted", o)
+		}
+	}
+}
+
+// TestDecodeOneHex: decoding into a buffer answers as decodeOne with
+// hex.DecodeString does, for signatures that fit and ones that do not.
+func TestDecodeOneHex(t *testing.T) {
+	for _, v := range []string{
+		"sha256=" + strings.Repeat("ab", 32), "sha256=" + strings.Repeat("AB", 32), " sha256=0f ",
+		"sha256=" + strings.Repeat("ab", 40), "sha256=abc", "sha256=zz", "sha256=", "md5=00", "",
+	} {
+		var buf [32]byte
+		got, gotErr := decodeOneHex("github", "X-Hub-Signature-256", v, "sha256=", buf[:])
+		want, wantErr := decodeOne("github", "X-Hub-Signature-256", v, "sha256=", hex.DecodeString)
+		if !bytes.Equal(got, want) || fmt.Sprint(gotErr) != fmt.Sprint(wantErr) {
+			t.Errorf("%q: got %x, %v; want %x, %v", v, got, gotErr, want, wantErr)
+		}
+	}
+}
+
+// TestKeyringPooledMatch: a pooled HMAC gives the same answers as a new
+// one, again and again, under every key.
+func TestKeyringPooledMatch(t *testing.T) {
+	keys := [][]byte{[]byte("k1"), []byte("k2")}
+	ring := newKeyring(keys, sha256.New)
+	body := []byte(`{"a":1}`)
+	for range 3 {
+		for _, key := range keys {
+			sig := keyring{keys: [][]byte{key}, hash: sha256.New}.mac(key, body)
+			if !ring.match([][]byte{sig}, body) {
+				t.Fatalf("signature under %s not matched", key)
+			}
+		}
+		if ring.match([][]byte{make([]byte, 32)}, body) {
+			t.Fatal("zero signature matched")
 		}
 	}
 }

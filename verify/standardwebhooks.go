@@ -77,6 +77,7 @@ func newStdWebhooks(c Config, h *stdHeaders) (Verifier, error) {
 			w.first = signer
 		}
 	}
+	w.ring = newKeyring(w.ring.keys, sha256.New)
 	return w, nil
 }
 

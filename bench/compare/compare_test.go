@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
+	"runtime/pprof"
+	"slices"
 	"strings"
 	"testing"
 
@@ -17,7 +20,11 @@ import (
 // config, with the backend port filled in and the store where asked.
 func TestConfigsAdapt(t *testing.T) {
 	dir := t.TempDir()
-	for _, c := range configs {
+	extra := []config{
+		memoryConfig(memoryOptions{dedup: "1h"}, "127.0.0.1:2019", nil),
+		mixedConfig("http://127.0.0.1:9/hook", 32, nil),
+	}
+	for _, c := range append(slices.Clone(configs), extra...) {
 		text := c.caddyfile("127.0.0.1:18080", dir, "18081")
 		if strings.Contains(text, "{backend}") || strings.Contains(text, "%!") {
 			t.Fatalf("%s: unfilled template:\n%s", c.Name, text)
@@ -65,5 +72,84 @@ func TestSetRatios(t *testing.T) {
 	setRatios(rows)
 	if rows[2].Ratio != 0.25 || rows[3].Ratio != 0.5 || rows[0].Ratio != 1 {
 		t.Fatalf("ratios %v %v %v", rows[0].Ratio, rows[2].Ratio, rows[3].Ratio)
+	}
+}
+
+// TestExtraConfigs: the memory run's config has the admin listener and the
+// dedup window it was given; the mixed run's has the destination.
+func TestExtraConfigs(t *testing.T) {
+	mem := memoryConfig(memoryOptions{dedup: "1h"}, "127.0.0.1:2019", []string{"GOGC=50"}).caddyfile("127.0.0.1:18080", t.TempDir(), "1")
+	for _, want := range []string{"admin 127.0.0.1:2019", "dedup_window 1h", "sync always"} {
+		if !strings.Contains(mem, want) {
+			t.Fatalf("memory config lacks %q:\n%s", want, mem)
+		}
+	}
+	mix := mixedConfig("http://127.0.0.1:9/hook", 32, nil).caddyfile("127.0.0.1:18080", t.TempDir(), "1")
+	for _, want := range []string{"admin off", "url http://127.0.0.1:9/hook", "concurrency 32"} {
+		if !strings.Contains(mix, want) {
+			t.Fatalf("mixed config lacks %q:\n%s", want, mix)
+		}
+	}
+}
+
+// TestParseMemStats reads the runtime.MemStats lines of this process's own
+// debug=1 heap profile, the page the memory run reads from the gateway.
+func TestParseMemStats(t *testing.T) {
+	var b bytes.Buffer
+	if err := pprof.Lookup("heap").WriteTo(&b, 1); err != nil {
+		t.Fatal(err)
+	}
+	h, err := parseMemStats(&b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.HeapInuseMiB <= 0 || h.SysMiB < h.HeapInuseMiB || h.NextGCMiB <= 0 {
+		t.Fatalf("implausible heap figures %+v", h)
+	}
+	if _, err := parseMemStats(strings.NewReader("heap profile: 0: 0 [0: 0] @ heap/1048576\n")); err == nil {
+		t.Fatal("a profile without MemStats parsed")
+	}
+}
+
+// TestSchedStatAndLoad reads this process's scheduler counters and the
+// load average as the program reads the server's.
+func TestSchedStatAndLoad(t *testing.T) {
+	if _, err := os.Stat("/proc/self/task"); err != nil {
+		t.Skip("no /proc")
+	}
+	before, err := readSchedStat(os.Getpid())
+	if err != nil {
+		t.Skip(err) // a kernel without schedstats
+	}
+	x := 0
+	for i := range 20_000_000 {
+		x += i
+	}
+	_ = x
+	after, err := readSchedStat(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := after.sub(before); d.OnCPU <= 0 || d.RunqWait < 0 {
+		t.Fatalf("schedstat did not move: %+v", d)
+	}
+	if l := readLoadAvg(); l < 0 {
+		t.Fatalf("load average %v", l)
+	}
+}
+
+// TestSetLazy renames the lazy configuration with its interval.
+func TestSetLazy(t *testing.T) {
+	saved := slices.Clone(configs)
+	defer func() { configs = saved }()
+	setLazy("1m")
+	var found bool
+	for _, c := range configs {
+		if c.Name == "hookgate-1m" {
+			found = c.Webhooks == "sync 1m"
+		}
+	}
+	if !found {
+		t.Fatalf("no hookgate-1m with sync 1m in %v", configs)
 	}
 }

@@ -26,7 +26,8 @@ type workload struct {
 	body   []byte
 	signed bool
 	sig    string
-	seq    atomic.Int64
+	seq    atomic.Int64 // requests sent (delivery ids taken)
+	stored atomic.Int64 // requests answered 2xx (fresh ids: events stored)
 }
 
 func newWorkload(addr string, c config, bodySize int) *workload {
@@ -62,20 +63,23 @@ func (w *workload) probe() error {
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
 	w.fill(req)
+	w.headers(req.Header.Set)
 	if err := fasthttp.DoTimeout(req, resp, 5*time.Second); err != nil {
 		return err
 	}
 	if resp.StatusCode()/100 != 2 {
 		return fmt.Errorf("probe: status %d", resp.StatusCode())
 	}
+	w.stored.Add(1)
 	return nil
 }
 
+// fill sets what every request carries; headers sets the rest (and takes
+// a delivery id, so that w.seq counts the requests sent).
 func (w *workload) fill(req *fasthttp.Request) {
 	req.SetRequestURI(w.url)
 	req.Header.SetMethod(http.MethodPost)
 	req.SetBodyRaw(w.body)
-	w.headers(req.Header.Set)
 }
 
 // closedResult is what a closed-loop run measured.
@@ -91,6 +95,20 @@ type closedResult struct {
 // connection (fasthttp's HostClient, the lightest client at hand, so the
 // load generator's core is not the limit).
 func closedLoop(w *workload, conns int, d time.Duration) closedResult {
+	deadline := time.Now().Add(d)
+	return closedLoopWhile(w, conns, func() bool { return time.Now().Before(deadline) })
+}
+
+// closedLoopUntil is closedLoop until the workload has sent n requests in
+// all (w.seq reaches n; the last round of clients may send up to conns
+// more).
+func closedLoopUntil(w *workload, conns int, n int64) closedResult {
+	return closedLoopWhile(w, conns, func() bool { return w.seq.Load() < n })
+}
+
+// closedLoopWhile is closedLoop for as long as more says so; every client
+// asks it before each request.
+func closedLoopWhile(w *workload, conns int, more func() bool) closedResult {
 	hc := &fasthttp.HostClient{
 		Addr:                     w.url[len("http://"):indexPath(w.url)],
 		MaxConns:                 conns,
@@ -104,12 +122,11 @@ func closedLoop(w *workload, conns int, d time.Duration) closedResult {
 		wg     sync.WaitGroup
 	)
 	start := time.Now()
-	deadline := start.Add(d)
 	for range conns {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			local := client(hc, w, deadline, &failed)
+			local := client(hc, w, more, &failed)
 			mu.Lock()
 			lat = append(lat, local...)
 			mu.Unlock()
@@ -124,19 +141,16 @@ func closedLoop(w *workload, conns int, d time.Duration) closedResult {
 	return r
 }
 
-// client sends requests until deadline and returns the latencies of the
-// 2xx answers; the others count as failed.
-func client(hc *fasthttp.HostClient, w *workload, deadline time.Time, failed *atomic.Int64) []time.Duration {
+// client sends requests while more says so and returns the latencies of
+// the 2xx answers; the others count as failed.
+func client(hc *fasthttp.HostClient, w *workload, more func() bool, failed *atomic.Int64) []time.Duration {
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
 	w.fill(req)
 	local := make([]time.Duration, 0, 1<<14)
-	for {
+	for more() {
 		t0 := time.Now()
-		if !t0.Before(deadline) {
-			return local
-		}
 		w.headers(req.Header.Set)
 		err := hc.DoTimeout(req, resp, 30*time.Second)
 		if err != nil || resp.StatusCode()/100 != 2 {
@@ -144,7 +158,9 @@ func client(hc *fasthttp.HostClient, w *workload, deadline time.Time, failed *at
 			continue
 		}
 		local = append(local, time.Since(t0))
+		w.stored.Add(1)
 	}
+	return local
 }
 
 // indexPath returns where the path of an http:// URL starts.
@@ -162,20 +178,49 @@ type rateResult struct {
 	Max      time.Duration
 }
 
-// constantRate offers rate requests/s for d with vegeta (open loop: a
-// request is sent on schedule whether or not earlier ones were answered,
-// so a slow answer shows in the latency instead of slowing the load).
+// pacer offers a constant rate with vegeta (open loop: a request is sent
+// on schedule whether or not earlier ones were answered, so a slow answer
+// shows in the latency instead of slowing the load). One pacer keeps its
+// kept-alive connections from one run to the next, so a warm-up run with
+// it opens the connections the measured run uses.
+type pacer struct {
+	w    *workload
+	rate int
+	// client is shared by the pacer's runs (a vegeta Attacker stops for
+	// good after one attack): its transport keeps the connections alive.
+	client *http.Client
+}
+
+func newPacer(w *workload, rate int) *pacer {
+	tr := &http.Transport{MaxIdleConnsPerHost: 256, DisableCompression: true}
+	return &pacer{w: w, rate: rate, client: &http.Client{
+		Transport:     tr,
+		Timeout:       30 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}
+}
+
+// constantRate offers rate requests/s for d with a fresh pacer.
 func constantRate(w *workload, rate int, d time.Duration) rateResult {
+	return newPacer(w, rate).run(d)
+}
+
+// run offers p.rate requests/s for d.
+func (p *pacer) run(d time.Duration) rateResult {
+	w := p.w
 	targeter := func(t *vegeta.Target) error {
 		t.Method, t.URL, t.Body = http.MethodPost, w.url, w.body
 		t.Header = http.Header{}
 		w.headers(t.Header.Set)
 		return nil
 	}
-	atk := vegeta.NewAttacker(vegeta.KeepAlive(true), vegeta.Timeout(30*time.Second), vegeta.Connections(256))
 	var m vegeta.Metrics
-	for res := range atk.Attack(targeter, vegeta.Rate{Freq: rate, Per: time.Second}, d, "compare") {
+	atk := vegeta.NewAttacker(vegeta.Client(p.client))
+	for res := range atk.Attack(targeter, vegeta.Rate{Freq: p.rate, Per: time.Second}, d, "compare") {
 		m.Add(res)
+		if res.Code/100 == 2 {
+			w.stored.Add(1)
+		}
 	}
 	m.Close()
 	var ok uint64

@@ -20,11 +20,13 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"flag"
 	"log"
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -41,11 +43,17 @@ type options struct {
 	out                            string
 	only                           map[string]bool
 	serverProcs                    int
+	mode                           string
+	memory                         memoryOptions
+	mixed                          mixedOptions
+	serverEnv                      []string
+	loadgenGC                      bool
+	profile                        string
 }
 
 func parseFlags() options {
 	var o options
-	flag.DurationVar(&o.duration, "duration", 5*time.Second, "measured time of each closed-loop cell")
+	flag.DurationVar(&o.duration, "duration", 5*time.Second, "measured time of each closed-loop cell (0 skips them)")
 	flag.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured load before each cell")
 	flag.DurationVar(&o.rateDuration, "rate-duration", 5*time.Second, "time of each constant-rate run (0 skips them)")
 	conns := flag.String("conns", "16,64,256", "connection counts, comma-separated")
@@ -56,7 +64,28 @@ func parseFlags() options {
 	flag.StringVar(&o.out, "out", "", "write the results as JSON to this file")
 	only := flag.String("configs", "", "run only these configurations, comma-separated (default: all)")
 	flag.IntVar(&o.serverProcs, "server-procs", 2, "GOMAXPROCS of every server (0: Go's default, which is 1 when pinned to one core)")
+	flag.StringVar(&o.mode, "mode", "compare", "compare (the tables), memory (store -events and sample the gateway's memory) or mixed (forwarder and ingest together)")
+	flag.Int64Var(&o.memory.events, "events", 1_000_000, "memory: events to store")
+	flag.Int64Var(&o.memory.every, "every", 100_000, "memory: sample every this many events")
+	flag.IntVar(&o.memory.conns, "memory-conns", 64, "memory: closed-loop clients")
+	flag.DurationVar(&o.memory.rest, "rest", 10*time.Second, "memory: wait before the at-rest samples")
+	flag.StringVar(&o.memory.dir, "store-dir", "", "memory: parent directory of the store (default: $TMPDIR)")
+	flag.BoolVar(&o.memory.keep, "keep", false, "memory: leave the store on disk")
+	flag.StringVar(&o.memory.dedup, "dedup", "", "memory: dedup_window of the gateway (default: its default, 6h)")
+	flag.StringVar(&o.profile, "profile", "", "memory, mixed: write the gateway's profiles (heap at rest; CPU while ingest and deliveries run) into this directory")
+	flag.Int64Var(&o.mixed.backlog, "backlog", 150_000, "mixed: events stored before the destination starts")
+	flag.IntVar(&o.mixed.concurrency, "concurrency", 32, "mixed: the destination's concurrency")
+	flag.IntVar(&o.mixed.ingestConns, "ingest-conns", 64, "mixed: closed-loop ingest clients")
+	flag.IntVar(&o.mixed.ingestRate, "ingest-rate", 0, "mixed: offer this constant ingest rate instead of a closed loop (0: closed loop)")
+	flag.DurationVar(&o.mixed.drain, "drain", 2*time.Minute, "mixed: longest wait for the backlog to drain at the end")
+	flag.BoolVar(&o.loadgenGC, "loadgen-gc", false, "leave the load generator's GC on during measured windows (default: off, bounded by a 2 GiB heap limit)")
+	lazy := flag.String("lazy", "1s", "sync interval of the lazy configuration (named hookgate-<interval>)")
+	env := flag.String("server-env", "", "more environment of every server, comma-separated (GOGC=50,GOMEMLIMIT=400MiB)")
 	flag.Parse()
+	setLazy(*lazy)
+	if *env != "" {
+		o.serverEnv = strings.Split(*env, ",")
+	}
 	for _, c := range strings.Split(*conns, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(c))
 		if err != nil || n < 1 {
@@ -93,10 +122,21 @@ type machine struct {
 	ServerProcs int    `json:"server_gomaxprocs"`
 }
 
-// serverStats are what the server's /proc files told.
+// serverStats are what the server's /proc files and admin listener, and
+// this process's own counters, told about one measured window.
 type serverStats struct {
 	CPUMicrosPerReq float64 `json:"cpu_us_per_req"`
 	PeakRSSMiB      float64 `json:"peak_rss_mib"`
+	// RunqWaitMicrosPerReq is the time the server's threads were runnable
+	// but waited for a CPU (schedstat), per request: other jobs on its core.
+	RunqWaitMicrosPerReq float64 `json:"server_runq_wait_us_per_req"`
+	// ServerGCs is how many GC cycles the server ran in the window.
+	ServerGCs int64 `json:"server_gcs"`
+	// LoadGenGCs and LoadGenRunqWaitMicrosPerReq are the same for this
+	// process, the load generator.
+	LoadGenGCs                  uint32  `json:"load_generator_gcs"`
+	LoadGenRunqWaitMicrosPerReq float64 `json:"load_generator_runq_wait_us_per_req"`
+	Load                        loadAvg `json:"load_average"`
 }
 
 // closedRow is one closed-loop cell.
@@ -127,6 +167,7 @@ type rateRow struct {
 func main() {
 	log.SetFlags(0)
 	o := parseFlags()
+	debug.SetMemoryLimit(2 << 30) // the GC's backstop while -loadgen-gc is off
 	pinned := pinSelf()
 	rep := report{Started: time.Now().UTC(), Machine: describeMachine(pinned, o.serverProcs), Duration: o.duration.String(), BodySize: o.body}
 	if o.bin == "" {
@@ -139,6 +180,24 @@ func main() {
 		if o.bin, err = buildGateway(dir); err != nil {
 			log.Fatal(err)
 		}
+	}
+	switch o.mode {
+	case "compare":
+	case "memory":
+		rep := runMemory(o, o.memory, pinned)
+		printMemory(os.Stdout, rep)
+		writeJSON(o.out, rep)
+		return
+	case "mixed":
+		rep := runMixed(o, o.mixed, pinned)
+		printMixed(os.Stdout, rep)
+		writeJSON(o.out, rep)
+		return
+	default:
+		log.Fatalf("-mode %q: want compare, memory or mixed", o.mode)
+	}
+	if o.duration <= 0 {
+		o.conns = nil // -duration 0: the constant-rate pass only
 	}
 	for _, c := range selected(o) {
 		for _, n := range o.conns {
@@ -161,13 +220,28 @@ func main() {
 		}
 	}
 	printReport(os.Stdout, rep)
-	if o.out != "" {
-		b, err := json.MarshalIndent(rep, "", "  ")
-		if err != nil {
-			log.Fatal(err)
-		}
-		if err := os.WriteFile(o.out, append(b, '\n'), 0o644); err != nil {
-			log.Fatal(err)
+	writeJSON(o.out, rep)
+}
+
+// writeJSON writes v as indented JSON to file, when file is set.
+func writeJSON(file string, v any) {
+	if file == "" {
+		return
+	}
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := os.WriteFile(file, append(b, '\n'), 0o644); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// setLazy makes the lazy configuration sync every interval.
+func setLazy(interval string) {
+	for i := range configs {
+		if configs[i].Name == "hookgate-1s" {
+			configs[i].Name, configs[i].Webhooks = "hookgate-"+interval, "sync "+interval
 		}
 	}
 }
@@ -176,6 +250,7 @@ func selected(o options) []config {
 	var cs []config
 	for _, c := range configs {
 		if o.only == nil || o.only[c.Name] {
+			c.Env = o.serverEnv
 			cs = append(cs, c)
 		}
 	}
@@ -186,7 +261,8 @@ func selected(o options) []config {
 // every request sent in the measured window (warm-up excluded).
 func runClosed(o options, c config, conns int, pinned bool) (closedRow, error) {
 	var r closedResult
-	st, err := measureAfterWarmup(o, c, pinned, conns, func(w *workload) { r = closedLoop(w, conns, o.duration) })
+	warm := func(w *workload) { closedLoop(w, conns, o.warmup) }
+	st, err := measureAfterWarmup(o, c, pinned, warm, func(w *workload) { r = closedLoop(w, conns, o.duration) })
 	if err != nil {
 		return closedRow{}, err
 	}
@@ -198,49 +274,92 @@ func runClosed(o options, c config, conns int, pinned bool) (closedRow, error) {
 	}, nil
 }
 
-// measureAfterWarmup is measure with an unmeasured closed-loop warm-up of
-// o.warmup at conns before the measured load.
-func measureAfterWarmup(o options, c config, pinned bool, conns int, load func(w *workload)) (serverStats, error) {
+// measureAfterWarmup starts a server for c, runs warm (unmeasured, when
+// o.warmup > 0), then load, and returns the server's figures over load.
+func measureAfterWarmup(o options, c config, pinned bool, warm, load func(w *workload)) (serverStats, error) {
 	w := newWorkload(o.addr, c, o.body)
+	if c.Admin == "" { // for the server's GC count
+		port, err := freePort()
+		if err != nil {
+			return serverStats{}, err
+		}
+		c.Admin = "127.0.0.1:" + port
+	}
 	srv, err := startServer(o.bin, c, o.addr, pinned, o.serverProcs, w.probe)
 	if err != nil {
 		return serverStats{}, err
 	}
 	defer srv.stop()
 	if o.warmup > 0 {
-		closedLoop(w, conns, o.warmup)
+		warm(w)
 	}
-	return srv.stats(w, load)
+	return srv.stats(w, o.loadgenGC, load)
 }
 
-// stats runs load and returns the server's CPU per request sent during it
-// and its peak RSS.
-func (s *server) stats(w *workload, load func(w *workload)) (serverStats, error) {
+// stats runs load and returns the server's CPU per request sent during
+// it, its peak RSS, how long its threads and this process's waited for a
+// CPU, and the GC cycles of both. Unless gcInLoad is set, this process's
+// GC is off during load (the heap limit still bounds it), so the load
+// generator's own collections are not in the latencies.
+func (s *server) stats(w *workload, gcInLoad bool, load func(w *workload)) (serverStats, error) {
+	var st serverStats
+	st.Load.Start = readLoadAvg()
 	before, err := s.cpuTicks()
 	if err != nil {
-		return serverStats{}, err
+		return st, err
 	}
+	gc0, _ := s.numGC()
+	sched0, err1 := readSchedStat(s.cmd.Process.Pid)
+	self0, err2 := readSchedStat(os.Getpid())
+	if err := errors.Join(err1, err2); err != nil {
+		return st, err
+	}
+	var ms0, ms1 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
 	n := w.seq.Load()
-	load(w)
-	after, err := s.cpuTicks()
-	if err != nil {
-		return serverStats{}, err
+	if !gcInLoad {
+		old := debug.SetGCPercent(-1)
+		load(w)
+		debug.SetGCPercent(old)
+	} else {
+		load(w)
 	}
-	rss, err := s.peakRSS()
-	if err != nil {
-		return serverStats{}, err
+	runtime.ReadMemStats(&ms1)
+	sched1, err1 := readSchedStat(s.cmd.Process.Pid)
+	self1, err2 := readSchedStat(os.Getpid())
+	after, err3 := s.cpuTicks()
+	rss, err4 := s.peakRSS()
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
+		return st, err
 	}
-	reqs := max(w.seq.Load()-n, 1)
-	return serverStats{
-		CPUMicrosPerReq: float64(after-before) / ticksPerSecond * 1e6 / float64(reqs),
-		PeakRSSMiB:      float64(rss) / (1 << 20),
-	}, nil
+	gc1, _ := s.numGC()
+	st.Load.End = readLoadAvg()
+	reqs := float64(max(w.seq.Load()-n, 1))
+	st.CPUMicrosPerReq = float64(after-before) / ticksPerSecond * 1e6 / reqs
+	st.PeakRSSMiB = float64(rss) / (1 << 20)
+	st.RunqWaitMicrosPerReq = float64(sched1.sub(sched0).RunqWait.Microseconds()) / reqs
+	st.LoadGenRunqWaitMicrosPerReq = float64(self1.sub(self0).RunqWait.Microseconds()) / reqs
+	st.ServerGCs = gc1 - gc0
+	st.LoadGenGCs = ms1.NumGC - ms0.NumGC
+	return st, nil
 }
 
 // runRate measures c at the constant offered rate.
 func runRate(o options, c config, pinned bool) (rateRow, error) {
 	var r rateResult
-	st, err := measureAfterWarmup(o, c, pinned, 16, func(w *workload) { r = constantRate(w, o.rate, o.rateDuration) })
+	// The warm-up offers the same rate through the same pacer: a
+	// closed-loop warm-up would leave seconds of full-speed writes for the
+	// lazy sync and the kernel to flush inside the measured window, and
+	// the pacer's first requests would open its connections.
+	var p *pacer
+	warm := func(w *workload) { p = newPacer(w, o.rate); p.run(o.warmup) }
+	load := func(w *workload) {
+		if p == nil {
+			p = newPacer(w, o.rate)
+		}
+		r = p.run(o.rateDuration)
+	}
+	st, err := measureAfterWarmup(o, c, pinned, warm, load)
 	if err != nil {
 		return rateRow{}, err
 	}

@@ -32,6 +32,11 @@ type config struct {
 	Webhooks string
 	// Signed makes requests carry GitHub's headers and signature.
 	Signed bool
+	// Admin is the admin listener's host:port (for /debug/pprof), "" for
+	// admin off.
+	Admin string
+	// Env is more environment of the server process (GOGC=50, ...).
+	Env []string
 }
 
 const ingestDemo = `webhook_ingest /webhooks/* {
@@ -59,7 +64,11 @@ var configs = []config{
 // caddyfile renders c for a server on addr with its files under dir.
 func (c config) caddyfile(addr, dir, backendPort string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "{\n\tadmin off\n\tpersist_config off\n\tauto_https off\n\tstorage file_system %s\n\tlog {\n\t\tlevel ERROR\n\t}\n", filepath.Join(dir, "caddy"))
+	admin := "off"
+	if c.Admin != "" {
+		admin = c.Admin
+	}
+	fmt.Fprintf(&b, "{\n\tadmin %s\n\tpersist_config off\n\tauto_https off\n\tstorage file_system %s\n\tlog {\n\t\tlevel ERROR\n\t}\n", admin, filepath.Join(dir, "caddy"))
 	if c.Webhooks != "" {
 		fmt.Fprintf(&b, "\twebhooks {\n\t\tstore %s\n\t\tlisten off\n\t\t%s\n\t}\n", filepath.Join(dir, "store"), c.Webhooks)
 	}
@@ -71,19 +80,29 @@ func (c config) caddyfile(addr, dir, backendPort string) string {
 
 // server is one running gateway process.
 type server struct {
-	cmd  *exec.Cmd
-	dir  string
-	done chan error
+	cmd   *exec.Cmd
+	dir   string
+	keep  bool   // leave dir (the store) for a restart
+	admin string // the admin listener, "" when off
+	done  chan error
 }
 
 // startServer writes c's Caddyfile into a fresh directory and runs bin on
 // it, pinned to core 1 with taskset when pin is set, with GOMAXPROCS procs
-// (0: Go's default). It returns once the server answers probe with 2xx.
+// (0: Go's default). It returns once the server answers probe with 2xx;
+// stop removes the directory.
 func startServer(bin string, c config, addr string, pin bool, procs int, probe func() error) (*server, error) {
 	dir, err := os.MkdirTemp("", "hookgate-compare-")
 	if err != nil {
 		return nil, err
 	}
+	return startServerIn(dir, false, bin, c, addr, pin, procs, probe)
+}
+
+// startServerIn is startServer in dir (the Caddyfile, Caddy's storage and
+// the store go under it); keep leaves dir in place when the server stops,
+// so the next server on dir restarts on the same store.
+func startServerIn(dir string, keep bool, bin string, c config, addr string, pin bool, procs int, probe func() error) (*server, error) {
 	backend, err := freePort()
 	if err != nil {
 		return nil, err
@@ -101,6 +120,7 @@ func startServer(bin string, c config, addr string, pin bool, procs int, probe f
 	if procs > 0 {
 		cmd.Env = append(cmd.Env, "GOMAXPROCS="+strconv.Itoa(procs))
 	}
+	cmd.Env = append(cmd.Env, c.Env...)
 	logf, err := os.Create(filepath.Join(dir, "server.log"))
 	if err != nil {
 		return nil, err
@@ -110,7 +130,7 @@ func startServer(bin string, c config, addr string, pin bool, procs int, probe f
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", c.Name, err)
 	}
-	s := &server{cmd: cmd, dir: dir, done: make(chan error, 1)}
+	s := &server{cmd: cmd, dir: dir, keep: keep, admin: c.Admin, done: make(chan error, 1)}
 	go func() { s.done <- cmd.Wait() }()
 	if err := s.waitReady(addr, probe); err != nil {
 		s.stop()
@@ -119,9 +139,10 @@ func startServer(bin string, c config, addr string, pin bool, procs int, probe f
 	return s, nil
 }
 
-// waitReady waits up to 60s for the port to accept and probe to pass.
+// waitReady waits up to readyTimeout for the port to accept and probe to
+// pass.
 func (s *server) waitReady(addr string, probe func() error) error {
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(readyTimeout)
 	var err error
 	for time.Now().Before(deadline) {
 		select {
@@ -167,7 +188,13 @@ const ticksPerSecond = 100
 
 // peakRSS returns the server's peak resident set size in bytes (VmHWM of
 // /proc/<pid>/status).
-func (s *server) peakRSS() (int64, error) {
+func (s *server) peakRSS() (int64, error) { return s.procStatus("VmHWM") }
+
+// rss returns the server's resident set size now, in bytes (VmRSS).
+func (s *server) rss() (int64, error) { return s.procStatus("VmRSS") }
+
+// procStatus returns a kB field of /proc/<pid>/status (proc(5)) in bytes.
+func (s *server) procStatus(field string) (int64, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
 	if err != nil {
 		return 0, err
@@ -175,25 +202,27 @@ func (s *server) peakRSS() (int64, error) {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
 			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
 			return kb << 10, err
 		}
 	}
-	return 0, errors.New("no VmHWM in /proc status")
+	return 0, fmt.Errorf("no %s in /proc status", field)
 }
 
-// stop ends the server (SIGTERM, then SIGKILL after 15s) and removes its
-// files.
+// stop ends the server (SIGTERM, then SIGKILL after 60s) and removes its
+// files unless they are kept for a restart.
 func (s *server) stop() {
 	_ = s.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-s.done:
-	case <-time.After(15 * time.Second):
+	case <-time.After(60 * time.Second):
 		_ = s.cmd.Process.Kill()
 		<-s.done
 	}
-	_ = os.RemoveAll(s.dir)
+	if !s.keep {
+		_ = os.RemoveAll(s.dir)
+	}
 }
 
 // freePort returns a loopback port nobody listens on right now.
@@ -224,3 +253,7 @@ func buildGateway(dir string) (string, error) {
 	}
 	return bin, nil
 }
+
+// readyTimeout bounds a server's start: a restart on a store of a million
+// events rebuilds the dedup window from every block before it answers.
+const readyTimeout = 5 * time.Minute
