@@ -191,6 +191,7 @@ func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //			body_timeout <duration>            # replaces the handler's
 //			max_headers  <n>                   # replaces the handler's
 //			max_header_bytes <size>            # replaces the handler's
+//			subject_suffix <cel expression>    # subject tokens from the event (subject_suffix.go)
 //		}
 //	}
 //
@@ -352,6 +353,10 @@ func parseSource(d *caddyfile.Dispenser) (*Source, error) {
 			s.MaxHeaderBytes, err = sizeArg(d)
 		case "max_ratio":
 			s.MaxRatio, err = intArg(d)
+		case "subject_suffix":
+			if s.SubjectSuffix, err = expressionArg(d); err == nil {
+				err = wrapRule(d, checkSubjectSuffix(s.Name, s.SubjectSuffix))
+			}
 		default:
 			return nil, d.Errf("unrecognized source subdirective %q", d.Val())
 		}

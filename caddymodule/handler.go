@@ -496,6 +496,9 @@ func (h *Handler) store(q *request) error {
 	}
 	msg := &q.sc.ev.msg
 	id := q.sc.ev.fill(q.r, q.version, src, q.res, q.body, q.now, q.gz)
+	if src.suffix != nil {
+		h.suffixSubject(src, msg, id, q.version, q.now)
+	}
 	if q.span != nil {
 		tagTrace(q.span, msg, id)
 	}

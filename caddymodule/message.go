@@ -22,6 +22,9 @@ const maxDeliveryID = 128
 func (h *Handler) message(r *http.Request, version string, src *source, res verify.Result, body []byte, receivedAt time.Time, gz bool) (*nats.Msg, string) {
 	m := new(eventMsg)
 	id := m.fill(r, version, src, res, body, receivedAt, gz)
+	if src.suffix != nil {
+		h.suffixSubject(src, &m.msg, id, version, receivedAt)
+	}
 	return &m.msg, id
 }
 

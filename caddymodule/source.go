@@ -99,6 +99,12 @@ type Source struct {
 	// MaxRatio bounds how many times larger than its compressed size a
 	// gzip body may decompress; past it, 413. Default: 100.
 	MaxRatio int `json:"max_ratio,omitempty"`
+
+	// SubjectSuffix is a CEL expression over the event (the variables of
+	// a destination's filter) yielding a string, a list of strings or
+	// null: subject tokens appended to the event's subject at ingest, so
+	// NATS subscribers can select by content. See subject_suffix.go.
+	SubjectSuffix string `json:"subject_suffix,omitempty"`
 }
 
 // VerifyConfig selects a verify scheme. Secrets may be placeholders such as
@@ -148,6 +154,8 @@ type source struct {
 	// getHandshake is set when the provider's handshake is a GET
 	// (verify.GetHandshaker): then a GET reaches the verifier.
 	getHandshake bool
+	// suffix is the compiled subject_suffix; nil when none.
+	suffix *subjectSuffix
 }
 
 // handshakeGET reports whether v's provider sends its handshake as a GET.
@@ -190,6 +198,9 @@ func (s *Source) provision(repl *caddy.Replacer) (*source, error) {
 		storeSeconds: metrics.storeSeconds.WithLabelValues(s.Name),
 	}
 	rs.getHandshake = handshakeGET(v)
+	if rs.suffix, err = newSubjectSuffix(s.SubjectSuffix); err != nil {
+		return nil, err
+	}
 	if rs.maxBody < 0 {
 		return nil, fmt.Errorf("max_body %d: must be positive", s.MaxBody)
 	}

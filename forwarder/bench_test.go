@@ -299,6 +299,7 @@ func BenchmarkRouting(b *testing.B) {
 				if err := rt.apply(act, &out); err != nil {
 					b.Fatal(err)
 				}
+				act.release()
 			}
 			// The machine is shared: CPU time per event says more than
 			// wall time per event.

@@ -9,6 +9,7 @@ import (
 	"cel.dev/cel-go/common"
 	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/common/types/ref"
+	"cel.dev/cel-go/common/types/traits"
 	"cel.dev/cel-go/ext"
 	"cel.dev/cel-go/interpreter"
 
@@ -76,6 +77,11 @@ type program struct {
 // event). A syntax or type error
 // names the line and column, as "<what>:1:12: ...".
 func compile(what, src string, want ...*cel.Type) (*program, error) {
+	return compileLimit(what, src, CELCostLimit, want...)
+}
+
+// compileLimit is compile with a cost limit of its own.
+func compileLimit(what, src string, costLimit uint64, want ...*cel.Type) (*program, error) {
 	env, err := celEnv()
 	if err != nil {
 		return nil, fmt.Errorf("%s: CEL environment: %w", what, err)
@@ -90,7 +96,7 @@ func compile(what, src string, want ...*cel.Type) (*program, error) {
 	if out := ast.OutputType(); len(want) > 0 && !out.IsExactType(cel.DynType) && !isOneOf(out, want) {
 		return nil, fmt.Errorf("%s `%s`: yields %s, want %s", what, src, out, typeNames(want))
 	}
-	prg, err := env.Program(ast, cel.CostLimit(CELCostLimit), cel.EvalOptions(cel.OptOptimize))
+	prg, err := env.Program(ast, cel.CostLimit(costLimit), cel.EvalOptions(cel.OptOptimize))
 	if err != nil {
 		return nil, fmt.Errorf("%s `%s`: %w", what, src, err)
 	}
@@ -116,10 +122,34 @@ func typeNames(ts []*cel.Type) string {
 
 // celVars are one event's variables, an interpreter.Activation. body and
 // headers are made on first use, once for every expression that reads
-// them; a celVars serves one goroutine.
+// them: the filters and the transformation of one delivery parse the
+// body once. A celVars serves one goroutine; release gives its parse
+// back when no value made from it is read any more.
 type celVars struct {
 	ev            *event.Event
 	body, headers ref.Val
+	doc           jsonDoc
+	nodes         *[]jnode
+}
+
+// release recycles the body's parse. The values of the variables must
+// not be used after: results that outlive it (an encoded body, header
+// values) are copies.
+func (v *celVars) release() {
+	if v.nodes != nil {
+		*v.nodes = v.doc.nodes
+		putNodes(v.nodes)
+		v.nodes, v.doc, v.body = nil, jsonDoc{}, nil
+	}
+}
+
+// bodyVal parses the body into v's own document on first use.
+func (v *celVars) bodyVal() ref.Val {
+	if v.body == nil {
+		v.nodes = getNodes(len(v.ev.Body))
+		v.body = v.doc.body(v.doc.parse(v.ev.Body, *v.nodes))
+	}
+	return v.body
 }
 
 // vars returns the variables of one event for evaluation.
@@ -129,10 +159,7 @@ func vars(ev *event.Event) *celVars { return &celVars{ev: ev} }
 func (v *celVars) ResolveName(name string) (any, bool) {
 	switch name {
 	case "body":
-		if v.body == nil {
-			v.body = bodyVal(v.ev.Body)
-		}
-		return v.body, true
+		return v.bodyVal(), true
 	case "headers":
 		if v.headers == nil {
 			v.headers = types.NewStringStringMap(types.DefaultTypeAdapter, firstValues(v.ev.Header))
@@ -155,14 +182,66 @@ func (v *celVars) ResolveName(name string) (any, bool) {
 // Parent implements interpreter.Activation: there is none.
 func (v *celVars) Parent() interpreter.Activation { return nil }
 
+// firstValues maps each header to its first value, leaving out Hookgate's
+// and NATS's own (which a stored event's Header never holds; a message
+// being built at ingest does).
 func firstValues(h map[string][]string) map[string]string {
 	m := make(map[string]string, len(h))
 	for k, vs := range h {
-		if len(vs) > 0 {
+		if len(vs) > 0 && !event.IsReserved(k) {
 			m[k] = vs[0]
 		}
 	}
 	return m
+}
+
+// IngestCostLimit bounds one evaluation of a source's expression
+// (subject_suffix), on the request path: some thousands of values visited.
+const IngestCostLimit = 10_000
+
+// EventExpr is a compiled CEL expression over an event outside a
+// destination: a source's subject_suffix, evaluated at ingest. It sees the
+// variables filters see and yields a string, a list of strings, or null.
+type EventExpr struct{ p *program }
+
+// CompileEventExpr compiles src as a source's expression, named what in
+// errors ("subject_suffix:1:12: ..."), with the IngestCostLimit. It
+// refuses an expression that cannot yield a string, a list or null.
+func CompileEventExpr(what, src string) (*EventExpr, error) {
+	p, err := compileLimit(what, src, IngestCostLimit, cel.StringType, cel.ListType(cel.StringType), cel.NullType)
+	if err != nil {
+		return nil, err
+	}
+	return &EventExpr{p: p}, nil
+}
+
+// Strings evaluates e over ev: a string is one value, a list of strings
+// its elements, null none. An evaluation error (a missing field, the cost
+// limit) or another result is an error that names the expression.
+func (e *EventExpr) Strings(ev *event.Event) ([]string, error) {
+	act := vars(ev)
+	defer act.release()
+	out, _, err := e.p.prg.Eval(act)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", e.p.what, err)
+	}
+	switch x := out.(type) {
+	case types.String:
+		return []string{string(x)}, nil
+	case types.Null:
+		return nil, nil
+	case traits.Lister:
+		var strs []string
+		for it := x.Iterator(); it.HasNext() == types.True; {
+			s, ok := it.Next().(types.String)
+			if !ok {
+				return nil, fmt.Errorf("%s: yields a list holding a non-string", e.p.what)
+			}
+			strs = append(strs, string(s))
+		}
+		return strs, nil
+	}
+	return nil, fmt.Errorf("%s: yields %s; want a string, a list of strings or null", e.p.what, out.Type().TypeName())
 }
 
 // Interface guard.

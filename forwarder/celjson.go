@@ -1,164 +1,71 @@
 package forwarder
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
-	"strconv"
-	"unicode/utf8"
 
 	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/common/types/ref"
 	"cel.dev/cel-go/common/types/traits"
-
-	"github.com/hookgate/hookgate/verify"
 )
 
-// The body variable is not decoded up front. Decoding a 2 KiB body into
-// Go maps costs some ten times what a typical filter needs: a few fields.
-// Instead body is a CEL value over the raw bytes: an object or array is
-// read on access with verify's JSON scanner (the one behind type_field and
-// ordered_by), and only the values an expression reaches are decoded.
-// Operations that need a whole value (==, a conversion) decode it then.
+// The body variable is a CEL value over the body's tape (jsondoc.go):
+// an object is a CEL map and an array a CEL list whose members are made
+// only when an expression reaches them. Operations that need a whole
+// value (==, a conversion, list concatenation) decode it then.
 
-// jsonVal returns the CEL value of one raw JSON value: objects and arrays
-// stay raw, scalars are decoded (numbers as doubles). A value that is not
-// JSON is an error value.
-func jsonVal(raw []byte) ref.Val {
-	raw = bytes.TrimLeft(raw, " \t\r\n")
-	if len(raw) == 0 {
-		return types.NewErr("empty JSON value")
-	}
-	switch c := raw[0]; {
-	case c == '{':
-		return &jsonObject{raw: raw}
-	case c == '[':
-		return &jsonArray{raw: raw}
-	case c == '"':
-		return jsonString(raw)
-	case c == 't' && string(raw) == "true":
-		return types.True
-	case c == 'f' && string(raw) == "false":
-		return types.False
-	case c == 'n' && string(raw) == "null":
+// bodyVal is the body variable: the body's JSON value, or null when the
+// body is not one JSON document.
+func bodyVal(b []byte) ref.Val {
+	doc, ok := parseJSON(b)
+	return doc.body(ok)
+}
+
+// body is the body variable of a document parse reported ok for.
+func (d *jsonDoc) body(ok bool) ref.Val {
+	if !ok {
 		return types.NullValue
 	}
-	f, err := strconv.ParseFloat(string(raw), 64)
-	if err != nil {
-		return types.NewErr("invalid JSON value %.40q", raw)
+	if v := d.val(0); !types.IsError(v) {
+		return v
 	}
-	return types.Double(f)
+	return types.NullValue // a lone number out of range
 }
 
-// jsonString decodes a raw JSON string; plain ones without a copy through
-// encoding/json.
-func jsonString(raw []byte) ref.Val {
-	if len(raw) >= 2 && bytes.IndexByte(raw, '\\') < 0 && utf8.Valid(raw) {
-		return types.String(raw[1 : len(raw)-1])
-	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		return types.NewErr("invalid JSON string: %v", err)
-	}
-	return types.String(s)
-}
-
-// bodyVal is the body variable: its raw JSON value, or null when the body
-// is not JSON. An object's or array's top level is walked here, once, and
-// kept for the expressions; deeper values are checked when reached.
-func bodyVal(b []byte) ref.Val {
-	b = bytes.TrimSpace(b)
-	if len(b) > 0 && (b[0] == '{' || b[0] == '[') {
-		v := jsonVal(b)
-		ok := false
-		switch x := v.(type) {
-		case *jsonObject:
-			_, ok = walk(x.raw, &x.indexed, &x.members)
-		case *jsonArray:
-			_, ok = walk(x.raw, &x.indexed, &x.elems)
-		}
+// val returns the CEL value of the node at: objects and arrays stay on
+// the tape, scalars are decoded (numbers as doubles).
+func (d *jsonDoc) val(at uint32) ref.Val {
+	switch d.nodes[at].kind() {
+	case kNull:
+		return types.NullValue
+	case kFalse:
+		return types.False
+	case kTrue:
+		return types.True
+	case kNumber:
+		f, ok := d.number(at)
 		if !ok {
-			return types.NullValue
+			return types.NewErr("JSON number %.40s is out of range", d.raw(at))
 		}
-		return v
+		return types.Double(f)
+	case kString:
+		return types.String(d.str(at))
+	case kObject:
+		return &jsonObject{doc: d, at: at}
 	}
-	if v := jsonVal(b); !types.IsError(v) && json.Valid(b) {
-		return v
-	}
-	return types.NullValue
+	return &jsonArray{doc: d, at: at}
 }
 
-// jsonWhole decodes a raw value fully into CEL's own values, for the
-// operations that need all of it.
-func jsonWhole(raw []byte) ref.Val {
-	var v any
-	if err := json.Unmarshal(raw, &v); err != nil {
-		return types.NewErr("invalid JSON: %v", err)
-	}
-	return types.DefaultTypeAdapter.NativeToValue(v)
+// whole decodes the node at into CEL's own values.
+func (d *jsonDoc) whole(at uint32) ref.Val {
+	return types.DefaultTypeAdapter.NativeToValue(d.native(at))
 }
 
-// keyMatches compares a raw (quoted) JSON key with a name.
-func keyMatches(raw []byte, name string) bool {
-	if len(raw) == len(name)+2 && string(raw[1:len(raw)-1]) == name {
-		return true
-	}
-	if bytes.IndexByte(raw, '\\') < 0 {
-		return false
-	}
-	s, ok := jsonString(raw).(types.String)
-	return ok && string(s) == name
-}
-
-// jsonObject is a JSON object read lazily; it is a CEL map. Its members
-// are found with one walk on first access, and each member's value is
-// made once: body.data.object.a and body.data.object.b walk each level
-// once. A jsonObject belongs to one evaluation's variables, one goroutine.
+// jsonObject is a JSON object on a tape; it is a CEL map.
 type jsonObject struct {
-	raw     []byte
-	indexed bool
-	members []jsonMember
-}
-
-// jsonMember is one member of an object, or one element of an array (key
-// nil); val is made from raw on first use.
-type jsonMember struct {
-	key, raw []byte
-	val      ref.Val
-}
-
-func (m *jsonMember) value() ref.Val {
-	if m.val == nil {
-		m.val = jsonVal(m.raw)
-	}
-	return m.val
-}
-
-// walk indexes the members of an object or array once, and reports
-// whether it was well formed; a malformed one reads as empty.
-func walk(raw []byte, indexed *bool, members *[]jsonMember) ([]jsonMember, bool) {
-	if !*indexed {
-		*indexed = true
-		*members = make([]jsonMember, 0, 16) // most webhook objects are smaller
-		if !verify.JSONEach(raw, func(k, v []byte) { *members = append(*members, jsonMember{key: k, raw: v}) }) {
-			*members = nil
-		}
-	}
-	return *members, *members != nil
-}
-
-// find returns the member named key, the last one when it repeats (as
-// encoding/json keeps).
-func (o *jsonObject) find(key string) *jsonMember {
-	ms, _ := walk(o.raw, &o.indexed, &o.members)
-	for i := len(ms) - 1; i >= 0; i-- {
-		if keyMatches(ms[i].key, key) {
-			return &ms[i]
-		}
-	}
-	return nil
+	doc *jsonDoc
+	at  uint32
 }
 
 // Find implements traits.Mapper.
@@ -167,11 +74,11 @@ func (o *jsonObject) Find(key ref.Val) (ref.Val, bool) {
 	if !isString {
 		return nil, false
 	}
-	m := o.find(string(k))
-	if m == nil {
+	v, ok := o.doc.find(o.at, string(k))
+	if !ok {
 		return nil, false
 	}
-	return m.value(), true
+	return o.doc.val(v), true
 }
 
 // Get implements traits.Indexer.
@@ -188,48 +95,44 @@ func (o *jsonObject) Contains(key ref.Val) ref.Val {
 	return types.Bool(ok)
 }
 
-// Size implements traits.Sizer.
-func (o *jsonObject) Size() ref.Val { return o.size() }
-
-func (o *jsonObject) size() ref.Val {
-	ms, _ := walk(o.raw, &o.indexed, &o.members)
-	return types.Int(len(ms))
+// Size implements traits.Sizer: the number of distinct keys.
+func (o *jsonObject) Size() ref.Val {
+	keys, _ := o.doc.members(o.at)
+	return types.Int(len(keys))
 }
 
-// Iterator implements traits.Iterable: the keys, in document order.
+// Iterator implements traits.Iterable: the distinct keys, in the order
+// they first appear.
 func (o *jsonObject) Iterator() traits.Iterator {
-	ms, _ := walk(o.raw, &o.indexed, &o.members)
-	keys := make([]ref.Val, len(ms))
-	for i, m := range ms {
-		keys[i] = jsonString(m.key)
+	keys, _ := o.doc.members(o.at)
+	vals := make([]ref.Val, len(keys))
+	for i, k := range keys {
+		vals[i] = types.String(o.doc.str(k))
 	}
-	return types.NewRefValList(types.DefaultTypeAdapter, keys).Iterator()
+	return types.NewRefValList(types.DefaultTypeAdapter, vals).Iterator()
 }
 
 // ConvertToNative implements ref.Val.
 func (o *jsonObject) ConvertToNative(t reflect.Type) (any, error) {
-	return convertWhole(o.raw, t)
+	return o.doc.whole(o.at).ConvertToNative(t)
 }
 
 // ConvertToType implements ref.Val.
-func (o *jsonObject) ConvertToType(t ref.Type) ref.Val { return convertTypeWhole(o.raw, t) }
+func (o *jsonObject) ConvertToType(t ref.Type) ref.Val { return o.doc.whole(o.at).ConvertToType(t) }
 
 // Equal implements ref.Val.
-func (o *jsonObject) Equal(other ref.Val) ref.Val { return jsonWhole(o.raw).Equal(other) }
+func (o *jsonObject) Equal(other ref.Val) ref.Val { return o.doc.whole(o.at).Equal(other) }
 
 // Type implements ref.Val.
 func (o *jsonObject) Type() ref.Type { return types.MapType }
 
 // Value implements ref.Val: the object decoded, as encoding/json would.
-func (o *jsonObject) Value() any { return nativeWhole(o.raw) }
+func (o *jsonObject) Value() any { return o.doc.native(o.at) }
 
-// jsonArray is a JSON array read lazily; it is a CEL list. Like
-// jsonObject, it is walked once and each element is made once.
+// jsonArray is a JSON array on a tape; it is a CEL list.
 type jsonArray struct {
-	raw     []byte
-	indexed bool
-	elems   []jsonMember
-	asList  traits.Lister
+	doc *jsonDoc
+	at  uint32
 }
 
 // Get implements traits.Indexer: an element by index.
@@ -248,38 +151,32 @@ func (a *jsonArray) Get(index ref.Val) ref.Val {
 	default:
 		return types.MaybeNoSuchOverloadErr(index)
 	}
-	es, _ := walk(a.raw, &a.indexed, &a.elems)
-	if i < 0 || i >= int64(len(es)) {
-		return types.NewErr("index out of range: %d (size %d)", i, len(es))
+	e, ok := a.doc.elem(a.at, i)
+	if !ok {
+		return types.NewErr("index out of range: %d (size %d)", i, a.doc.nodes[a.at].count())
 	}
-	return es[i].value()
+	return a.doc.val(e)
 }
 
 // Contains implements traits.Container: whether an element equals v.
 func (a *jsonArray) Contains(v ref.Val) ref.Val { return a.list().Contains(v) }
 
 // Size implements traits.Sizer.
-func (a *jsonArray) Size() ref.Val { return a.size() }
+func (a *jsonArray) Size() ref.Val { return types.Int(a.doc.nodes[a.at].count()) }
 
-func (a *jsonArray) size() ref.Val {
-	es, _ := walk(a.raw, &a.indexed, &a.elems)
-	return types.Int(len(es))
+// Iterator implements traits.Iterable: the elements, in order, each made
+// when reached.
+func (a *jsonArray) Iterator() traits.Iterator {
+	return &jsonIterator{doc: a.doc, next: a.at + 1, end: a.doc.nodes[a.at].next}
 }
 
-// Iterator implements traits.Iterable: the elements, in order.
-func (a *jsonArray) Iterator() traits.Iterator { return a.list().Iterator() }
-
-// list returns the array as a CEL list of its (lazily read) elements.
+// list returns the array as a CEL list of its elements.
 func (a *jsonArray) list() traits.Lister {
-	if a.asList == nil {
-		es, _ := walk(a.raw, &a.indexed, &a.elems)
-		vals := make([]ref.Val, len(es))
-		for i := range es {
-			vals[i] = es[i].value()
-		}
-		a.asList = types.NewRefValList(types.DefaultTypeAdapter, vals)
+	vals := make([]ref.Val, 0, a.doc.nodes[a.at].count())
+	for e, end := a.at+1, a.doc.nodes[a.at].next; e < end; e = a.doc.nodes[e].next {
+		vals = append(vals, a.doc.val(e))
 	}
-	return a.asList
+	return types.NewRefValList(types.DefaultTypeAdapter, vals)
 }
 
 // Add implements traits.Adder: list concatenation.
@@ -287,11 +184,11 @@ func (a *jsonArray) Add(other ref.Val) ref.Val { return a.list().Add(other) }
 
 // ConvertToNative implements ref.Val.
 func (a *jsonArray) ConvertToNative(t reflect.Type) (any, error) {
-	return convertWhole(a.raw, t)
+	return a.doc.whole(a.at).ConvertToNative(t)
 }
 
 // ConvertToType implements ref.Val.
-func (a *jsonArray) ConvertToType(t ref.Type) ref.Val { return convertTypeWhole(a.raw, t) }
+func (a *jsonArray) ConvertToType(t ref.Type) ref.Val { return a.doc.whole(a.at).ConvertToType(t) }
 
 // Equal implements ref.Val.
 func (a *jsonArray) Equal(other ref.Val) ref.Val { return a.list().Equal(other) }
@@ -300,28 +197,47 @@ func (a *jsonArray) Equal(other ref.Val) ref.Val { return a.list().Equal(other) 
 func (a *jsonArray) Type() ref.Type { return types.ListType }
 
 // Value implements ref.Val: the array decoded, as encoding/json would.
-func (a *jsonArray) Value() any { return nativeWhole(a.raw) }
+func (a *jsonArray) Value() any { return a.doc.native(a.at) }
 
-func nativeWhole(raw []byte) any {
-	var v any
-	_ = json.Unmarshal(raw, &v) // checked by the scanner that made the value
+// jsonIterator walks an array's elements on the tape.
+type jsonIterator struct {
+	doc       *jsonDoc
+	next, end uint32
+}
+
+// HasNext implements traits.Iterator.
+func (it *jsonIterator) HasNext() ref.Val { return types.Bool(it.next < it.end) }
+
+// Next implements traits.Iterator.
+func (it *jsonIterator) Next() ref.Val {
+	if it.next >= it.end {
+		return nil
+	}
+	v := it.doc.val(it.next)
+	it.next = it.doc.nodes[it.next].next
 	return v
 }
 
-func convertWhole(raw []byte, t reflect.Type) (any, error) {
-	v := jsonWhole(raw)
-	if types.IsError(v) {
-		return nil, errors.New(fmt.Sprint(v))
-	}
-	return v.ConvertToNative(t)
-}
+var errIterator = errors.New("an iterator has no native or JSON form")
 
-func convertTypeWhole(raw []byte, t ref.Type) ref.Val {
-	return jsonWhole(raw).ConvertToType(t)
-}
+// ConvertToNative implements ref.Val: an iterator has no native form.
+func (it *jsonIterator) ConvertToNative(reflect.Type) (any, error) { return nil, errIterator }
+
+// ConvertToType implements ref.Val.
+func (it *jsonIterator) ConvertToType(ref.Type) ref.Val { return types.NewErr("%v", errIterator) }
+
+// Equal implements ref.Val.
+func (it *jsonIterator) Equal(other ref.Val) ref.Val { return types.Bool(it == other) }
+
+// Type implements ref.Val.
+func (it *jsonIterator) Type() ref.Type { return types.IteratorType }
+
+// Value implements ref.Val.
+func (it *jsonIterator) Value() any { return fmt.Sprintf("iterator@%d", it.next) }
 
 // Interface guards.
 var (
-	_ traits.Mapper = (*jsonObject)(nil)
-	_ traits.Lister = (*jsonArray)(nil)
+	_ traits.Mapper   = (*jsonObject)(nil)
+	_ traits.Lister   = (*jsonArray)(nil)
+	_ traits.Iterator = (*jsonIterator)(nil)
 )

@@ -107,6 +107,7 @@ func (r *run) route(d *delivery) bool {
 		return true
 	}
 	act := vars(d.ev)
+	defer act.release()
 	ok, err := r.routing.filters.match(act)
 	if !ok {
 		res := result{}
@@ -142,6 +143,7 @@ func (f *Forwarder) transform(d *delivery, act *celVars) error {
 	}
 	if act == nil {
 		act = vars(d.ev)
+		defer act.release()
 	}
 	return f.routing.apply(act, &d.out)
 }

@@ -123,7 +123,9 @@ func (f *Forwarder) Accepts(ev *event.Event) bool {
 	if f.routing == nil {
 		return true
 	}
-	ok, _ := f.routing.filters.match(vars(ev))
+	act := vars(ev)
+	defer act.release()
+	ok, _ := f.routing.filters.match(act)
 	return ok
 }
 

@@ -1,15 +1,11 @@
 package forwarder
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"net/textproto"
 	"slices"
 	"strings"
-	"time"
 
 	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/common/types"
@@ -116,17 +112,10 @@ func encodeBody(v ref.Val) (body []byte, jsonOut bool, err error) {
 	case types.Bytes:
 		body = []byte(x)
 	case traits.Mapper, traits.Lister:
-		native, err := toJSON(v, 0)
-		if err != nil {
+		if body, err = appendJSON(make([]byte, 0, 512), v, 0); err != nil {
 			return nil, false, err
 		}
-		var buf bytes.Buffer
-		enc := json.NewEncoder(&buf)
-		enc.SetEscapeHTML(false)
-		if err := enc.Encode(native); err != nil {
-			return nil, false, err
-		}
-		body, jsonOut = bytes.TrimSuffix(buf.Bytes(), []byte{'\n'}), true
+		jsonOut = true
 	default:
 		return nil, false, fmt.Errorf("yields %s; want a map or a list (sent as JSON), a string or bytes", v.Type().TypeName())
 	}
@@ -134,76 +123,6 @@ func encodeBody(v ref.Val) (body []byte, jsonOut bool, err error) {
 		return nil, false, fmt.Errorf("output of %d bytes is over the %d-byte limit", len(body), MaxTransformOutput)
 	}
 	return body, jsonOut, nil
-}
-
-// maxJSONDepth bounds the nesting toJSON follows.
-const maxJSONDepth = 64
-
-// toJSON converts a CEL value to what encoding/json encodes as JSON: maps
-// with string keys, lists, strings, numbers, booleans, null; bytes as
-// base64, timestamps as RFC 3339, durations as Go durations ("1h2m").
-func toJSON(v ref.Val, depth int) (any, error) {
-	if depth > maxJSONDepth {
-		return nil, fmt.Errorf("result nested deeper than %d levels", maxJSONDepth)
-	}
-	switch x := v.(type) {
-	case *jsonObject:
-		return json.RawMessage(x.raw), nil // a part of the body, as it came
-	case *jsonArray:
-		return json.RawMessage(x.raw), nil
-	case types.Null:
-		return nil, nil
-	case types.Bool:
-		return bool(x), nil
-	case types.Int:
-		return int64(x), nil
-	case types.Uint:
-		return uint64(x), nil
-	case types.Double:
-		if f := float64(x); math.IsNaN(f) || math.IsInf(f, 0) {
-			return nil, fmt.Errorf("%v has no JSON form", f)
-		}
-		return float64(x), nil
-	case types.String:
-		return string(x), nil
-	case types.Bytes:
-		return []byte(x), nil
-	case types.Timestamp:
-		return x.Time.UTC().Format(time.RFC3339Nano), nil
-	case types.Duration:
-		return x.Duration.String(), nil
-	case traits.Mapper:
-		return mapToJSON(x, depth)
-	case traits.Lister:
-		n, _ := x.Size().(types.Int)
-		out := make([]any, 0, int(n))
-		for it := x.Iterator(); it.HasNext() == types.True; {
-			e, err := toJSON(it.Next(), depth+1)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, e)
-		}
-		return out, nil
-	}
-	return nil, fmt.Errorf("a %s has no JSON form", v.Type().TypeName())
-}
-
-func mapToJSON(m traits.Mapper, depth int) (map[string]any, error) {
-	out := make(map[string]any)
-	for it := m.Iterator(); it.HasNext() == types.True; {
-		k := it.Next()
-		ks, ok := k.(types.String)
-		if !ok {
-			return nil, fmt.Errorf("map key %v is a %s; JSON keys are strings", k, k.Type().TypeName())
-		}
-		e, err := toJSON(m.Get(k), depth+1)
-		if err != nil {
-			return nil, err
-		}
-		out[string(ks)] = e
-	}
-	return out, nil
 }
 
 // headerEdits reads transform_headers' map: a string value sets the

@@ -1,0 +1,178 @@
+package caddymodule
+
+import (
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/hookgate/hookgate/event"
+)
+
+// TestSubjectSuffixTokens: what an expression yields becomes subject
+// tokens, sanitised to NATS's rules; null adds none; a failure leaves the
+// subject as it was and says why.
+func TestSubjectSuffixTokens(t *testing.T) {
+	const base = "webhooks.v1.stripe.invoice.paid"
+	ev := &event.Event{ID: "stripe:evt_1", Source: "stripe", Version: "v1", Type: "invoice.paid",
+		Header: http.Header{"X-Region": {"eu west"}, event.HeaderID: {"stripe:evt_1"}},
+		Body:   []byte(`{"livemode": true, "data": {"object": {"currency": "eur", "customer": "cus.A*>b"}}, "name": "` + strings.Repeat("n", 80) + `"}`)}
+	for _, tc := range []struct {
+		expr, want, errHas string
+	}{
+		{`body.livemode ? "live" : "test"`, base + ".live", ""},
+		{`[body.data.object.currency, body.livemode ? "live" : "test"]`, base + ".eur.live", ""},
+		{`body.data.object.customer`, base + ".cus_A__b", "" /* '.', '*', '>' never split or wildcard */},
+		{`headers["X-Region"]`, base + ".eu_west", ""},
+		{`"Hookgate-Id" in headers ? "reserved" : "provider"`, base + ".provider", ""},
+		{`["", "é"]`, base + "._.__", ""},
+		{`body.name`, base + "." + strings.Repeat("n", maxSuffixToken), ""},
+		{`body.?region.orValue(null)`, base, ""},
+		{`[]`, base, ""},
+		{`body.data.object.discount`, base, "no such key"},
+		{`["a", "b", "c", "d", "e"]`, base, "at most 4"},
+		{`body.data.object`, base, "want a string, a list of strings or null"},
+	} {
+		s, err := newSubjectSuffix(tc.expr)
+		if err != nil {
+			t.Errorf("%s: compile: %v", tc.expr, err)
+			continue
+		}
+		got, err := s.subject(base, ev)
+		if got != tc.want || (tc.errHas == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tc.errHas) {
+			t.Errorf("%s: %q, %v; want %q with error %q", tc.expr, got, err, tc.want, tc.errHas)
+		}
+	}
+	for _, bad := range []string{`body.livemode &&`, `1 + 1`, `nope == "x"`} {
+		if _, err := newSubjectSuffix(bad); err == nil || !strings.Contains(err.Error(), "subject_suffix") {
+			t.Errorf("%s: compiled (%v), want an error naming subject_suffix", bad, err)
+		}
+	}
+}
+
+// TestSubjectSuffixEndToEnd: on a real gateway loaded from a Caddyfile, a
+// source's subject_suffix tags events: a nats.go subscriber on the suffixed
+// subject gets exactly the tagged events, a destination subscribed to
+// "webhooks.v1.tagged.invoice.>" still gets every one, and an event the
+// expression fails on is stored under its usual subject, marked, with a
+// 200 for the provider.
+func TestSubjectSuffixEndToEnd(t *testing.T) {
+	dest := newSink(t, always(http.StatusOK))
+	g := startGateway(t, gatewayConfig{
+		Sources: demoSources + `
+		source tagged {
+			verify none
+			id_header X-Id
+			type_header X-Type
+			subject_suffix ` + bt(`body.livemode ? "live" : "test"`) + `
+		}`,
+		Destinations: "\n\t\tdestination invoices {\n\t\t\turl " + dest.srv.URL + "\n\t\t\tsubjects webhooks.v1.tagged.invoice.>\n\t\t\tbackoff 20ms 100ms\n\t\t}",
+	})
+	live, err := g.engine().nc.SubscribeSync("webhooks.v1.tagged.*.*.live")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.engine().nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range []struct{ id, body string }{
+		{"e1", `{"livemode": true}`}, {"e2", `{"livemode": false}`}, {"e3", `{"no": "livemode"}`},
+	} {
+		if st, _, b := g.post("/webhooks/v1/tagged", []byte(e.body), map[string]string{"X-Id": e.id, "X-Type": "invoice.paid"}); st != http.StatusOK {
+			t.Fatalf("post %s: %d %s", e.id, st, b)
+		}
+	}
+	m, err := live.NextMsg(5 * time.Second)
+	if err != nil || m.Header.Get(event.HeaderID) != "tagged:e1" {
+		t.Fatalf("subscriber on the live subject: %v, %v; want tagged:e1", m, err)
+	}
+	if m, err := live.NextMsg(200 * time.Millisecond); err != nats.ErrTimeout {
+		t.Errorf("subscriber got %v (%v) too; only e1 is live", m, err)
+	}
+	subjects := map[string]string{}
+	for _, m := range g.stored(event.StreamName) {
+		subjects[m.Header.Get(event.HeaderID)] = m.Subject + " " + m.Header.Get(HeaderSubjectSuffixError)
+	}
+	want := map[string]string{
+		"tagged:e1": "webhooks.v1.tagged.invoice.paid.live ",
+		"tagged:e2": "webhooks.v1.tagged.invoice.paid.test ",
+	}
+	for id, w := range want {
+		if subjects[id] != w {
+			t.Errorf("%s stored as %q, want %q", id, subjects[id], w)
+		}
+	}
+	if got := subjects["tagged:e3"]; !strings.HasPrefix(got, "webhooks.v1.tagged.invoice.paid subject_suffix: ") || !strings.Contains(got, "no such key") {
+		t.Errorf("e3 (the expression fails) stored as %q, want the usual subject and the error", got)
+	}
+	waitFor(t, 10*time.Second, "three deliveries", func() bool { _, h := dest.received(); return len(h) == 3 })
+	_, hdrs := dest.received()
+	var ids []string
+	for _, h := range hdrs {
+		ids = append(ids, h.Get("Webhook-Id"))
+	}
+	slices.Sort(ids)
+	if !slices.Equal(ids, []string{"tagged:e1", "tagged:e2", "tagged:e3"}) {
+		t.Errorf("destination on webhooks.v1.tagged.invoice.> got %v, want all three", ids)
+	}
+}
+
+// TestValidateRefusesMalformedSubjectSuffix: caddy validate refuses a
+// malformed subject_suffix and says where it is.
+func TestValidateRefusesMalformedSubjectSuffix(t *testing.T) {
+	cfg := gatewayConfig{Store: t.TempDir(), Addr: "127.0.0.1:0", Sources: `
+		source demo {
+			verify none
+			subject_suffix ` + bt(`body.livemode ? "live"`) + `
+		}`}
+	file := filepath.Join(t.TempDir(), "Caddyfile")
+	if err := os.WriteFile(file, []byte(cfg.caddyfile()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCaddy(t, "validate", "--config", file, "--adapter", "caddyfile")
+	if code == 0 || !strings.Contains(errOut, "subject_suffix:1:23: Syntax error") || !strings.Contains(errOut, `source \"demo\"`) {
+		t.Errorf("validate: exit %d\n%s\n%s", code, out, errOut)
+	}
+}
+
+// BenchmarkIngestSubjectSuffix is BenchmarkIngest's accepted path (sync
+// 1s) without a subject_suffix and with a typical one, which parses the
+// body once and reads two fields.
+//
+//	go test -run '^$' -bench IngestSubjectSuffix -benchmem ./caddymodule/
+func BenchmarkIngestSubjectSuffix(b *testing.B) {
+	for _, c := range []struct{ name, suffix string }{
+		{"none", ""},
+		{"typical", `[body.currency, body.amount > 1000 ? "large" : "small"]`},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			app := startApp(b, "1s")
+			h := newTestHandler(b, &Handler{Sources: []*Source{{
+				Name: "demo", Verify: &VerifyConfig{Scheme: "none"}, IDHeader: "X-Id", SubjectSuffix: c.suffix,
+			}}}, app)
+			benchIngest(b, h)
+		})
+	}
+}
+
+// BenchmarkSubjectSuffix is the cost of the expression alone per event,
+// the body's parse included.
+func BenchmarkSubjectSuffix(b *testing.B) {
+	s, err := newSubjectSuffix(`[body.currency, body.amount > 1000 ? "large" : "small"]`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ev := &event.Event{ID: "demo:1", Source: "demo", Version: "v1", Type: "order.created",
+		Body: []byte(`{"event":"order.created","id":12345,"amount":4200,"currency":"eur"}`)}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.subject("webhooks.v1.demo.order.created", ev); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
