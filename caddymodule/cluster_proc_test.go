@@ -457,8 +457,11 @@ type killRun struct {
 	// run is the load's time with every node up (half before the kill,
 	// half after the restart); down is how long the victim stays down.
 	run, down time.Duration
-	// whileDown, when set, runs a third of down after the kill.
-	whileDown func()
+	// whileDown, when set, runs a third of down after the kill; the
+	// victim restarts after down or when it returns, whichever is later.
+	whileDown func(killedAt time.Time)
+	// restarted, when set, runs once the restarted victim accepts events.
+	restarted func()
 }
 
 // killResult is what a killRun's load saw.
@@ -501,7 +504,7 @@ func (k killRun) do(t *testing.T) killResult {
 	killedAt := time.Now()
 	if k.whileDown != nil {
 		time.Sleep(k.down / 3)
-		k.whileDown()
+		k.whileDown(killedAt)
 	}
 	time.Sleep(time.Until(killedAt.Add(k.down)))
 	var out killResult
@@ -509,6 +512,9 @@ func (k killRun) do(t *testing.T) killResult {
 	victim.start(t)
 	victim.waitAccepting(t, 90*time.Second)
 	out.rejoin = time.Since(killedAt)
+	if k.restarted != nil {
+		k.restarted()
+	}
 	dead.Store(false)
 	time.Sleep(k.run / 2)
 	cancel()

@@ -164,8 +164,23 @@ func TestExternalKillGateway(t *testing.T) {
 	for _, nd := range gws {
 		nd.waitAccepting(t, 60*time.Second)
 	}
+	// The survivors count the gateways that share the destination's rate:
+	// the dead one's heartbeat expires, and the restarted one is counted
+	// again at its first beat.
+	counts := func(n int) func() bool {
+		return func() bool { return gws[1].clusterStatus(t).Gateways == n }
+	}
 	res := killRun{nodes: gws, victim: 0, run: run, down: down,
-		whileDown: func() { cluster[2].Shutdown() }}.do(t)
+		whileDown: func(killedAt time.Time) {
+			cluster[2].Shutdown()
+			waitFor(t, nodeTTL+30*time.Second, "the live gateways to count 2", counts(2))
+			t.Logf("a live gateway counted 2 gateways %s after the kill", time.Since(killedAt).Round(100*time.Millisecond))
+		},
+		restarted: func() {
+			joined := time.Now()
+			waitFor(t, 30*time.Second, "the live gateways to count 3", counts(3))
+			t.Logf("a live gateway counted 3 gateways %s after the restarted one accepted events", time.Since(joined).Round(100*time.Millisecond))
+		}}.do(t)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
