@@ -217,9 +217,21 @@ func (f *Forwarder) Preview(ev *event.Event) (*Preview, error) {
 			p.Headers = make(map[string]string, len(out.edits))
 		}
 		p.Headers[e.name] = e.value
-		if IsCredentialHeader(e.name) && !e.remove {
+		if !e.remove && (IsCredentialHeader(e.name) || copiesCredential(ev.Header, e.value)) {
 			p.Headers[e.name] = Redacted
 		}
 	}
 	return p, nil
+}
+
+// copiesCredential reports whether v is the value of one of the event's
+// credential headers (a signature the event log redacts), which a
+// transform_headers may copy under another name.
+func copiesCredential(h map[string][]string, v string) bool {
+	for k, vs := range h {
+		if IsCredentialHeader(k) && slices.Contains(vs, v) {
+			return true
+		}
+	}
+	return false
 }
