@@ -234,7 +234,9 @@ func showCommand() *cobra.Command {
 		Long: `Shows one event of a running gateway (GET /webhooks/events/<id>): its headers
 as stored (signatures and credentials redacted), its delivery at each
 destination, and every attempt with the destination's answer. --body adds
-the body (JSON pretty-printed; base64 when it is not text).`,
+the body (JSON pretty-printed; base64 when it is not text). For a destination
+with a transformation it shows the digest of the body sent beside the body
+the running config's transformation yields, and whether they are the same.`,
 		Example: `  caddy webhooks show stripe:evt_1Q2w3E --body`,
 		Args:    cobra.ExactArgs(1),
 	}
@@ -278,6 +280,57 @@ func printEvent(w io.Writer, d *EventDetail) {
 		fmt.Fprintln(w, "\nbody:")
 		fmt.Fprintln(w, prettyBody(*d.Body, d.BodyEncoding))
 	}
+	printTransformed(w, d.Transformed)
+}
+
+// printTransformed prints what each transforming destination was sent
+// beside what its transformation yields now (see TransformedView).
+func printTransformed(w io.Writer, views []TransformedView) {
+	if len(views) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\nTRANSFORMED FOR\tSENT\tNOW\tSAME AS SENT")
+	for _, v := range views {
+		now := digestText(v.Current)
+		if v.Error != "" {
+			now = "error: " + v.Error
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", v.Destination, digestText(v.Sent), now, yesNo(v.SameAsSent))
+	}
+	for _, v := range views {
+		if v.Body == nil {
+			continue
+		}
+		what := "body sent to " + v.Destination
+		if !v.SameAsSent {
+			what = "body " + v.Destination + "'s transformation yields now (not proven to be what was sent)"
+		}
+		fmt.Fprintf(w, "\n%s (Content-Type %s):\n", what, orDefault(v.ContentType, "none"))
+		names := make([]string, 0, len(v.Headers))
+		for k := range v.Headers {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		for _, k := range names {
+			fmt.Fprintf(w, "header %s: %s\n", k, orDefault(v.Headers[k], "(removed)"))
+		}
+		fmt.Fprintln(w, prettyBody(*v.Body, v.BodyEncoding))
+	}
+}
+
+// digestText renders a body's digest: "96 B sha256:1f0a3c2d9e8b".
+func digestText(s *forwarder.Sent) string {
+	if s == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%d B sha256:%.12s", s.Size, s.SHA256)
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
 }
 
 func attemptNote(a forwarder.Attempt) string {

@@ -18,18 +18,20 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
+
+	"github.com/hookgate/hookgate/forwarder"
 )
 
 // startDashboard starts a gateway (admin endpoint off) whose destination
 // "orders" delivers to ok and "audit" to bad, and a webhook_dashboard on a
 // site of its own; it returns the gateway and the dashboard's base URL.
-func startDashboard(t *testing.T, ok, bad *sink) (*gateway, string) {
+func startDashboard(t *testing.T, ok, bad *sink, more ...string) (*gateway, string) {
 	t.Helper()
 	cfg := gatewayConfig{
 		Store:        t.TempDir(),
 		Addr:         freeAddr(t),
 		Sources:      demoSources,
-		Destinations: destination("orders", ok.srv.URL, "") + destination("audit", bad.srv.URL, "\t\t\tmax_attempts 1"),
+		Destinations: destination("orders", ok.srv.URL, "") + destination("audit", bad.srv.URL, "\t\t\tmax_attempts 1") + strings.Join(more, ""),
 	}
 	dash := freeAddr(t)
 	// Mounted twice: on a route that keeps its path, and on one that
@@ -411,4 +413,42 @@ func TestDashboardURLWithCredentials(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.Navigate(withUser), chromedp.WaitVisible(chromedp.CSS(`#listpane tr[data-id="demo:cred1"]`))); err != nil {
 		t.Fatalf("the dashboard opened with credentials in its URL shows no events: %v", err)
 	}
+}
+
+// TestDashboardShowsTransformedBody: the event page shows the stored body
+// and, for a destination with a transformation, the body sent there (its
+// digest matching the one recorded at the delivery) and the headers set.
+func TestDashboardShowsTransformedBody(t *testing.T) {
+	ctx := browser(t)
+	ok, bad, shaped := newSink(t, always(http.StatusOK)), newSink(t, always(http.StatusBadRequest)), newSink(t, always(http.StatusOK))
+	g, base := startDashboard(t, ok, bad, destination("shaped", shaped.srv.URL,
+		"\t\t\ttransform "+bt(`{"order": body.id, "cents": body.amount}`)+"\n\t\t\ttransform_headers "+bt(`{"X-Order": body.id}`)))
+	if st, _, b := g.post("/webhooks/v1/demo", []byte(`{"id":"ord_7","amount":700}`), map[string]string{"X-Id": "t1", "X-Type": "order.created"}); st != http.StatusOK {
+		t.Fatalf("post: %d %s", st, b)
+	}
+	waitFor(t, 10*time.Second, "the transformed delivery", func() bool {
+		st, err := forwarder.ReadDelivery(context.Background(), g.engine().js, "demo:t1", "shaped")
+		return err == nil && st.Status == forwarder.StatusDelivered
+	})
+	if err := chromedp.Do(ctx, chromedp.Navigate(base),
+		chromedp.WaitVisible(chromedp.CSS(`#listpane tr[data-id="demo:t1"]`)),
+		chromedp.Click(chromedp.CSS(`#listpane tr[data-id="demo:t1"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#detail h3[data-transformed="shaped"]`)),
+	); err != nil {
+		t.Fatalf("open the event: %v", err)
+	}
+	text, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector("#detail").innerText`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Body as stored", `"amount": 700`, "Body sent to shaped", "This is the body that was sent (same SHA-256).",
+		`"cents": 700`, `"order": "ord_7"`, "X-Order", "application/json"} {
+		if !strings.Contains(strings.ToLower(text), strings.ToLower(want)) { // headings are upper-cased by CSS
+			t.Errorf("the event page lacks %q:\n%s", want, text)
+		}
+	}
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`(document.querySelector('#detail h3[data-transformed="shaped"]').previousElementSibling.previousElementSibling.scrollIntoView(), true)`)); err != nil {
+		t.Fatal(err)
+	}
+	screenshot(t, ctx, "dashboard-transformed")
 }

@@ -63,10 +63,13 @@ type engine struct {
 	// cfg is the applied configuration; optsMu guards it.
 	cfg engineConfig
 	// dir is cfg.StoreDir, which never changes: read it without a lock.
-	dir  string
-	srv  *server.Server
-	nc   *nats.Conn
-	js   jetstream.JetStream
+	dir string
+	srv *server.Server
+	nc  *nats.Conn
+	js  jetstream.JetStream
+	// acks publishes events on a single server (nil on a cluster or
+	// an external NATS: publishRaw uses js).
+	acks *ackMux
 	lock *os.File
 	log  *zap.Logger
 	// internalKey authenticates the gateway's in-process connections; it
@@ -142,6 +145,14 @@ func newEngine(cfg engineConfig, log *zap.Logger) (*engine, error) {
 		return nil, fmt.Errorf("embedded NATS: jetstream: %w", err)
 	}
 	e.js = js
+	if !cfg.clustered() {
+		// A cluster's stream may move its leader: jetstream's publish
+		// copes with that; the embedded single server takes the
+		// cheaper path.
+		if e.acks, err = newAckMux(nc); err != nil {
+			return nil, err
+		}
+	}
 	// On a cluster the Raft WAL already batches the fsyncs of concurrent
 	// proposals (SyncAlways applies to it), and a PubAck comes after a
 	// quorum stored the event: publish plainly.

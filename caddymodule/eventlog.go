@@ -139,7 +139,11 @@ type EventDetail struct {
 	Attempts     []forwarder.Attempt `json:"attempts"`
 	Body         *string             `json:"body,omitempty"`
 	BodyEncoding string              `json:"body_encoding,omitempty"`
-	raw          *nats.Msg           // the stored message
+	// Transformed shows, for each destination with a transformation, what
+	// was sent beside what the running config yields now (see
+	// eventlog_transformed.go).
+	Transformed []TransformedView `json:"transformed,omitempty"`
+	raw         *nats.Msg         // the stored message
 }
 
 // errNotFound builds a 404 answer.
@@ -436,6 +440,7 @@ func (a *App) getEvent(ctx context.Context, id string, withBody bool) (*EventDet
 		return nil, apiError(http.StatusServiceUnavailable, "%v", err)
 	}
 	d.Attempts = withDeliveredAttempts(d.Attempts, states, s.StreamSeq)
+	d.Transformed = a.transformedViews(m, s, states, withBody)
 	if withBody {
 		body, enc := forwarder.EncodeBody(m.Data)
 		d.Body, d.BodyEncoding = &body, enc

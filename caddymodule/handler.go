@@ -503,7 +503,7 @@ func (h *Handler) store(q *request) error {
 		tagTrace(q.span, msg, id)
 	}
 	start := time.Now()
-	ack, err := h.events.publish(h.deadlines.context(q.now, h.publishTimeout), msg)
+	ack, err := h.events.publish(h.deadlines.context(start, h.publishTimeout), msg)
 	src.storeSeconds.Observe(time.Since(start).Seconds())
 	if errors.Is(err, errStreamFull) {
 		// Logged by the engine once a minute, with what to do.
@@ -579,7 +579,8 @@ type deadlineSlot struct {
 }
 
 // context returns the shared context of the slot now falls in, for a
-// publish bounded by timeout.
+// publish starting now (not when the request arrived: its body may have
+// taken most of body_timeout) and bounded by timeout.
 func (d *deadlineSlots) context(now time.Time, timeout time.Duration) context.Context {
 	width := min(maxSlot, timeout/64)
 	cur := d.cur.Load()

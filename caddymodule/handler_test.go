@@ -153,3 +153,42 @@ func TestWarnIfReplayOutlivesDedup(t *testing.T) {
 		t.Fatalf("%d warnings with an 8h dedup window", n)
 	}
 }
+
+// TestDeadlineSlots: publishes starting within one slot share a context;
+// its deadline is never later than publish_timeout after a publish started
+// and at most one slot earlier; the next slot gets a new context.
+func TestDeadlineSlots(t *testing.T) {
+	const timeout = time.Second
+	width := min(maxSlot, timeout/64)
+	var d deadlineSlots
+	t0 := time.Now()
+	first := d.context(t0, timeout)
+	for _, at := range []time.Duration{0, width / 2, width - 1} {
+		ctx := d.context(t0.Add(at), timeout)
+		if ctx != first {
+			t.Errorf("a publish %s into the slot got a context of its own", at)
+		}
+		dl, _ := ctx.Deadline()
+		if latest, earliest := t0.Add(at+timeout), t0.Add(at+timeout-width); dl.After(latest) || dl.Before(earliest) {
+			t.Errorf("a publish %s into the slot: deadline %s, want within [%s, %s]", at, dl, earliest, latest)
+		}
+	}
+	next := d.context(t0.Add(width), timeout)
+	if next == first {
+		t.Error("the next slot reuses the previous context")
+	}
+	if early := d.context(t0.Add(width-time.Millisecond), timeout); early == next {
+		t.Error("a publish that started before the slot shares its later deadline")
+	}
+	select {
+	case <-first.Done():
+		t.Fatal("a slot's context ended before its deadline")
+	default:
+	}
+	short := d.context(time.Now(), 10*time.Millisecond)
+	select {
+	case <-short.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("a slot's context did not end at its deadline")
+	}
+}

@@ -129,6 +129,42 @@ func TestFiltersAndTransformEndToEnd(t *testing.T) {
 			t.Errorf("stored body changed: %s", m.Data)
 		}
 	}
+	checkTransformedView(t, admin, bodies, hdrs)
+}
+
+// checkTransformedView: the event log shows the stored body beside what
+// the transformation sent, proven by the digest recorded at the delivery;
+// a failing transformation shows its error.
+func checkTransformedView(t *testing.T, admin string, bodies [][]byte, hdrs []http.Header) {
+	t.Helper()
+	var sent []byte
+	for i, h := range hdrs {
+		if h.Get("Webhook-Id") == "demo:e1" {
+			sent = bodies[i]
+		}
+	}
+	var d EventDetail
+	adminJSON(t, admin, http.MethodGet, "/webhooks/events/demo:e1?body=1", "", http.StatusOK, &d)
+	if d.Body == nil || *d.Body != `{"livemode":true,"amount":5000}` || len(d.Transformed) != 1 {
+		t.Fatalf("event detail: body %v, transformed %+v; want the stored body and one transformed view", d.Body, d.Transformed)
+	}
+	v := d.Transformed[0]
+	if v.Destination != "shaped" || !v.SameAsSent || v.Sent == nil || v.Sent.Size != len(sent) || v.Body == nil || *v.Body != string(sent) ||
+		v.ContentType != "application/json" || v.Headers["X-Kind"] != "invoice.paid" || v.Headers["X-Remove-Me"] != "" {
+		t.Errorf("transformed view %+v (body %v), want what shaped received: %s", v, v.Body, sent)
+	}
+	code, out, errOut := runCaddy(t, "webhooks", "show", "demo:e1", "--body", "--address", admin)
+	for _, want := range []string{"TRANSFORMED FOR", "body sent to shaped (Content-Type application/json)", "header X-Kind: invoice.paid",
+		"header X-Remove-Me: (removed)", `"kind": "invoice.paid"`, `"livemode": true`} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("caddy webhooks show: exit %d, output lacks %q:\n%s%s", code, want, out, errOut)
+		}
+	}
+	d = EventDetail{}
+	adminJSON(t, admin, http.MethodGet, "/webhooks/events/demo:e6", "", http.StatusOK, &d)
+	if len(d.Transformed) != 1 || d.Transformed[0].Error == "" || d.Transformed[0].Current != nil || d.Transformed[0].Body != nil {
+		t.Errorf("failing transformation's view %+v, want its error and no body", d.Transformed)
+	}
 }
 
 // TestValidateRefusesMalformedExpression: caddy validate refuses a filter

@@ -60,6 +60,9 @@ type Attempt struct {
 	Replay bool `json:"replay,omitempty"`
 	// Response is what the destination answered, when it answered.
 	Response *Response `json:"response,omitempty"`
+	// Sent identifies the body sent when the destination's transformation
+	// made it; nil when the stored body went out.
+	Sent *Sent `json:"sent,omitempty"`
 }
 
 // Response is a destination's answer to one attempt: its headers
@@ -221,6 +224,7 @@ func (f *Forwarder) recordAttempt(d *delivery, res result) {
 		Error:       res.err,
 		Replay:      replay,
 		Response:    res.answer.response(),
+		Sent:        d.sent,
 	}
 	data, err := json.Marshal(&a)
 	if err != nil {
@@ -245,6 +249,7 @@ func AttemptFromState(st Delivery) (Attempt, bool) {
 		StatusCode:  st.LastStatusCode,
 		Latency:     st.LastLatency,
 		Outcome:     delivered.String(),
+		Sent:        st.Sent,
 	}, true
 }
 

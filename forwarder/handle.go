@@ -31,6 +31,9 @@ type delivery struct {
 	// replay marks a delivery made by a replay or a redrive: it goes out
 	// with Webhook-Replay: true.
 	replay bool
+	// sent digests out.body when a transformation made it (nil when the
+	// stored body goes out), for the state and the attempt history.
+	sent *Sent
 }
 
 // handle takes one event from its first look to its fate for this
@@ -145,7 +148,13 @@ func (f *Forwarder) transform(d *delivery, act *celVars) error {
 		act = vars(d.ev)
 		defer act.release()
 	}
-	return f.routing.apply(act, &d.out)
+	if err := f.routing.apply(act, &d.out); err != nil {
+		return err
+	}
+	if f.routing.body != nil {
+		d.sent = sentOf(d.out.body)
+	}
+	return nil
 }
 
 // settle carries out decide's verdict on an attempt's result. It reports

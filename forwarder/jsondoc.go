@@ -1,6 +1,7 @@
 package forwarder
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"math"
@@ -52,10 +53,9 @@ type jnode struct {
 const (
 	kindMask = 7
 	slowBit  = 8
+	// countOne is one member in meta's count: at most some 268 million
+	// members, far beyond any body the gateway takes; parse refuses more.
 	countOne = 16
-	// maxCount is the most members a container may have (some 268
-	// million, far beyond any body the gateway takes).
-	maxCount = math.MaxUint32 / countOne
 )
 
 func (n *jnode) kind() jkind { return jkind(n.meta & kindMask) }
@@ -101,10 +101,10 @@ func (d *jsonDoc) parse(b []byte, buf []jnode) bool {
 	if buf == nil {
 		buf = make([]jnode, 0, nodesFor(len(b)))
 	}
-	*d = jsonDoc{src: b, nodes: buf[:0]}
-	p := parser{doc: d}
-	p.stack = p.stackBuf[:0]
-	return p.run()
+	p := parser{src: b, nodes: buf[:0], top: noNode}
+	ok := p.run()
+	*d = jsonDoc{src: b, nodes: p.nodes}
+	return ok
 }
 
 // nodesFor guesses the nodes of a body of n bytes: webhook bodies have a
@@ -138,15 +138,22 @@ func putNodes(buf *[]jnode) {
 // parser holds the state of one parse: the containers open around the
 // current position.
 type parser struct {
-	doc      *jsonDoc
-	stack    []uint32
-	stackBuf [32]uint32
+	src   []byte
+	nodes []jnode
+	// top is the innermost open container, noNode at the top level. An
+	// open container's next holds its parent until it closes: the stack
+	// of open containers costs no memory of its own.
+	top   uint32
+	depth int
 }
+
+// noNode marks the absence of a container.
+const noNode = math.MaxUint32
 
 // run parses the document: a value, then what follows it, until the
 // root closes.
 func (p *parser) run() bool {
-	b := p.doc.src
+	b := p.src
 	i := skipWS(b, 0)
 	for {
 		var ok, opened bool
@@ -170,26 +177,27 @@ func (p *parser) run() bool {
 // An object or array is opened (opened true) and i is at its first
 // member's value, or it is closed at once when empty.
 func (p *parser) value(i int) (next int, opened, ok bool) {
-	b := p.doc.src
+	b := p.src
 	if i >= len(b) {
 		return 0, false, false
 	}
-	at := uint32(len(p.doc.nodes))
+	at := uint32(len(p.nodes))
 	switch c := b[i]; c {
 	case '{', '[':
 		kind, closer := kObject, byte('}')
 		if c == '[' {
 			kind, closer = kArray, ']'
 		}
-		if len(p.stack) >= maxNesting {
+		if p.depth >= maxNesting {
 			return 0, false, false
 		}
-		p.doc.nodes = append(p.doc.nodes, jnode{start: uint32(i), meta: uint32(kind)})
+		p.nodes = append(p.nodes, jnode{start: uint32(i), meta: uint32(kind), next: p.top})
 		if i = skipWS(b, i+1); i < len(b) && b[i] == closer {
-			p.doc.nodes[at].end, p.doc.nodes[at].next = uint32(i+1), at+1
+			p.nodes[at].end, p.nodes[at].next = uint32(i+1), at+1
 			return i + 1, false, true
 		}
-		p.stack = append(p.stack, at)
+		p.top = at
+		p.depth++
 		if kind == kObject {
 			i, ok = p.key(i)
 			return i, true, ok
@@ -200,7 +208,7 @@ func (p *parser) value(i int) (next int, opened, ok bool) {
 		if end < 0 {
 			return 0, false, false
 		}
-		p.doc.nodes = append(p.doc.nodes, jnode{start: uint32(i), end: uint32(end), next: at + 1, meta: mkMeta(kString, slow)})
+		p.nodes = append(p.nodes, jnode{start: uint32(i), end: uint32(end), next: at + 1, meta: mkMeta(kString, slow)})
 		return end, false, true
 	case 't', 'f', 'n':
 		lit, kind := "null", kNull
@@ -212,21 +220,21 @@ func (p *parser) value(i int) (next int, opened, ok bool) {
 		if len(b)-i < len(lit) || string(b[i:i+len(lit)]) != lit {
 			return 0, false, false
 		}
-		p.doc.nodes = append(p.doc.nodes, jnode{start: uint32(i), end: uint32(i + len(lit)), next: at + 1, meta: uint32(kind)})
+		p.nodes = append(p.nodes, jnode{start: uint32(i), end: uint32(i + len(lit)), next: at + 1, meta: uint32(kind)})
 		return i + len(lit), false, true
 	}
 	end := scanNumber(b, i)
 	if end < 0 {
 		return 0, false, false
 	}
-	p.doc.nodes = append(p.doc.nodes, jnode{start: uint32(i), end: uint32(end), next: at + 1, meta: uint32(kNumber)})
+	p.nodes = append(p.nodes, jnode{start: uint32(i), end: uint32(end), next: at + 1, meta: uint32(kNumber)})
 	return end, false, true
 }
 
 // key reads an object key and its colon at b[i], and returns where the
 // member's value starts.
 func (p *parser) key(i int) (int, bool) {
-	b := p.doc.src
+	b := p.src
 	if i >= len(b) || b[i] != '"' {
 		return 0, false
 	}
@@ -234,8 +242,8 @@ func (p *parser) key(i int) (int, bool) {
 	if end < 0 {
 		return 0, false
 	}
-	at := uint32(len(p.doc.nodes))
-	p.doc.nodes = append(p.doc.nodes, jnode{start: uint32(i), end: uint32(end), next: at + 1, meta: mkMeta(kString, slow)})
+	at := uint32(len(p.nodes))
+	p.nodes = append(p.nodes, jnode{start: uint32(i), end: uint32(end), next: at + 1, meta: mkMeta(kString, slow)})
 	if i = skipWS(b, end); i >= len(b) || b[i] != ':' {
 		return 0, false
 	}
@@ -246,19 +254,18 @@ func (p *parser) key(i int) (int, bool) {
 // closing of one or more containers. done is true when the root has
 // closed and only whitespace remains.
 func (p *parser) after(i int) (next int, done, ok bool) {
-	b := p.doc.src
+	b := p.src
 	for {
 		i = skipWS(b, i)
-		if len(p.stack) == 0 {
+		if p.top == noNode {
 			return i, true, i == len(b)
 		}
 		if i >= len(b) {
 			return 0, false, false
 		}
-		top := p.stack[len(p.stack)-1]
-		nd := &p.doc.nodes[top]
+		nd := &p.nodes[p.top]
 		if nd.meta += countOne; nd.meta < countOne {
-			return 0, false, false // more than maxCount members
+			return 0, false, false // more members than meta counts
 		}
 		switch c := b[i]; {
 		case c == ',':
@@ -269,8 +276,9 @@ func (p *parser) after(i int) (next int, done, ok bool) {
 			}
 			return i, false, true
 		case c == '}' && nd.kind() == kObject, c == ']' && nd.kind() == kArray:
-			nd.end, nd.next = uint32(i+1), uint32(len(p.doc.nodes))
-			p.stack = p.stack[:len(p.stack)-1]
+			p.top = nd.next
+			nd.end, nd.next = uint32(i+1), uint32(len(p.nodes))
+			p.depth--
 			i++
 		default:
 			return 0, false, false
@@ -292,44 +300,55 @@ const (
 	msb = 0x8080808080808080
 )
 
-// plain8 reports whether none of 8 bytes ends, escapes or breaks a
-// string: no '"', '\\', control character or non-ASCII byte.
+// plain8 reports whether none of 8 bytes escapes or breaks a string: no
+// '\\', control character or non-ASCII byte. (The closing quote is found
+// first, with bytes.IndexByte.)
 func plain8(x uint64) bool {
-	quote, bslash := x^(lsb*'"'), x^(lsb*'\\')
-	zero := (quote-lsb)&^quote | (bslash-lsb)&^bslash
-	control := (x - lsb*0x20) &^ x
-	return (zero|control|x)&msb == 0
+	bslash := x ^ (lsb * '\\')
+	special := (bslash-lsb)&^bslash | (x-lsb*0x20)&^x | x
+	return special&msb == 0
 }
 
 // scanString returns the index just past the JSON string starting at b[i]
 // (a '"'), or -1 when it is not one; slow is true when it holds escapes or
-// invalid UTF-8.
+// invalid UTF-8. It finds the next quote with bytes.IndexByte (vectorised),
+// then checks the bytes before it 8 at a time; an escaped quote sends it
+// looking for the next one.
 func scanString(b []byte, i int) (end int, slow bool) {
 	j := i + 1
 	for {
-		for j+8 <= len(b) && plain8(binary.LittleEndian.Uint64(b[j:])) {
-			j += 8
-		}
-		if j >= len(b) {
+		q := bytes.IndexByte(b[j:], '"')
+		if q < 0 {
 			return -1, false
 		}
-		switch c := b[j]; {
-		case c == '"':
-			return j + 1, slow
-		case c == '\\':
-			slow = true
-			if j = scanEscape(b, j); j < 0 {
-				return -1, false
+		q += j
+		for j < q {
+			for j+8 <= q && plain8(binary.LittleEndian.Uint64(b[j:])) {
+				j += 8
 			}
-		case c < 0x20:
-			return -1, false
-		case c >= utf8.RuneSelf:
-			r, size := utf8.DecodeRune(b[j:])
-			slow = slow || r == utf8.RuneError && size == 1
-			j += size
-		default:
-			j++
+			if j >= q {
+				break
+			}
+			switch c := b[j]; {
+			case c == '\\':
+				slow = true
+				if j = scanEscape(b, j); j < 0 {
+					return -1, false
+				}
+			case c < 0x20:
+				return -1, false
+			case c >= utf8.RuneSelf:
+				r, size := utf8.DecodeRune(b[j:q])
+				slow = slow || r == utf8.RuneError && size == 1
+				j += size
+			default:
+				j++
+			}
 		}
+		if j == q {
+			return q + 1, slow
+		}
+		// An escape took the quote (\"): look for the next one.
 	}
 }
 

@@ -89,3 +89,22 @@ func FuzzParseJSON(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) { checkAgainstEncodingJSON(t, b) })
 }
+
+// BenchmarkParseJSON is the one pass over the 2 KiB Stripe event of
+// BenchmarkRouting that every expression reading the body pays once.
+//
+//	go test -run '^$' -bench ParseJSON -benchmem ./forwarder/
+func BenchmarkParseJSON(b *testing.B) {
+	ev := routingSample(b)
+	b.SetBytes(int64(len(ev.Body)))
+	b.ReportAllocs()
+	var d jsonDoc
+	buf := make([]jnode, 0, nodesFor(len(ev.Body)))
+	cpu := cpuTime()
+	for b.Loop() {
+		if !d.parse(ev.Body, buf) {
+			b.Fatal("not JSON")
+		}
+	}
+	b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
+}

@@ -85,6 +85,9 @@ type Delivery struct {
 	// Reason says why a failed event was dead-lettered (see
 	// event.HeaderDLQReason).
 	Reason string `json:"reason,omitempty"`
+	// Sent identifies the body of the last attempt when the destination's
+	// transformation made it; nil when the stored body went out.
+	Sent *Sent `json:"sent,omitempty"`
 	// UpdatedAt is when this state was written.
 	UpdatedAt time.Time `json:"updated_at"`
 }
@@ -208,6 +211,7 @@ func (f *Forwarder) writeState(d *delivery, status Status, res result, next time
 		LastError:      res.err,
 		LastLatency:    Duration(res.latency),
 		Reason:         res.reason,
+		Sent:           d.sent,
 		UpdatedAt:      now,
 	}
 	switch status {
@@ -303,6 +307,13 @@ func appendDelivery(b []byte, rec *Delivery) ([]byte, error) {
 	if rec.Reason != "" {
 		b = append(b, `,"reason":`...)
 		b = appendJSONString(b, rec.Reason)
+	}
+	if rec.Sent != nil {
+		b = append(b, `,"sent":{"size":`...)
+		b = strconv.AppendInt(b, int64(rec.Sent.Size), 10)
+		b = append(b, `,"sha256":`...)
+		b = appendJSONString(b, rec.Sent.SHA256)
+		b = append(b, '}')
 	}
 	b = append(b, `,"updated_at":`...)
 	if b, err = appendJSONTime(b, rec.UpdatedAt); err != nil {

@@ -1,6 +1,8 @@
 package forwarder
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/textproto"
@@ -12,6 +14,8 @@ import (
 	"cel.dev/cel-go/common/types/ref"
 	"cel.dev/cel-go/common/types/traits"
 	"cel.dev/cel-go/interpreter"
+
+	"github.com/hookgate/hookgate/event"
 )
 
 // routing is what a destination's filter, transform and
@@ -160,4 +164,62 @@ func headerEdits(v ref.Val) ([]headerEdit, error) {
 	// Map order is not defined; a stable order makes requests repeatable.
 	slices.SortFunc(edits, func(a, b headerEdit) int { return strings.Compare(a.name, b.name) })
 	return edits, nil
+}
+
+// Sent identifies the body a transformed delivery sent: its size in bytes
+// and its SHA-256 (hex). It is recorded with each attempt's delivery state
+// and attempt history, so the event log can tell whether the body the
+// current transformation yields is the one that was sent, without storing
+// bodies.
+type Sent struct {
+	Size   int    `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// sentOf digests a body to send.
+func sentOf(body []byte) *Sent {
+	sum := sha256.Sum256(body)
+	return &Sent{Size: len(body), SHA256: hex.EncodeToString(sum[:])}
+}
+
+// Transforms reports whether the destination's running config has a
+// transform or transform_headers.
+func (f *Forwarder) Transforms() bool {
+	return f.routing != nil && (f.routing.body != nil || f.routing.headers != nil)
+}
+
+// Preview is what the destination's transformation, in the running
+// config, makes of an event now: the body and Content-Type it would send,
+// the headers it would set or remove (a "" value removes; a credential's
+// value is Redacted), and the body's digest to compare with what was sent.
+type Preview struct {
+	Body        []byte
+	ContentType string
+	Headers     map[string]string
+	Sent        Sent
+}
+
+// Preview applies the running config's transformation to ev without
+// sending anything. The error is the one a delivery would dead-letter
+// the event with.
+func (f *Forwarder) Preview(ev *event.Event) (*Preview, error) {
+	out := outgoing{body: ev.Body, contentType: ev.ContentType}
+	if f.routing != nil {
+		act := vars(ev)
+		defer act.release()
+		if err := f.routing.apply(act, &out); err != nil {
+			return nil, err
+		}
+	}
+	p := &Preview{Body: out.body, ContentType: out.contentType, Sent: *sentOf(out.body)}
+	for _, e := range out.edits {
+		if p.Headers == nil {
+			p.Headers = make(map[string]string, len(out.edits))
+		}
+		p.Headers[e.name] = e.value
+		if IsCredentialHeader(e.name) && !e.remove {
+			p.Headers[e.name] = Redacted
+		}
+	}
+	return p, nil
 }

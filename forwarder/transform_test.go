@@ -2,6 +2,8 @@ package forwarder
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"reflect"
@@ -9,6 +11,7 @@ import (
 	"testing"
 
 	"cel.dev/cel-go/common/types"
+	"github.com/nats-io/nats.go"
 
 	"github.com/hookgate/hookgate/event"
 	"github.com/hookgate/hookgate/verify"
@@ -178,14 +181,26 @@ func TestTransformedDeliveryAndReplay(t *testing.T) {
 	f := e.start(cfg)
 	seq := e.publish("x:1", "x", "t", []byte(`{"n": 21}`), nil)
 	e.publish("x:2", "x", "t", []byte(`{"n": 1}`), nil)
-	waitState(t, e, "x:1", "tr", StatusDelivered)
-	waitState(t, e, "x:2", "tr", StatusFiltered)
+	delivered := waitState(t, e, "x:1", "tr", StatusDelivered)
+	if filtered := waitState(t, e, "x:2", "tr", StatusFiltered); filtered.Sent != nil {
+		t.Errorf("a filtered event records a sent body: %+v", filtered.Sent)
+	}
 	if n := s.count("x:2"); n != 0 {
 		t.Errorf("the filtered event was delivered %d times", n)
 	}
 	h := s.get("x:1")[0]
 	if string(h.body) != `{"id":"x:1","n":42}` || h.header.Get("Content-Type") != "application/json" || h.header.Get("Idempotency-Key") != "x:1" {
 		t.Errorf("delivery: %s %v", h.body, h.header)
+	}
+	// What was sent is recorded by digest, and the preview of the running
+	// config yields the same bytes.
+	sum := sha256.Sum256(h.body)
+	if delivered.Sent == nil || delivered.Sent.Size != len(h.body) || delivered.Sent.SHA256 != hex.EncodeToString(sum[:]) {
+		t.Errorf("delivery state records sent %+v, want the digest of %s", delivered.Sent, h.body)
+	}
+	ev, _ := event.Decode(&nats.Msg{Subject: "webhooks.v1.x.t", Header: nats.Header{event.HeaderID: {"x:1"}}, Data: []byte(`{"n": 21}`)})
+	if p, err := f.Preview(ev); err != nil || string(p.Body) != string(h.body) || delivered.Sent == nil || p.Sent != *delivered.Sent || !f.Transforms() {
+		t.Errorf("preview %+v (%v), want the body sent", p, err)
 	}
 	v, _ := verify.StandardWebhooks(cfg.SignSecret)
 	if _, err := v.Verify(&verify.Request{Header: h.header, Body: h.body}); err != nil {

@@ -229,6 +229,7 @@ func TestAppendDeliveryMatchesJSON(t *testing.T) {
 			UpdatedAt: whole},
 		{EventID: "x", Destination: "d", Status: StatusFailed, Attempts: 5, RetryAttempts: 4,
 			LastError: `Post "http://127.0.0.1:1/x?a=1&b=<2>": dial tcp: connection refused`, Reason: "max_attempts",
+			Sent:        &Sent{Size: 42, SHA256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"},
 			LastLatency: Duration(-3 * time.Nanosecond), UpdatedAt: now},
 		{Status: StatusDelivering, UpdatedAt: time.Time{}.UTC()},
 		{EventID: "local", Destination: "tz", Status: StatusDelivered, DeliveredAt: ptr(now.In(time.FixedZone("X", 3600))),

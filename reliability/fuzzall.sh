@@ -9,7 +9,8 @@
 #
 #   -t  fuzz time per target (go test -fuzztime), default 10m
 #   -p  fuzz workers per target (go test -parallel), default 1
-#   -j  targets run at the same time, default 3
+#   -j  fuzzers run at the same time on the machine, default 3 (counting
+#       every `go test -run '^$' -fuzz`, so invocations share the limit)
 #   -o  output directory for logs, per-target rows and table.md,
 #       default ${TMPDIR:-/tmp}/hookgate-fuzz (keep it out of the repository)
 #   -r  only targets whose name matches this regex (awk ERE)
@@ -55,14 +56,22 @@ shift $((OPTIND - 1))
 mkdir -p "$out/logs" "$out/rows" || exit 2
 
 # list_targets prints "pkgdir target" for every fuzz target in the packages.
+# Only packages whose test files declare a func Fuzz are asked (go test -list
+# builds the test binary), at the fuzzers' priority.
 list_targets() {
-	local pkg dir name
-	for pkg in $(go list -f '{{if or .TestGoFiles .XTestGoFiles}}{{.Dir}}{{end}}' "$@"); do
-		dir=./$(realpath --relative-to=. "$pkg")
-		for name in $(go test -list '^Fuzz' "$dir" | grep '^Fuzz'); do
+	local dir name
+	for dir in $(fuzz_packages "$@"); do
+		for name in $(nice -n "$nicelevel" go test -list '^Fuzz' "$dir" | grep '^Fuzz'); do
 			echo "$dir $name"
 		done
 	done
+}
+
+# fuzz_packages prints ./dir for each package with a func Fuzz in a test file.
+fuzz_packages() {
+	go list -f '{{$d := .Dir}}{{range .TestGoFiles}}{{$d}}/{{.}} {{end}}{{range .XTestGoFiles}}{{$d}}/{{.}} {{end}}' "$@" |
+		xargs -r grep -l '^func Fuzz' | xargs -r -n1 dirname | sort -u |
+		while read -r pkg; do echo "./$(realpath --relative-to=. "$pkg")"; done
 }
 
 # crashers lists the files in the target's corpus directory, sorted.
@@ -122,12 +131,23 @@ targets=$(list_targets "$@" | awk -v re="$only" '$2 ~ re')
 [ -n "$targets" ] || { echo "no fuzz targets match" >&2; exit 2; }
 echo "$(date -u +%H:%M:%S) $(echo "$targets" | wc -l) targets, fuzztime $fuzztime, $jobs at a time" >&2
 
+# running counts the fuzzers running now: this invocation's and any other
+# `go test -run '^$' -fuzz` on the machine (a second invocation for targets
+# added later shares the -j limit with the first).
+running() {
+	local own others
+	own=$(jobs -rp | wc -l)
+	others=$(pgrep -c -f "^go test -run \\^\\\$ -fuzz ")
+	echo $((own > others ? own : others))
+}
+
 while read -r dir name; do
-	while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do
-		wait -n
+	while [ "$(running)" -ge "$jobs" ]; do
+		sleep 5
 	done
 	echo "$(date -u +%H:%M:%S) start $name ($dir)" >&2
 	run_one "$dir" "$name" &
+	sleep 2 # until its go test shows in running
 done <<<"$targets"
 wait
 

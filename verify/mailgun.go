@@ -102,7 +102,7 @@ func parseMailgunMultipart(boundary string, body []byte) (mailgunFields, error) 
 			return f, nil
 		}
 		if err != nil {
-			return mailgunFields{}, fail("mailgun", ErrMalformed, "the multipart body does not parse: %v", err)
+			return mailgunFields{}, fail("mailgun", ErrMalformed, "the multipart body does not parse: %s", unquoted(err))
 		}
 		var dst *string
 		switch p.FormName() {
@@ -120,6 +120,14 @@ func parseMailgunMultipart(boundary string, body []byte) (mailgunFields, error) 
 			*dst = string(b)
 		}
 	}
+}
+
+// unquoted is err's text up to the first quoted value: mime/multipart and
+// net/textproto quote the offending line of the body in full ("malformed
+// MIME header: missing colon: \"...\""), and no body byte may reach the log.
+func unquoted(err error) string {
+	s, _, _ := strings.Cut(err.Error(), `"`)
+	return strings.TrimRight(s, ": ")
 }
 
 // Verify implements Verifier.

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	_ "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -151,5 +152,50 @@ func TestSetLazy(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("no hookgate-1m with sync 1m in %v", configs)
+	}
+}
+
+// TestClosedLoopUntilCountsEveryRequest: a count-bounded closed loop
+// against a loopback server sends at least n requests, every delivery id
+// it takes is one request the server saw (none is spent on setup), and
+// the sink of the mixed run counts them as delivered.
+func TestClosedLoopUntilCountsEveryRequest(t *testing.T) {
+	sk, err := startSink()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sk.srv.Shutdown()
+	addr := strings.TrimPrefix(strings.TrimSuffix(sk.url(), "/hook"), "http://")
+	w := newWorkload(addr, config{Path: "/hook"}, 512)
+	r := closedLoopUntil(w, 4, 200)
+	if r.Failed != 0 || r.Requests < 200 || r.Requests > 200+4 {
+		t.Fatalf("closed loop: %+v", r)
+	}
+	if sent, stored, got := w.seq.Load(), w.stored.Load(), sk.got.Load(); sent != r.Requests || stored != sent || got != sent {
+		t.Fatalf("sent %d, stored %d, sink got %d, requests %d", sent, stored, got, r.Requests)
+	}
+	if d := waitDrained(sk, w, time.Second); d < 0 {
+		t.Fatal("not drained although the sink has every request")
+	}
+	w.stored.Add(1) // one the sink never gets
+	if d := waitDrained(sk, w, 100*time.Millisecond); d >= 0 {
+		t.Fatalf("drained after %v with one event missing", d)
+	}
+}
+
+// TestUnknownWaitStaysUnknown: a run-queue wait the kernel did not give
+// (-1) prints as -1, not as a figure near zero.
+func TestUnknownWaitStaysUnknown(t *testing.T) {
+	if v := perReq(-1, 1000); v != -1 {
+		t.Fatalf("perReq(unknown) = %v", v)
+	}
+	if v := percentOf(-1, time.Second); v != -1 {
+		t.Fatalf("percentOf(unknown) = %v", v)
+	}
+	if v := perReq(2*time.Millisecond, 1000); v != 2 {
+		t.Fatalf("perReq(2ms, 1000) = %v µs", v)
+	}
+	if v := percentOf(1500*time.Millisecond, time.Second); v != 150 {
+		t.Fatalf("percentOf(1.5s, 1s) = %v %%", v)
 	}
 }

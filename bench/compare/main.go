@@ -49,6 +49,7 @@ type options struct {
 	serverEnv                      []string
 	loadgenGC                      bool
 	profile                        string
+	pin                            bool
 }
 
 func parseFlags() options {
@@ -79,6 +80,7 @@ func parseFlags() options {
 	flag.IntVar(&o.mixed.ingestRate, "ingest-rate", 0, "mixed: offer this constant ingest rate instead of a closed loop (0: closed loop)")
 	flag.DurationVar(&o.mixed.drain, "drain", 2*time.Minute, "mixed: longest wait for the backlog to drain at the end")
 	flag.BoolVar(&o.loadgenGC, "loadgen-gc", false, "leave the load generator's GC on during measured windows (default: off, bounded by a 2 GiB heap limit)")
+	flag.BoolVar(&o.pin, "pin", true, "pin the server to core 1 and this program to core 0 (when taskset exists and there are two cores); false lets both use every core")
 	lazy := flag.String("lazy", "1s", "sync interval of the lazy configuration (named hookgate-<interval>)")
 	env := flag.String("server-env", "", "more environment of every server, comma-separated (GOGC=50,GOMEMLIMIT=400MiB)")
 	flag.Parse()
@@ -128,9 +130,11 @@ type serverStats struct {
 	CPUMicrosPerReq float64 `json:"cpu_us_per_req"`
 	PeakRSSMiB      float64 `json:"peak_rss_mib"`
 	// RunqWaitMicrosPerReq is the time the server's threads were runnable
-	// but waited for a CPU (schedstat), per request: other jobs on its core.
+	// but waited for a CPU (schedstat), per request: other jobs on its
+	// core; -1 where the kernel keeps no schedstat.
 	RunqWaitMicrosPerReq float64 `json:"server_runq_wait_us_per_req"`
-	// ServerGCs is how many GC cycles the server ran in the window.
+	// ServerGCs is how many GC cycles the server ran in the window, -1
+	// when its admin listener did not tell.
 	ServerGCs int64 `json:"server_gcs"`
 	// LoadGenGCs and LoadGenRunqWaitMicrosPerReq are the same for this
 	// process, the load generator.
@@ -168,7 +172,7 @@ func main() {
 	log.SetFlags(0)
 	o := parseFlags()
 	debug.SetMemoryLimit(2 << 30) // the GC's backstop while -loadgen-gc is off
-	pinned := pinSelf()
+	pinned := o.pin && pinSelf()
 	rep := report{Started: time.Now().UTC(), Machine: describeMachine(pinned, o.serverProcs), Duration: o.duration.String(), BodySize: o.body}
 	if o.bin == "" {
 		dir, err := os.MkdirTemp("", "hookgate-compare-bin-")
@@ -235,6 +239,14 @@ func writeJSON(file string, v any) {
 	if err := os.WriteFile(file, append(b, '\n'), 0o644); err != nil {
 		log.Fatal(err)
 	}
+}
+
+// perReq is d in µs per request, -1 when d is unknown (-1).
+func perReq(d time.Duration, reqs float64) float64 {
+	if d < 0 {
+		return -1
+	}
+	return float64(d.Microseconds()) / reqs
 }
 
 // setLazy makes the lazy configuration sync every interval.
@@ -308,12 +320,8 @@ func (s *server) stats(w *workload, gcInLoad bool, load func(w *workload)) (serv
 	if err != nil {
 		return st, err
 	}
-	gc0, _ := s.numGC()
-	sched0, err1 := readSchedStat(s.cmd.Process.Pid)
-	self0, err2 := readSchedStat(os.Getpid())
-	if err := errors.Join(err1, err2); err != nil {
-		return st, err
-	}
+	gc0, gcErr0 := s.numGC()
+	waits := startRunqWaits(s.cmd.Process.Pid)
 	var ms0, ms1 runtime.MemStats
 	runtime.ReadMemStats(&ms0)
 	n := w.seq.Load()
@@ -325,21 +333,22 @@ func (s *server) stats(w *workload, gcInLoad bool, load func(w *workload)) (serv
 		load(w)
 	}
 	runtime.ReadMemStats(&ms1)
-	sched1, err1 := readSchedStat(s.cmd.Process.Pid)
-	self1, err2 := readSchedStat(os.Getpid())
-	after, err3 := s.cpuTicks()
-	rss, err4 := s.peakRSS()
-	if err := errors.Join(err1, err2, err3, err4); err != nil {
+	serverWait, selfWait := waits.end()
+	after, err1 := s.cpuTicks()
+	rss, err2 := s.peakRSS()
+	if err := errors.Join(err1, err2); err != nil {
 		return st, err
 	}
-	gc1, _ := s.numGC()
+	gc1, gcErr1 := s.numGC()
 	st.Load.End = readLoadAvg()
 	reqs := float64(max(w.seq.Load()-n, 1))
 	st.CPUMicrosPerReq = float64(after-before) / ticksPerSecond * 1e6 / reqs
 	st.PeakRSSMiB = float64(rss) / (1 << 20)
-	st.RunqWaitMicrosPerReq = float64(sched1.sub(sched0).RunqWait.Microseconds()) / reqs
-	st.LoadGenRunqWaitMicrosPerReq = float64(self1.sub(self0).RunqWait.Microseconds()) / reqs
+	st.RunqWaitMicrosPerReq, st.LoadGenRunqWaitMicrosPerReq = perReq(serverWait, reqs), perReq(selfWait, reqs)
 	st.ServerGCs = gc1 - gc0
+	if errors.Join(gcErr0, gcErr1) != nil {
+		st.ServerGCs = -1
+	}
 	st.LoadGenGCs = ms1.NumGC - ms0.NumGC
 	return st, nil
 }

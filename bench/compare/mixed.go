@@ -1,13 +1,13 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"log"
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -35,7 +35,8 @@ type mixedPhase struct {
 	LagAtEnd     int64   `json:"lag_at_end"` // events stored, not yet delivered
 	ServerCPUPct float64 `json:"server_cpu_pct"`
 	// ServerRunqPct is the time the server's threads waited for a CPU, in
-	// percent of the window (more than 100 when several waited at once).
+	// percent of the window (more than 100 when several waited at once),
+	// -1 where the kernel keeps no schedstat.
 	ServerRunqPct float64 `json:"server_runq_wait_pct"`
 	LoadGenCPUPct float64 `json:"load_generator_cpu_pct"` // this process: ingest clients and the sink
 	Load          loadAvg `json:"load_average"`
@@ -152,18 +153,18 @@ func runMixed(o options, mo mixedOptions, pinned bool) mixedReport {
 // CPU of the server and of this process.
 func measurePhase(name string, srv *server, sk *sink, w *workload, load func() closedResult) mixedPhase {
 	la0 := readLoadAvg()
-	cpu0, err1 := srv.cpuTicks()
-	sched0, err2 := readSchedStat(srv.cmd.Process.Pid)
-	if err := errors.Join(err1, err2); err != nil {
+	cpu0, err := srv.cpuTicks()
+	if err != nil {
 		log.Fatal(err)
 	}
+	waits := startRunqWaits(srv.cmd.Process.Pid)
 	self0, got0, t0 := selfCPU(), sk.got.Load(), time.Now()
 	r := load()
 	el := time.Since(t0)
 	got1, self1 := sk.got.Load(), selfCPU()
-	cpu1, err1 := srv.cpuTicks()
-	sched1, err2 := readSchedStat(srv.cmd.Process.Pid)
-	if err := errors.Join(err1, err2); err != nil {
+	serverWait, _ := waits.end()
+	cpu1, err := srv.cpuTicks()
+	if err != nil {
 		log.Fatal(err)
 	}
 	p := mixedPhase{
@@ -172,12 +173,20 @@ func measurePhase(name string, srv *server, sk *sink, w *workload, load func() c
 		IngestRPS:    float64(r.Requests) / el.Seconds(), IngestP99Ms: ms(r.P99), IngestNon2xx: r.Failed,
 		LagAtEnd:      w.stored.Load() - got1,
 		ServerCPUPct:  float64(cpu1-cpu0) / ticksPerSecond / el.Seconds() * 100,
-		ServerRunqPct: sched1.sub(sched0).RunqWait.Seconds() / el.Seconds() * 100,
+		ServerRunqPct: percentOf(serverWait, el),
 		LoadGenCPUPct: (self1 - self0).Seconds() / el.Seconds() * 100,
 		Load:          loadAvg{Start: la0, End: readLoadAvg()},
 	}
 	log.Printf("mixed: %-30s %8.0f deliveries/s  %8.0f ingest req/s  lag %d", name, p.DeliveriesPS, p.IngestRPS, p.LagAtEnd)
 	return p
+}
+
+// percentOf is d in percent of window, -1 when d is unknown (-1).
+func percentOf(d, window time.Duration) float64 {
+	if d < 0 {
+		return -1
+	}
+	return d.Seconds() / window.Seconds() * 100
 }
 
 // waitDrained waits until the sink has received every event stored (the
@@ -195,22 +204,24 @@ func waitDrained(sk *sink, w *workload, max time.Duration) float64 {
 	return -1
 }
 
-// cpuProfile starts a CPU profile of the server over d from its admin
-// listener into dir/name.cpu.pb.gz, when dir is set; the returned function
-// waits for it.
+// cpuProfile starts a CPU profile and an allocation profile (the
+// allocations of the window only) of the server over d from its admin
+// listener into dir/name.{cpu,allocs}.pb.gz, when dir is set; the returned
+// function waits for them.
 func cpuProfile(admin, dir, name string, d time.Duration) func() {
 	if dir == "" {
 		return func() {}
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", admin, max(1, int(d.Seconds())))
-		if err := fetchToFile(url, filepath.Join(dir, name+".cpu.pb.gz")); err != nil {
-			log.Printf("mixed: CPU profile: %v", err)
-		}
-	}()
-	return func() { <-done }
+	var wg sync.WaitGroup
+	for _, kind := range []struct{ path, file string }{{"profile", "cpu"}, {"allocs", "allocs"}} {
+		wg.Go(func() {
+			url := fmt.Sprintf("http://%s/debug/pprof/%s?seconds=%d", admin, kind.path, max(1, int(d.Seconds())))
+			if err := fetchToFile(url, filepath.Join(dir, name+"."+kind.file+".pb.gz")); err != nil {
+				log.Printf("mixed: %s profile: %v", kind.file, err)
+			}
+		})
+	}
+	return wg.Wait
 }
 
 // selfCPU is this process's user+system CPU time so far.

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"log"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -49,4 +51,35 @@ func readSchedStat(pid int) (schedStat, error) {
 
 func (a schedStat) sub(b schedStat) schedStat {
 	return schedStat{OnCPU: a.OnCPU - b.OnCPU, RunqWait: a.RunqWait - b.RunqWait}
+}
+
+// runqWaits measures, over one window, the run-queue wait of a server
+// process and of this process. A kernel without schedstats makes both -1
+// rather than failing the run.
+type runqWaits struct {
+	pid          int
+	server, self schedStat
+	err          error
+}
+
+// startRunqWaits reads both counters at the start of a window.
+func startRunqWaits(pid int) runqWaits {
+	r := runqWaits{pid: pid}
+	var err1, err2 error
+	r.server, err1 = readSchedStat(pid)
+	r.self, err2 = readSchedStat(os.Getpid())
+	r.err = errors.Join(err1, err2)
+	return r
+}
+
+// end returns how long the server's and this process's threads waited
+// for a CPU since start, summed over threads; -1 each when unknown.
+func (r runqWaits) end() (server, self time.Duration) {
+	s1, err1 := readSchedStat(r.pid)
+	m1, err2 := readSchedStat(os.Getpid())
+	if err := errors.Join(r.err, err1, err2); err != nil {
+		log.Printf("run-queue wait unknown: %v", err)
+		return -1, -1
+	}
+	return s1.sub(r.server).RunqWait, m1.sub(r.self).RunqWait
 }

@@ -1,0 +1,144 @@
+package caddymodule
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hookgate/hookgate/event"
+)
+
+// TestParsePubAck: the server's two PubAck shapes for a WEBHOOKS event are
+// read without JSON, anything else as jetstream.PublishMsg reads it.
+func TestParsePubAck(t *testing.T) {
+	for _, tc := range []struct {
+		data string
+		want jetstream.PubAck
+		err  string
+	}{
+		{data: `{"stream":"WEBHOOKS","seq":22}`, want: jetstream.PubAck{Stream: "WEBHOOKS", Sequence: 22}},
+		{data: `{"stream":"WEBHOOKS","seq":7,"duplicate": true}`, want: jetstream.PubAck{Stream: "WEBHOOKS", Sequence: 7, Duplicate: true}},
+		{data: `{"stream":"WEBHOOKS","domain":"hub","seq":3}`, want: jetstream.PubAck{Stream: "WEBHOOKS", Domain: "hub", Sequence: 3}},
+		{data: `{"stream":"WEBHOOKS","seq":9,"duplicate": true,"batch":"b","count":2}`, want: jetstream.PubAck{Stream: "WEBHOOKS", Sequence: 9, Duplicate: true}},
+		{data: `{"error":{"code":503,"err_code":10077,"description":"maximum bytes exceeded"}}`, err: "maximum bytes exceeded"},
+		{data: `{"stream":"WEBHOOKS","seq":}`, err: jetstream.ErrInvalidJSAck.Error()},
+		{data: `{}`, err: jetstream.ErrInvalidJSAck.Error()},
+		{data: ``, err: jetstream.ErrInvalidJSAck.Error()},
+	} {
+		got, err := parsePubAck([]byte(tc.data))
+		switch {
+		case tc.err != "":
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%s: error %v, want one with %q", tc.data, err, tc.err)
+			}
+		case err != nil:
+			t.Errorf("%s: %v", tc.data, err)
+		case *got != tc.want:
+			t.Errorf("%s: %+v, want %+v", tc.data, *got, tc.want)
+		}
+	}
+	if _, err := parsePubAck([]byte(`{"error":{"code":503,"err_code":10077,"description":"maximum bytes exceeded"}}`)); !isMaxBytes(err) {
+		t.Errorf("a max_store refusal is not recognized: %v", err)
+	}
+}
+
+// TestPinPubAckShape: the embedded server still writes the PubAcks
+// parsePubAck reads without JSON. If a nats-server upgrade changes them,
+// events are still stored (the JSON path reads them) but each costs a
+// decode again: update pubAckOK and parsePubAck.
+func TestPinPubAckShape(t *testing.T) {
+	e := startStore(t, "1s", false, 0)
+	msg := &nats.Msg{Subject: event.SubjectRoot + ".v1.pin.test", Header: nats.Header{jetstream.MsgIDHeader: []string{"pin:1"}}, Data: []byte("{}")}
+	msg.Header[jetstream.ExpectedStreamHeader] = expectStream
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, suffix := range []string{"}", `,"duplicate": true}`} {
+		reply, err := e.acks.request(ctx, nil, msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rest, ok := bytes.CutPrefix(reply.Data, pubAckOK)
+		if !ok || !bytes.HasSuffix(rest, []byte(suffix)) {
+			t.Fatalf("PubAck %s: want %s<seq>%s", reply.Data, pubAckOK, suffix)
+		}
+	}
+}
+
+// TestAckMuxPublish: events are stored and a repeated id is a duplicate
+// of the first; a subject no stream takes fails as jetstream's publish
+// does, after its retries.
+func TestAckMuxPublish(t *testing.T) {
+	e := startStore(t, "1s", false, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	pub := func(subject, id string) (*jetstream.PubAck, error) {
+		return e.acks.publish(ctx, nil, &nats.Msg{Subject: subject, Header: nats.Header{jetstream.MsgIDHeader: []string{id}}, Data: []byte("{}")})
+	}
+	first, err := pub(event.SubjectRoot+".v1.mux.test", "mux:1")
+	if err != nil || first.Duplicate || first.Stream != event.StreamName {
+		t.Fatalf("first: %+v, %v", first, err)
+	}
+	again, err := pub(event.SubjectRoot+".v1.mux.test", "mux:1")
+	if err != nil || !again.Duplicate || again.Sequence != first.Sequence {
+		t.Fatalf("again: %+v, %v (first %+v)", again, err, first)
+	}
+	start := time.Now()
+	if _, err := pub("nostream.v1.mux", "mux:2"); !errors.Is(err, jetstream.ErrNoStreamResponse) {
+		t.Fatalf("no stream: %v, want ErrNoStreamResponse", err)
+	}
+	if d := time.Since(start); d < pubRetries*pubRetryWait {
+		t.Errorf("no stream answered after %s: the %d retries %s apart did not happen", d, pubRetries, pubRetryWait)
+	}
+}
+
+// TestAckMuxWaitEnds: a publish whose reply does not come gives up when
+// its context ends and when the store turns full; a reply that comes after
+// is dropped, and the next publish gets its own.
+func TestAckMuxWaitEnds(t *testing.T) {
+	e := startStore(t, "1s", false, 0)
+	// A plain subscriber takes the subject and answers only when told.
+	late := make(chan string, 4)
+	sub, err := e.nc.Subscribe("hang.>", func(m *nats.Msg) { late <- m.Reply })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	hang := &nats.Msg{Subject: "hang.x", Data: []byte("{}")}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := e.acks.publish(ctx, nil, hang); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("timeout: %v", err)
+	}
+	reply1 := <-late
+	full := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.acks.publish(context.Background(), full, hang)
+		done <- err
+	}()
+	reply2 := <-late // the second publish waits
+	close(full)
+	if err := <-done; !errors.Is(err, errFullWhileWaiting) {
+		t.Fatalf("full: %v", err)
+	}
+	// Both replies come late: nobody waits for them.
+	for _, reply := range []string{reply1, reply2} {
+		if err := e.nc.Publish(reply, []byte(`{"stream":"WEBHOOKS","seq":99}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ok := &nats.Msg{Subject: event.SubjectRoot + ".v1.mux.test", Header: nats.Header{jetstream.MsgIDHeader: []string{"mux:after"}}, Data: []byte("{}")}
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel2()
+	ack, err := e.acks.publish(ctx2, nil, ok)
+	if err != nil || ack.Sequence != 1 || ack.Duplicate {
+		t.Fatalf("after the late replies: %+v, %v", ack, err)
+	}
+}
