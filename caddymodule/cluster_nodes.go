@@ -2,6 +2,8 @@ package caddymodule
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -16,7 +18,8 @@ import (
 
 // nodesBucket is the KV bucket in which every gateway of a cluster (or of
 // an external NATS) announces itself: key the gateway's node key (see
-// nodeKey), value the time of its last heartbeat (RFC 3339, UTC). Its
+// nodeKey), value the time of its last heartbeat (RFC 3339, UTC), a space
+// and nodeInstance (older gateways wrote the time alone). Its
 // entries expire after nodeTTL, so the bucket holds the live gateways, and
 // each divides its destinations' rates by their number. Subscribers cannot
 // read or write it: their permissions allow no KV_* stream and no $KV.>
@@ -34,6 +37,20 @@ const (
 	nodeTTL  = 15 * time.Second
 )
 
+// nodeInstance tells this process's heartbeats from those of another
+// gateway that has the same node key (two gateways on one host without a
+// server_name, or a copied server_name); a reload's new counter in the
+// same process keeps it. 16 hex digits, random per process.
+var nodeInstance = func() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	return hex.EncodeToString(b[:])
+}()
+
+// nodeDupLogEvery is the least time between two warnings about a shared
+// node key.
+const nodeDupLogEvery = time.Minute
+
 // nodeCounter keeps this gateway's entry in nodesBucket alive and counts
 // the entries: the number of gateways that share the destinations'
 // consumers, and so their rates.
@@ -44,9 +61,13 @@ type nodeCounter struct {
 	// live is the last count, at least 1 (this gateway).
 	live atomic.Int64
 	// share is told the count after each beat.
-	share  func(n int)
-	cancel context.CancelFunc
-	done   chan struct{}
+	share func(n int)
+	// instance is written with each heartbeat (nodeInstance); lastDup is
+	// when a shared key was last logged (Unix ns).
+	instance string
+	lastDup  atomic.Int64
+	cancel   context.CancelFunc
+	done     chan struct{}
 }
 
 // nodeKey is this gateway's key in nodesBucket: its server_name when one
@@ -79,7 +100,7 @@ func (a *App) startNodeCounter(ctx context.Context, share func(n int)) (*nodeCou
 	if err != nil {
 		return nil, fmt.Errorf("gateway heartbeat bucket %s: %w", nodesBucket, err)
 	}
-	nc := &nodeCounter{kv: kv, key: a.nodeKey(), log: a.logger, share: share, done: make(chan struct{})}
+	nc := &nodeCounter{kv: kv, key: a.nodeKey(), log: a.logger, share: share, instance: nodeInstance, done: make(chan struct{})}
 	nc.live.Store(1)
 	if err := nc.beat(ctx); err != nil {
 		return nil, err
@@ -135,7 +156,10 @@ func (nc *nodeCounter) loop(ctx context.Context) {
 // share (every time: a forwarder started since the last beat may not
 // know the count yet; SetRateShare does nothing when it is unchanged).
 func (nc *nodeCounter) beat(ctx context.Context) error {
-	if _, err := nc.kv.Put(ctx, nc.key, []byte(time.Now().UTC().Format(time.RFC3339))); err != nil {
+	if e, err := nc.kv.Get(ctx, nc.key); err == nil {
+		nc.checkShared(e.Value())
+	}
+	if _, err := nc.kv.Put(ctx, nc.key, []byte(time.Now().UTC().Format(time.RFC3339)+" "+nc.instance)); err != nil {
 		return fmt.Errorf("gateway heartbeat in %s: %w", nodesBucket, err)
 	}
 	st, err := nc.kv.Status(ctx)
@@ -149,6 +173,23 @@ func (nc *nodeCounter) beat(ctx context.Context) error {
 	}
 	nc.share(int(n))
 	return nil
+}
+
+// checkShared warns (at most every nodeDupLogEvery) when the entry under
+// this gateway's key was last written by another gateway: both count as
+// one, so each runs a larger share of every destination's rate than the
+// cluster's cap allows.
+func (nc *nodeCounter) checkShared(v []byte) {
+	_, other, ok := strings.Cut(string(v), " ")
+	if !ok || other == nc.instance {
+		return // our own, or a gateway too old to say
+	}
+	now, last := time.Now().UnixNano(), nc.lastDup.Load()
+	if now-last < int64(nodeDupLogEvery) || !nc.lastDup.CompareAndSwap(last, now) {
+		return
+	}
+	nc.log.Warn("another gateway announces itself under this gateway's key in "+nodesBucket+", so the two count as one and each runs too large a share of every destination's rate: give each gateway its own server_name",
+		zap.String("key", nc.key))
 }
 
 // count returns the last count of live gateways (at least 1).
