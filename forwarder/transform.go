@@ -166,7 +166,8 @@ func headerEdits(v ref.Val) ([]headerEdit, error) {
 	return edits, nil
 }
 
-// Sent identifies the body a transformed delivery sent: its size in bytes
+// Sent identifies the body a delivery of a destination with a transform
+// or transform_headers sent: its size in bytes
 // and its SHA-256 (hex). It is recorded with each attempt's delivery state
 // and attempt history, so the event log can tell whether the body the
 // current transformation yields is the one that was sent, without storing
