@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -74,14 +75,7 @@ func (a *App) sharedConsumers() bool { return a.ecfg.clustered() || a.ecfg.exter
 // heartbeat and counts the live gateways once, then keeps both up in the
 // background until stopNodeCounter. share is called with each new count.
 func (a *App) startNodeCounter(ctx context.Context, share func(n int)) (*nodeCounter, error) {
-	kv, err := a.engine.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      nodesBucket,
-		Description: "Hookgate: the live gateways, to share the destinations' rates",
-		History:     1,
-		TTL:         nodeTTL,
-		Storage:     jetstream.FileStorage,
-		Replicas:    max(1, a.Replicas),
-	})
+	kv, err := a.nodesBucket(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("gateway heartbeat bucket %s: %w", nodesBucket, err)
 	}
@@ -94,6 +88,26 @@ func (a *App) startNodeCounter(ctx context.Context, share func(n int)) (*nodeCou
 	nc.cancel = cancel
 	go nc.loop(bg)
 	return nc, nil
+}
+
+// nodesBucket opens nodesBucket. On an embedded cluster it is created or
+// updated to the app's replicas; on an external NATS an existing bucket is
+// left as the operators made it, as the streams are (external.go).
+func (a *App) nodesBucket(ctx context.Context) (jetstream.KeyValue, error) {
+	if a.ecfg.external() {
+		kv, err := a.engine.js.KeyValue(ctx, nodesBucket)
+		if !errors.Is(err, jetstream.ErrBucketNotFound) {
+			return kv, err
+		}
+	}
+	return a.engine.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      nodesBucket,
+		Description: "Hookgate: the live gateways, to share the destinations' rates",
+		History:     1,
+		TTL:         nodeTTL,
+		Storage:     jetstream.FileStorage,
+		Replicas:    max(1, a.Replicas),
+	})
 }
 
 // loop beats every nodeBeat until ctx ends.

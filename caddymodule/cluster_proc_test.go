@@ -363,6 +363,17 @@ func steadyLoad(ctx context.Context, nodes []*procNode, alive func(int) bool, in
 // generated subscriber credential; Cleanup closes the connection.
 func subscriberStream(t *testing.T, ctx context.Context, nd *procNode) jetstream.Stream {
 	t.Helper()
+	s, err := subscriberJS(t, nd).Stream(ctx, event.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// subscriberJS connects to a node's NATS listener with its generated
+// subscriber credential; Cleanup closes the connection.
+func subscriberJS(t *testing.T, nd *procNode) jetstream.JetStream {
+	t.Helper()
 	opt, err := nats.NkeyOptionFromSeed(filepath.Join(nd.dir, "store", subscriberSeedFile))
 	if err != nil {
 		t.Fatal(err)
@@ -372,12 +383,11 @@ func subscriberStream(t *testing.T, ctx context.Context, nd *procNode) jetstream
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	js, _ := jetstream.New(nc)
-	s, err := js.Stream(ctx, event.StreamName)
+	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s
+	return js
 }
 
 // streamIDs reads every event id in WEBHOOKS through a node.
@@ -617,4 +627,27 @@ func TestClusterKillNode(t *testing.T) {
 		t.Errorf("metrics lack the cluster gauges:\n%s", grepLines(m, "cluster_peers", "stream_leader"))
 	}
 	waitDelivered(t, sink, res.acked)
+	checkNodesBucketClosed(t, nodes[0])
+}
+
+// checkNodesBucketClosed: a subscriber can neither read nor write the
+// gateways' heartbeats, so it cannot change the share of a destination's
+// rate each gateway takes.
+func checkNodesBucketClosed(t *testing.T, nd *procNode) {
+	t.Helper()
+	short := func() context.Context {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		t.Cleanup(cancel)
+		return ctx
+	}
+	js := subscriberJS(t, nd)
+	if _, err := js.KeyValue(short(), nodesBucket); err == nil {
+		t.Errorf("a subscriber opened the bucket %s", nodesBucket)
+	}
+	if _, err := js.Publish(short(), "$KV."+nodesBucket+".intruder", []byte("x")); err == nil {
+		t.Errorf("a subscriber wrote a heartbeat into %s", nodesBucket)
+	}
+	if n := nd.clusterStatus(t).Gateways; n != 3 {
+		t.Errorf("the gateways count %d gateways, want 3", n)
+	}
 }

@@ -9,6 +9,10 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/hookgate/hookgate/event"
 	"github.com/hookgate/hookgate/forwarder"
@@ -212,4 +216,47 @@ func replicasOff(t *testing.T, g *gateway, n int) string {
 		}
 	}
 	return ""
+}
+
+// TestApplyReplicasRefusal: on a three-node cluster, applyReplicas scales
+// a stream to the app's replicas, and one JetStream cannot scale (an
+// attempt history created with asynchronous persistence by an older
+// gateway) is left as it is with a warning that names it and says what to
+// do.
+func TestApplyReplicasRefusal(t *testing.T) {
+	js := externalJS(t, startExternalCluster(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, sc := range []jetstream.StreamConfig{
+		{Name: forwarder.AdvisoryStream, Subjects: []string{"adv.test"}, Replicas: 1},
+		{Name: forwarder.AttemptStream, Subjects: []string{"att.test"}, Replicas: 1, PersistMode: jetstream.AsyncPersistMode},
+	} {
+		if _, err := js.CreateStream(ctx, sc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	core, logs := observer.New(zapcore.WarnLevel)
+	a := &App{Replicas: 3, engine: &engine{js: js}, logger: zap.New(core)}
+	a.applyReplicas(ctx)
+
+	replicas := func(name string) int {
+		s, err := js.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.CachedInfo().Config.Replicas
+	}
+	if r := replicas(forwarder.AdvisoryStream); r != 3 {
+		t.Errorf("%s has %d replicas after applyReplicas, want 3", forwarder.AdvisoryStream, r)
+	}
+	if r := replicas(forwarder.AttemptStream); r != 1 {
+		t.Errorf("%s has %d replicas, want 1 (JetStream cannot scale it)", forwarder.AttemptStream, r)
+	}
+	warned := logs.FilterField(zap.String("stream", forwarder.AttemptStream)).All()
+	if len(warned) != 1 || !strings.Contains(warned[0].ContextMap()["error"].(string), "nats stream rm") {
+		t.Fatalf("want one warning naming %s and what to do, got %v", forwarder.AttemptStream, logs.All())
+	}
+	if n := logs.Len(); n != 1 {
+		t.Errorf("%d warnings, want 1: %v", n, logs.All())
+	}
 }

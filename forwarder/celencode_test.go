@@ -107,7 +107,7 @@ func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
 	stripe, github, shopify, _, large := samples(t)
 	vals := []ref.Val{
 		types.String("plain"), types.String("q\"b\\s/ \b\f\n\r\t\x00\x1f\x7f <&> é \u2028\u2029 😀"), types.String("bad \xff\xfe utf8 \xc3"),
-		types.Double(0), types.Double(-0.0), types.Double(1), types.Double(1.5), types.Double(1e20), types.Double(1e21), types.Double(123456789e15),
+		types.Double(0), types.Double(math.Copysign(0, -1)), types.Double(1), types.Double(1.5), types.Double(1e20), types.Double(1e21), types.Double(123456789e15),
 		types.Double(1e-6), types.Double(1e-7), types.Double(-2.5e-10), types.Double(math.MaxFloat64), types.Double(5e-324),
 		types.Int(-42), types.Uint(42), types.True, types.NullValue, types.Bytes("\x00\xffbytes"),
 		types.Timestamp{Time: time.Date(2026, 1, 2, 3, 4, 5, 600, time.FixedZone("x", 3600))}, types.Duration{Duration: 90 * time.Minute},

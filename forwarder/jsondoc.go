@@ -53,10 +53,9 @@ type jnode struct {
 const (
 	kindMask = 7
 	slowBit  = 8
+	// countOne is one member in meta's count: at most some 268 million
+	// members, far beyond any body the gateway takes; parse refuses more.
 	countOne = 16
-	// maxCount is the most members a container may have (some 268
-	// million, far beyond any body the gateway takes).
-	maxCount = math.MaxUint32 / countOne
 )
 
 func (n *jnode) kind() jkind { return jkind(n.meta & kindMask) }
@@ -266,7 +265,7 @@ func (p *parser) after(i int) (next int, done, ok bool) {
 		}
 		nd := &p.nodes[p.top]
 		if nd.meta += countOne; nd.meta < countOne {
-			return 0, false, false // more than maxCount members
+			return 0, false, false // more members than meta counts
 		}
 		switch c := b[i]; {
 		case c == ',':
