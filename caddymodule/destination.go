@@ -53,14 +53,17 @@ type DestinationConfig struct {
 	// "dead_letter" (default) or "retry".
 	On4xx string `json:"on_4xx,omitempty"`
 	// RateEvents and RateWindow cap attempts at RateEvents per RateWindow
-	// (a token bucket). Default: no cap.
+	// (a token bucket), for all the gateways of a cluster together (each
+	// runs its share, docs/CLUSTER.md). Default: no cap.
 	RateEvents int `json:"rate_events,omitempty"`
 	// RateWindow is the window of RateEvents. Default 1s.
 	RateWindow caddy.Duration `json:"rate_window,omitempty"`
 	// Burst is the token bucket's size. Default: RateEvents, as for a
 	// source's rate (RateLimit.Burst); burst 1 paces attempts evenly.
 	Burst int `json:"burst,omitempty"`
-	// Concurrency caps the requests in flight to the destination. Default 8.
+	// Concurrency caps the requests in flight to the destination, for all
+	// the gateways of a cluster together (the shared consumer's
+	// MaxAckPending, docs/CLUSTER.md). Default 8.
 	Concurrency int `json:"concurrency,omitempty"`
 	// OrderedBy delivers events sharing a key one at a time in stream
 	// order: a provider header name, or a dotted JSON path into the body as

@@ -9,7 +9,6 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/time/rate"
 
 	"github.com/hookgate/hookgate/verify"
 )
@@ -139,7 +138,7 @@ type source struct {
 	// gone answers a retired version; goneLink points to the successor.
 	gone     *problem
 	goneLink []string
-	bucket   *rate.Limiter
+	bucket   *bucket
 	perIP    *ipTable
 	allow    []netip.Prefix
 	gzip     bool
