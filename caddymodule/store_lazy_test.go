@@ -303,3 +303,38 @@ func TestReloadRefusesSyncChange(t *testing.T) {
 		t.Fatalf("after refused reloads: %d %s", status, b)
 	}
 }
+
+// TestLazySyncPassAtStop: with sync 1m, an event acknowledged just before
+// the store stops is covered by a last pass at the stop (nats-server does
+// not fsync its blocks when it stops), so a clean stop keeps "fsynced
+// within <interval>"; a store with nothing acknowledged since its last
+// pass stops without one.
+func TestLazySyncPassAtStop(t *testing.T) {
+	for _, publish := range []bool{true, false} {
+		a := provisionApp(t, &App{Store: t.TempDir(), Listen: "off", Sync: "1m"})
+		if err := a.Start(); err != nil {
+			t.Fatal(err)
+		}
+		tr := &passTrace{}
+		a.engine.commit.observer.Store(tr.observer())
+		if publish {
+			msg := nats.NewMsg(event.SubjectRoot + ".v1.stop.test")
+			msg.Header.Set(event.HeaderID, "stop:1")
+			if _, err := a.engine.publish(t.Context(), msg); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := a.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		cov, ok, err := tr.coverage(time.Minute)
+		switch {
+		case err != nil:
+			t.Fatal(err)
+		case publish && (!ok || len(cov) != 1):
+			t.Fatalf("the event acknowledged before the stop has no completed pass after it: %+v", tr.entries)
+		case !publish && tr.count("pass-start") != 0:
+			t.Fatal("a pass ran at the stop with nothing acknowledged")
+		}
+	}
+}
