@@ -192,6 +192,7 @@ func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //			max_headers  <n>                   # replaces the handler's
 //			max_header_bytes <size>            # replaces the handler's
 //			subject_suffix <cel expression>    # subject tokens from the event (subject_suffix.go)
+//			subject_header <name> <cel expression>   # a header from the event, repeatable
 //		}
 //	}
 //
@@ -355,8 +356,18 @@ func parseSource(d *caddyfile.Dispenser) (*Source, error) {
 			s.MaxRatio, err = intArg(d)
 		case "subject_suffix":
 			if s.SubjectSuffix, err = expressionArg(d); err == nil {
-				err = wrapRule(d, checkSubjectSuffix(s.Name, s.SubjectSuffix))
+				err = wrapRule(d, checkSubjectSuffix(s))
 			}
+		case "subject_header":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return nil, d.Errf("subject_header: want '<name> <CEL expression>', e.g. subject_header X-Mode `body.livemode ? \"live\" : \"test\"`")
+			}
+			if s.SubjectHeaders == nil {
+				s.SubjectHeaders = map[string]string{}
+			}
+			s.SubjectHeaders[args[0]] = args[1]
+			err = wrapRule(d, checkSubjectSuffix(s))
 		default:
 			return nil, d.Errf("unrecognized source subdirective %q", d.Val())
 		}

@@ -153,11 +153,7 @@ func newEngine(cfg engineConfig, log *zap.Logger) (*engine, error) {
 			return nil, err
 		}
 	}
-	// On a cluster the Raft WAL already batches the fsyncs of concurrent
-	// proposals (SyncAlways applies to it), and a PubAck comes after a
-	// quorum stored the event: publish plainly.
-	grouped := cfg.SyncAlways && !cfg.PerEventSync && !cfg.clustered()
-	if e.commit, err = newGroupCommit(cfg.StoreDir, e.publishRaw, grouped, log); err != nil {
+	if e.commit, err = e.startCommit(cfg); err != nil {
 		return nil, err
 	}
 	ok = true
@@ -167,6 +163,23 @@ func newEngine(cfg engineConfig, log *zap.Logger) (*engine, error) {
 		zap.String("listen", orOff(cfg.Listen)))
 	e.logSubscriberCredential()
 	return e, nil
+}
+
+// startCommit starts the committer that decides when a publish is
+// answered. On a cluster the Raft WAL already batches the fsyncs of
+// concurrent proposals (SyncAlways applies to it), and a PubAck comes
+// after a quorum stored the event: publish plainly, with nats-server's own
+// sync_interval when lazy. On a single server a lazy interval is synced by
+// the committer's background pass (store_lazy.go), and sync always by
+// group commit unless PerEventSync asks for nats-server's own.
+func (e *engine) startCommit(cfg engineConfig) (*groupCommit, error) {
+	switch {
+	case cfg.clustered():
+		return newGroupCommit(cfg.StoreDir, e.publishRaw, false, e.log)
+	case !cfg.SyncAlways:
+		return newLazyCommit(cfg.StoreDir, e.publishRaw, cfg.SyncInterval, e.log)
+	}
+	return newGroupCommit(cfg.StoreDir, e.publishRaw, !cfg.PerEventSync, e.log)
 }
 
 // startServer starts the embedded server and waits until it takes
@@ -200,7 +213,7 @@ func (e *engine) serverOptions(cfg engineConfig) (*server.Options, error) {
 		JetStream:          true,
 		StoreDir:           cfg.StoreDir,
 		SyncAlways:         cfg.SyncAlways && (cfg.PerEventSync || cfg.clustered()), // else group commit syncs
-		SyncInterval:       cfg.SyncInterval,
+		SyncInterval:       serverSyncInterval(cfg),
 		JetStreamMaxStore:  cfg.MaxStore,
 		JetStreamMaxMemory: 64 << 20,
 		MaxPayload:         cfg.MaxPayload,
@@ -230,6 +243,31 @@ func (e *engine) serverOptions(cfg engineConfig) (*server.Options, error) {
 	return opts, nil
 }
 
+// serverSyncInterval is nats-server's own sync_interval: the lazy
+// interval on a cluster; else 0, its default of 2 minutes, because the
+// committer syncs outside nats-server's locks (store_group.go,
+// store_lazy.go) and nats-server's timer would stall the stream's writer
+// while it fsyncs the newest block under that block's lock.
+func serverSyncInterval(cfg engineConfig) time.Duration {
+	if cfg.clustered() {
+		return cfg.SyncInterval
+	}
+	return 0
+}
+
+// errSyncReload refuses a reload that changes sync: the committer is made
+// with the engine (nats-server refused such a change too, while it ran
+// the lazy interval itself).
+var errSyncReload = errors.New("a new sync setting applies only after a restart (caddy stop; caddy run); the running store keeps its current one")
+
+// syncSetting names cfg's sync for messages: "always" or the interval.
+func syncSetting(cfg engineConfig) string {
+	if cfg.SyncAlways {
+		return "always"
+	}
+	return cfg.SyncInterval.String()
+}
+
 // reload applies a changed configuration to the running server. What
 // nats-server cannot change at runtime (the listener's port, the store) it
 // refuses, and the error says to restart.
@@ -248,6 +286,9 @@ func (e *engine) reload(cfg engineConfig) error {
 	}
 	if cfg.StoreDir != e.cfg.StoreDir {
 		return fmt.Errorf("store %s: internal error: reload across stores", cfg.StoreDir)
+	}
+	if cfg.SyncAlways != e.cfg.SyncAlways || cfg.SyncInterval != e.cfg.SyncInterval || cfg.PerEventSync != e.cfg.PerEventSync {
+		return fmt.Errorf("sync %s (running: sync %s): %w", syncSetting(cfg), syncSetting(e.cfg), errSyncReload)
 	}
 	hadKey := e.subscriberKey != ""
 	if err := e.ensureSubscriberKey(cfg); err != nil {

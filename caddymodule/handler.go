@@ -392,7 +392,7 @@ func (h *Handler) admit(q *request) (*problem, error) {
 		return problemMethod, nil
 	}
 	if src.bucket != nil {
-		if wait, ok := take(src.bucket, q.now); !ok {
+		if wait, ok := src.bucket.take(q.now); !ok {
 			hdr.Set("Retry-After", retryAfter(wait))
 			return problemRateSource, errOverRate
 		}

@@ -160,19 +160,42 @@ func retryAfter(d time.Duration) string {
 	return strconv.FormatInt(max(secs, 1), 10)
 }
 
-// bucket is one shared token bucket: a source's budget.
-type bucket struct{ lim *rate.Limiter }
+// bucket is one token bucket: a source's budget, or one client's.
+//
+// Its clock never goes backwards. Requests pass their arrival time, and
+// under load a request that arrived earlier can reach the bucket after one
+// that arrived later. x/time/rate (v0.16.0, Limiter.advance and reserveN)
+// then moves the limiter's last update back to the earlier time, so the
+// next call is credited the same interval twice: a client flooding from
+// many connections got a few tokens more than its rate
+// (TestBucketClockNeverGoesBack).
+type bucket struct {
+	mu   sync.Mutex
+	lim  *rate.Limiter
+	last time.Time
+}
+
+func newBucket(limit rate.Limit, burst int) *bucket {
+	return &bucket{lim: rate.NewLimiter(limit, burst)}
+}
 
 // Destruct implements caddy.Destructor; a bucket holds nothing to release.
 func (*bucket) Destruct() error { return nil }
 
-// take takes one token at now. When there is none it takes nothing and
-// returns how long until there will be one.
-func take(lim *rate.Limiter, now time.Time) (wait time.Duration, ok bool) {
-	if lim.AllowN(now, 1) {
+// take takes one token at now, or at the latest time the bucket has seen
+// when now is earlier. When there is none it takes nothing and returns how
+// long until there will be one.
+func (b *bucket) take(now time.Time) (wait time.Duration, ok bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if now.Before(b.last) {
+		now = b.last
+	}
+	b.last = now
+	if b.lim.AllowN(now, 1) {
 		return 0, true
 	}
-	r := lim.ReserveN(now, 1)
+	r := b.lim.ReserveN(now, 1)
 	wait = r.DelayFrom(now)
 	r.CancelAt(now)
 	return wait, false
@@ -202,7 +225,7 @@ type ipShard struct {
 
 type ipBucket struct {
 	addr       netip.Addr
-	lim        *rate.Limiter
+	lim        *bucket
 	seen       time.Time
 	prev, next *ipBucket
 }
@@ -254,16 +277,18 @@ func (t *ipTable) take(addr netip.Addr, now time.Time) (time.Duration, bool) {
 		if len(s.m) >= s.max {
 			s.remove(s.tail)
 		}
-		b = &ipBucket{addr: key, lim: rate.NewLimiter(t.limit, t.burst)}
+		b = &ipBucket{addr: key, lim: newBucket(t.limit, t.burst)}
 		s.m[key] = b
 	} else {
 		s.unlink(b)
 	}
-	b.seen = now
+	if now.After(b.seen) {
+		b.seen = now
+	}
 	s.pushFront(b)
 	s.mu.Unlock()
 	// The bucket has its own lock: the shard is not held while it works.
-	return take(b.lim, now)
+	return b.lim.take(now)
 }
 
 // len reports how many clients the table remembers.
@@ -335,7 +360,7 @@ func (ls *limiterSet) ipTableFor(scope string, rl *RateLimit) (*ipTable, error) 
 }
 
 // bucketFor returns the shared bucket for scope and rl.
-func (ls *limiterSet) bucketFor(scope string, rl *RateLimit) (*rate.Limiter, error) {
+func (ls *limiterSet) bucketFor(scope string, rl *RateLimit) (*bucket, error) {
 	limit, burst, err := rl.limit()
 	if err != nil {
 		return nil, err
@@ -345,13 +370,13 @@ func (ls *limiterSet) bucketFor(scope string, rl *RateLimit) (*rate.Limiter, err
 	}
 	key := "source|" + scope + "|" + rl.String()
 	v, _, err := limiters.LoadOrNew(key, func() (caddy.Destructor, error) {
-		return &bucket{lim: rate.NewLimiter(limit, burst)}, nil
+		return newBucket(limit, burst), nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	ls.keys = append(ls.keys, key)
-	return v.(*bucket).lim, nil
+	return v.(*bucket), nil
 }
 
 // release gives back every limiter taken.

@@ -272,3 +272,49 @@ func TestRateOneDefault(t *testing.T) {
 		t.Errorf("source rate 50/s: burst %d, want 50 like a destination's", srcBurst)
 	}
 }
+
+// TestBucketClockNeverGoesBack: requests reach a bucket out of arrival
+// order under load. A late call with an earlier time must not make the
+// bucket credit an interval twice: x/time/rate alone moves its clock back
+// and grants a token at the next call.
+func TestBucketClockNeverGoesBack(t *testing.T) {
+	t0 := time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name string
+		take func(now time.Time) bool
+	}{
+		{"source", func() func(time.Time) bool {
+			b := newBucket(1, 1)
+			return func(now time.Time) bool { _, ok := b.take(now); return ok }
+		}()},
+		{"per-IP", func() func(time.Time) bool {
+			tab, err := newIPTable(&RateLimit{Events: 1, Window: caddy.Duration(time.Second), Burst: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			addr := netip.MustParseAddr("192.0.2.7")
+			return func(now time.Time) bool { _, ok := tab.take(addr, now); return ok }
+		}()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if !tc.take(t0) {
+				t.Fatal("first request refused by a full bucket")
+			}
+			if !tc.take(t0.Add(10 * time.Second)) {
+				t.Fatal("a request 10 s later refused at 1/s")
+			}
+			// A request that arrived at +5 s reaches the bucket now: the
+			// token of +10 s is spent, so it is refused...
+			if tc.take(t0.Add(5 * time.Second)) {
+				t.Fatal("a late request with an earlier arrival time was granted a spent token")
+			}
+			// ...and it must not hand the +5 s → +10 s interval out again.
+			if tc.take(t0.Add(10 * time.Second)) {
+				t.Fatal("the bucket's clock went back: the same interval was credited twice")
+			}
+			if !tc.take(t0.Add(11 * time.Second)) {
+				t.Fatal("a request a second later refused: the bucket lost time")
+			}
+		})
+	}
+}

@@ -24,8 +24,8 @@ func init() {
 // Ready is the "webhook_ready" handler: a readiness check for load
 // balancers and orchestrators. It answers GET and HEAD with 200 and
 // {"status":"ready"} only while the event store accepts writes, and with 503,
-// a Retry-After and a problem body while the store is starting, stopped or
-// out of disk space, or for a few seconds after the WEBHOOKS stream refused
+// a Retry-After and a problem body while the store is starting, stopped,
+// out of disk space or past a failed fsync, or for a few seconds after the WEBHOOKS stream refused
 // an event for its max_store (problem type store-full in both cases). It says nothing else about the gateway (no versions,
 // paths or counts), so it is safe to expose where a load balancer can reach
 // it. Mount it on a path of your choice:
@@ -63,6 +63,7 @@ var (
 	readyBody          = []byte(`{"status":"ready"}`)
 	problemStoreFull   = newProblem(http.StatusServiceUnavailable, "store-full", "The event store is out of disk space and refuses events; retry later.", zapcore.WarnLevel)
 	problemStreamFull  = newProblem(http.StatusServiceUnavailable, "store-full", "The event stream is at its max_store and refuses events; retry later.", zapcore.WarnLevel)
+	problemSyncFailed  = newProblem(http.StatusServiceUnavailable, "store-unavailable", "The event store could not fsync and refuses events until it is restarted.", zapcore.ErrorLevel)
 	problemReadyMethod = newProblem(http.StatusMethodNotAllowed, "method-not-allowed", "The readiness check answers GET and HEAD.", zapcore.DebugLevel)
 )
 
@@ -89,6 +90,9 @@ func (h *Ready) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Ha
 	case streamFull:
 		hdr.Set("Retry-After", h.retryAfter)
 		return writeReadyProblem(w, r, problemStreamFull)
+	case storeSyncFailed:
+		hdr.Set("Retry-After", h.retryAfter)
+		return writeReadyProblem(w, r, problemSyncFailed)
 	default:
 		hdr.Set("Retry-After", h.retryAfter)
 		return writeReadyProblem(w, r, problemNotReady)
@@ -109,10 +113,11 @@ func writeReadyProblem(w http.ResponseWriter, r *http.Request, p *problem) error
 type storeState int
 
 const (
-	storeDown     storeState = iota // not started yet, or stopped
-	storeWritable                   // accepts events
-	storeFull                       // refuses events for lack of disk space
-	streamFull                      // WEBHOOKS refused an event for its max_store lately
+	storeDown       storeState = iota // not started yet, or stopped
+	storeWritable                     // accepts events
+	storeFull                         // refuses events for lack of disk space
+	streamFull                        // WEBHOOKS refused an event for its max_store lately
+	storeSyncFailed                   // an fsync failed: refuses events until a restart
 )
 
 // storeState says whether the app's store takes events now. Cheap: no I/O.
@@ -123,6 +128,8 @@ func (a *App) storeState() storeState {
 		return storeDown
 	case !e.writable():
 		return storeFull
+	case e.syncFailed(): // store_group.go: a failed fsync is sticky
+		return storeSyncFailed
 	case !e.clusterCurrent(): // cluster.go: cut off from the majority
 		return storeDown
 	case e.streamRecentlyFull():

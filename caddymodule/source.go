@@ -9,7 +9,6 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/time/rate"
 
 	"github.com/hookgate/hookgate/verify"
 )
@@ -105,6 +104,12 @@ type Source struct {
 	// null: subject tokens appended to the event's subject at ingest, so
 	// NATS subscribers can select by content. See subject_suffix.go.
 	SubjectSuffix string `json:"subject_suffix,omitempty"`
+
+	// SubjectHeaders maps header names to CEL expressions over the event
+	// (the variables of SubjectSuffix) yielding a string, a list of
+	// strings or null: headers set on the stored event at ingest. Names
+	// may not start with Hookgate- or Nats-.
+	SubjectHeaders map[string]string `json:"subject_headers,omitempty"`
 }
 
 // VerifyConfig selects a verify scheme. Secrets may be placeholders such as
@@ -139,7 +144,7 @@ type source struct {
 	// gone answers a retired version; goneLink points to the successor.
 	gone     *problem
 	goneLink []string
-	bucket   *rate.Limiter
+	bucket   *bucket
 	perIP    *ipTable
 	allow    []netip.Prefix
 	gzip     bool
@@ -154,7 +159,8 @@ type source struct {
 	// getHandshake is set when the provider's handshake is a GET
 	// (verify.GetHandshaker): then a GET reaches the verifier.
 	getHandshake bool
-	// suffix is the compiled subject_suffix; nil when none.
+	// suffix is the compiled subject_suffix and subject_header lines; nil
+	// when none.
 	suffix *subjectSuffix
 }
 
@@ -198,7 +204,7 @@ func (s *Source) provision(repl *caddy.Replacer) (*source, error) {
 		storeSeconds: metrics.storeSeconds.WithLabelValues(s.Name),
 	}
 	rs.getHandshake = handshakeGET(v)
-	if rs.suffix, err = newSubjectSuffix(s.SubjectSuffix); err != nil {
+	if rs.suffix, err = newSubjectSuffix(s.SubjectSuffix, s.SubjectHeaders); err != nil {
 		return nil, err
 	}
 	if rs.maxBody < 0 {

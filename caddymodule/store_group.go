@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -42,6 +43,10 @@ import (
 // marks them clean), so no later round can prove anything. Every waiting
 // and later publish fails with errStoreSyncFailed until the process is
 // restarted, and the log says why once.
+//
+// With a lazy interval (sync <interval>, every > 0) no request waits:
+// publish answers at the PubAck, and a background pass runs the same sync
+// every interval, outside nats-server's locks (see startLazyCommit).
 type groupCommit struct {
 	// publishRaw stores msg and returns its PubAck once nats-server has
 	// written it (not fsynced it).
@@ -53,6 +58,12 @@ type groupCommit struct {
 	log       *zap.Logger
 	// observer, when set (tests), hears of every step; see commitObserver.
 	observer atomic.Pointer[commitObserver]
+	// every is the lazy interval between background passes; 0 with
+	// rounds (sync always) or no sync at all.
+	every time.Duration
+	// unsynced counts the events acknowledged (lazy mode) since the
+	// start of the last good pass: the ones a failed pass puts at risk.
+	unsynced atomic.Int64
 
 	mu sync.Mutex
 	// next is the round that requests join; it has not started.
@@ -84,6 +95,10 @@ type commitObserver struct {
 	// SyncStarted and SyncDone bracket one sync round of n requests.
 	SyncStarted func(n int)
 	SyncDone    func(n int, err error)
+	// PassStarted and PassDone bracket one background pass of a lazy
+	// interval, which no request waits for.
+	PassStarted func()
+	PassDone    func(err error)
 }
 
 // errStoreSyncFailed is the sticky error after a failed fsync: the store
@@ -92,15 +107,15 @@ var errStoreSyncFailed = errors.New("event store fsync failed earlier; no event 
 
 // newGroupCommit starts the sync goroutine of a group commit over the
 // store directory dir. publishRaw is the store's own publish. Not grouped
-// (a lazy sync interval, or nats-server's own per-event SyncAlways), it
-// answers at the PubAck and runs no rounds; the observer still hears of
-// each write.
+// (nats-server's own per-event SyncAlways, a cluster, an external NATS),
+// it answers at the PubAck and runs no rounds; the observer still hears of
+// each write. A lazy interval has its own committer: newLazyCommit.
 func newGroupCommit(dir string, publishRaw func(context.Context, *nats.Msg) (*jetstream.PubAck, error), grouped bool, log *zap.Logger) (*groupCommit, error) {
 	ensureTwoProcs(log)
 	if !grouped {
 		return &groupCommit{publishRaw: publishRaw, log: log}, nil
 	}
-	syncFn, closeFn, err := storeSyncer(dir, log)
+	syncFn, closeFn, err := storeSyncer(dir, 0, log)
 	if err != nil {
 		return nil, fmt.Errorf("store %s: group commit: %w", dir, err)
 	}
@@ -163,6 +178,10 @@ func (g *groupCommit) publish(ctx context.Context, msg *nats.Msg) (*jetstream.Pu
 	if g.sync == nil {
 		return ack, nil
 	}
+	if g.every > 0 {
+		g.unsynced.Add(1) // a background pass will sync it (store_lazy.go)
+		return ack, nil
+	}
 	r, err := g.join()
 	if err != nil {
 		return nil, err
@@ -176,6 +195,13 @@ func (g *groupCommit) publish(ctx context.Context, msg *nats.Msg) (*jetstream.Pu
 	case <-ctx.Done():
 		return nil, fmt.Errorf("event written but its fsync did not complete in time: %w", ctx.Err())
 	}
+}
+
+// syncFailed reports whether a sync of the store's committer failed: the
+// store then refuses every event until a restart (caddy_webhooks_store_up
+// is 0 and the readiness check answers 503). Cheap: one mutex, no I/O.
+func (e *engine) syncFailed() bool {
+	return e.commit != nil && e.commit.failure() != nil
 }
 
 func (g *groupCommit) failure() error {
@@ -240,12 +266,17 @@ func (g *groupCommit) round(n int) error {
 	if err == nil {
 		return nil
 	}
-	g.mu.Lock()
-	g.failed = fmt.Errorf("%w: %w", errStoreSyncFailed, err)
-	g.mu.Unlock()
 	g.log.Error("event store fsync failed: every request gets 503 until Caddy is restarted; the events written since the last good fsync may be lost on power loss, those acknowledged before it are safe",
 		zap.Error(err), zap.Int("waiting_requests", n))
-	return g.failure()
+	return g.fail(err)
+}
+
+// fail makes the failed sync err sticky and returns the sticky error.
+func (g *groupCommit) fail(err error) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.failed = fmt.Errorf("%w: %w", errStoreSyncFailed, err)
+	return g.failed
 }
 
 // finish fails the requests of a round that will not run.

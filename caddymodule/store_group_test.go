@@ -233,6 +233,14 @@ func TestGroupCommitDuplicates(t *testing.T) {
 // replaceCommit swaps the engine's group commit for one over syncFn (a
 // fault the disk cannot be made to produce on demand) before any request.
 func replaceCommit(t *testing.T, g *gateway, syncFn func() error, log *zap.Logger) {
+	swapCommit(t, g, func(e *engine) *groupCommit {
+		return startGroupCommit(e.publishRaw, syncFn, func() error { return nil }, log)
+	})
+}
+
+// swapCommit closes the engine's committer and puts the one made by
+// start in its place, with no publish running.
+func swapCommit(t *testing.T, g *gateway, start func(*engine) *groupCommit) {
 	t.Helper()
 	e := g.engine()
 	e.mu.Lock()
@@ -240,7 +248,7 @@ func replaceCommit(t *testing.T, g *gateway, syncFn func() error, log *zap.Logge
 	if err := e.commit.close(); err != nil {
 		t.Fatal(err)
 	}
-	e.commit = startGroupCommit(e.publishRaw, syncFn, func() error { return nil }, log)
+	e.commit = start(e)
 }
 
 // TestGroupCommitSyncFailureIsSticky: once an fsync fails, the request it

@@ -38,6 +38,27 @@ func TestPinNatsServerVersion(t *testing.T) {
 	}
 }
 
+// TestPinLazyLeavesServerTimerAtDefault: with a lazy interval the engine
+// leaves nats-server's own sync timer at its default of 2 minutes and
+// SyncAlways off, so the committer's passes (store_lazy.go), not
+// fileStore.syncBlocks under the block's lock, keep "fsynced within
+// <interval>". nats-server's streams take their file store's
+// SyncInterval from the server options (stream.go, fsCfg.SyncInterval =
+// s.getOpts().SyncInterval), which JetStreamConfig reflects; 0 becomes
+// defaultSyncInterval (opts.go setBaselineOptions, filestore.go). If this
+// fails, nats-server syncs under its locks again and stalls every
+// publish for the length of an fsync.
+func TestPinLazyLeavesServerTimerAtDefault(t *testing.T) {
+	e := startStore(t, "200ms", false, 0)
+	jc := e.srv.JetStreamConfig()
+	if jc.SyncAlways || jc.SyncInterval != 2*time.Minute {
+		t.Fatalf("sync 200ms runs nats-server with SyncAlways %v, sync_interval %v; want false and its 2m default (the committer syncs every 200ms outside its locks)", jc.SyncAlways, jc.SyncInterval)
+	}
+	if e.commit.every != 200*time.Millisecond || e.commit.sync == nil {
+		t.Fatalf("the committer of sync 200ms passes every %v (sync set: %v), want 200ms", e.commit.every, e.commit.sync != nil)
+	}
+}
+
 // blockBytes reads every .blk file of the stream.
 func blockBytes(t *testing.T, storeDir string) []byte {
 	t.Helper()

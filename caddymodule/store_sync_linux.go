@@ -20,7 +20,9 @@ import (
 // which nats-server writes without fsync when SyncAlways is off. It runs
 // whether or not events come in: the forwarder writes dead letters and
 // consumer state on its own. On a clean filesystem it costs next to
-// nothing.
+// nothing. With a lazy interval longer than this, the full sync runs at
+// that interval instead (nats-server's own timer, which did it before,
+// ran at the interval too).
 const fullSyncEvery = time.Second
 
 // blockSyncer makes the WEBHOOKS stream's newly written messages durable
@@ -39,19 +41,23 @@ type blockSyncer struct {
 	newest uint64
 
 	// Beside the rounds, a goroutine syncs the whole filesystem every
-	// fullSyncEvery.
-	stop chan struct{}
-	done chan struct{}
-	log  *zap.Logger
+	// fullEvery.
+	fullEvery time.Duration
+	stop      chan struct{}
+	done      chan struct{}
+	log       *zap.Logger
 }
 
-// storeSyncer returns the sync function of the group commit of the store
-// dir, and one that stops its background full sync.
-func storeSyncer(dir string, log *zap.Logger) (syncFn, closeFn func() error, err error) {
+// storeSyncer returns the sync function of the store dir's committer, and
+// one that stops its background full sync. lazy is the lazy sync interval
+// (0 for group commit); it stretches the full sync's period when longer
+// than fullSyncEvery.
+func storeSyncer(dir string, lazy time.Duration, log *zap.Logger) (syncFn, closeFn func() error, err error) {
 	if _, err := os.Stat(dir); err != nil {
 		return nil, nil, fmt.Errorf("store directory to fsync: %w", err)
 	}
-	s := &blockSyncer{store: dir, msgs: streamBlockDir(dir), stop: make(chan struct{}), done: make(chan struct{}), log: log}
+	s := &blockSyncer{store: dir, msgs: streamBlockDir(dir), fullEvery: max(lazy, fullSyncEvery),
+		stop: make(chan struct{}), done: make(chan struct{}), log: log}
 	go s.fullSyncLoop()
 	return s.sync, s.close, nil
 }
@@ -125,11 +131,12 @@ func (s *blockSyncer) blockPath(i uint64) string {
 	return filepath.Join(s.msgs, strconv.FormatUint(i, 10)+".blk")
 }
 
-// fullSyncLoop syncs the whole filesystem every fullSyncEvery. Its failures are logged, not sticky: events are covered by
-// the rounds, whose failures are.
+// fullSyncLoop syncs the whole filesystem every fullEvery. Its failures
+// are logged, not sticky: events are covered by the rounds (or the lazy
+// passes), whose failures are.
 func (s *blockSyncer) fullSyncLoop() {
 	defer close(s.done)
-	t := time.NewTicker(fullSyncEvery)
+	t := time.NewTicker(s.fullEvery)
 	defer t.Stop()
 	for {
 		select {

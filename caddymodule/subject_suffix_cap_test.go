@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/hookgate/hookgate/event"
 )
 
@@ -13,7 +15,7 @@ import (
 // on the request path, without reading and copying every one.
 func TestSubjectSuffixLongList(t *testing.T) {
 	const base = "webhooks.v1.demo.unknown"
-	s, err := newSubjectSuffix(`body.tags`)
+	s, err := newSubjectSuffix(`body.tags`, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,5 +32,29 @@ func TestSubjectSuffixLongList(t *testing.T) {
 	// the whole list read.
 	if allocs > 1000 {
 		t.Errorf("%.0f allocations for a 50,000-element list: every element was read", allocs)
+	}
+}
+
+// TestSubjectHeaderLongList: subject_header `body.tags` over a provider's
+// list of 50,000 strings would put 50,000 values in the stored event's
+// header (and in every destination's request); more than
+// maxSubjectHeaderValues fail like any other expression: the header is
+// left out and the error reported, after reading no more than that.
+func TestSubjectHeaderLongList(t *testing.T) {
+	s, err := newSubjectSuffix("", map[string]string{"X-Tags": `body.tags`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := &event.Event{ID: "demo:1", Source: "demo", Version: "v1",
+		Body: []byte(`{"tags":[` + strings.TrimSuffix(strings.Repeat(`"x",`, 50_000), ",") + `]}`)}
+	msg := &nats.Msg{Subject: "webhooks.v1.demo.push", Header: nats.Header{}}
+	err = s.apply(msg, ev)
+	if got := len(msg.Header["X-Tags"]); got != 0 || err == nil || !strings.Contains(err.Error(), "subject_header X-Tags") {
+		t.Errorf("%d values set, error %v; want none and the error", got, err)
+	}
+	msg = &nats.Msg{Subject: "webhooks.v1.demo.push", Header: nats.Header{}}
+	ev.Body = []byte(`{"tags":["a","b","c"]}`)
+	if err := s.apply(msg, ev); err != nil || len(msg.Header["X-Tags"]) != 3 {
+		t.Errorf("three tags: %v, %v", msg.Header, err)
 	}
 }

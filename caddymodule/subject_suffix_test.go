@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -39,7 +40,7 @@ func TestSubjectSuffixTokens(t *testing.T) {
 		{`["a", "b", "c", "d", "e"]`, base, "at most 4"},
 		{`body.data.object`, base, "want a string, a list of strings or null"},
 	} {
-		s, err := newSubjectSuffix(tc.expr)
+		s, err := newSubjectSuffix(tc.expr, nil)
 		if err != nil {
 			t.Errorf("%s: compile: %v", tc.expr, err)
 			continue
@@ -50,8 +51,37 @@ func TestSubjectSuffixTokens(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{`body.livemode &&`, `1 + 1`, `nope == "x"`} {
-		if _, err := newSubjectSuffix(bad); err == nil || !strings.Contains(err.Error(), "subject_suffix") {
+		if _, err := newSubjectSuffix(bad, nil); err == nil || !strings.Contains(err.Error(), "subject_suffix") {
 			t.Errorf("%s: compiled (%v), want an error naming subject_suffix", bad, err)
+		}
+	}
+}
+
+// TestSubjectHeader: subject_header lines set headers from the event,
+// leave out what fails (and say why), and refuse the gateway's own names.
+func TestSubjectHeader(t *testing.T) {
+	s, err := newSubjectSuffix("", map[string]string{
+		"x-mode":     `body.livemode ? "live" : "test"`,
+		"X-Tags":     `body.tags`,
+		"X-Missing":  `body.nope`,
+		"X-Nothing":  `null`,
+		"X-Newlines": `"a\r\nInjected: 1"`,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := &nats.Msg{Subject: "webhooks.v1.demo.push", Header: nats.Header{}}
+	err = s.apply(msg, &event.Event{Body: []byte(`{"livemode": false, "tags": ["a", "b"]}`)})
+	if err == nil || !strings.Contains(err.Error(), "subject_header X-Missing") || !strings.Contains(err.Error(), "no such key") {
+		t.Errorf("error %v, want X-Missing's", err)
+	}
+	want := nats.Header{"X-Mode": {"test"}, "X-Tags": {"a", "b"}, "X-Newlines": {"a  Injected: 1"}}
+	if msg.Subject != "webhooks.v1.demo.push" || !reflect.DeepEqual(msg.Header, want) {
+		t.Errorf("subject %q, headers %v; want %v", msg.Subject, msg.Header, want)
+	}
+	for name, want := range map[string]string{"Hookgate-Id": "Hookgate-", "nats-msg-id": "Nats-", "X Bad": "header name", "X-Ok": "subject_header X-Ok:1:"} {
+		if _, err := newSubjectSuffix("", map[string]string{name: `body.`}); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("subject_header %q: %v, want an error holding %q", name, err, want)
 		}
 	}
 }
@@ -71,6 +101,7 @@ func TestSubjectSuffixEndToEnd(t *testing.T) {
 			id_header X-Id
 			type_header X-Type
 			subject_suffix ` + bt(`body.livemode ? "live" : "test"`) + `
+			subject_header X-Mode ` + bt(`body.?livemode.orValue(false) ? "live" : "test"`) + `
 		}`,
 		Destinations: "\n\t\tdestination invoices {\n\t\t\turl " + dest.srv.URL + "\n\t\t\tsubjects webhooks.v1.tagged.invoice.>\n\t\t\tbackoff 20ms 100ms\n\t\t}",
 	})
@@ -98,6 +129,9 @@ func TestSubjectSuffixEndToEnd(t *testing.T) {
 	subjects := map[string]string{}
 	for _, m := range g.stored(event.StreamName) {
 		subjects[m.Header.Get(event.HeaderID)] = m.Subject + " " + m.Header.Get(HeaderSubjectSuffixError)
+		if id, mode := m.Header.Get(event.HeaderID), m.Header.Get("X-Mode"); id == "tagged:e1" && mode != "live" || id != "tagged:e1" && id != "" && mode != "test" {
+			t.Errorf("%s stored with X-Mode %q", id, mode)
+		}
 	}
 	want := map[string]string{
 		"tagged:e1": "webhooks.v1.tagged.invoice.paid.live ",

@@ -42,6 +42,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/textproto"
+	"slices"
 	"strings"
 	"time"
 
@@ -251,6 +252,13 @@ func decode(subject string, h nats.Header, data []byte) (*Event, error) {
 // ProviderHeader returns the provider's headers of a stored message: every
 // header but Hookgate's metadata and NATS's own, under canonical names so
 // that http.Header's Get finds them.
+//
+// The forwarder calls it for every delivery, so it makes the map alone:
+// each value slice is h's own, clipped to its length, so that appending to
+// it (http.Header.Add) copies it instead of writing into h. Callers must
+// not assign to a value slice's elements. Two names of h that canonicalize
+// to one (only from a publisher other than the gateway) are merged into a
+// new slice.
 func ProviderHeader(h nats.Header) http.Header {
 	out := make(http.Header, len(h))
 	for k, v := range h {
@@ -258,7 +266,11 @@ func ProviderHeader(h nats.Header) http.Header {
 			continue
 		}
 		ck := textproto.CanonicalMIMEHeaderKey(k)
-		out[ck] = append(out[ck], v...)
+		if prev, ok := out[ck]; ok {
+			out[ck] = append(slices.Clip(prev), v...)
+			continue
+		}
+		out[ck] = slices.Clip(v)
 	}
 	return out
 }

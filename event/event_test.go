@@ -1,6 +1,7 @@
 package event
 
 import (
+	"net/http"
 	"strings"
 	"testing"
 
@@ -85,5 +86,66 @@ func TestIsHopByHop(t *testing.T) {
 		if got := IsHopByHop(name); got != want {
 			t.Errorf("IsHopByHop(%q) = %v, want %v", name, got, want)
 		}
+	}
+}
+
+// providerHeaderFixture is a stored message's headers as the gateway
+// writes them: Hookgate's metadata and a GitHub delivery's own headers.
+func providerHeaderFixture() nats.Header {
+	h := nats.Header{}
+	for k, v := range map[string]string{
+		HeaderID: "github:1", HeaderSource: "github", HeaderReceivedAt: "2026-11-30T10:00:00Z", "Nats-Msg-Id": "github:1",
+		"X-Github-Event": "push", "X-Github-Delivery": "1", "X-Github-Hook-Id": "42", "User-Agent": "GitHub-Hookshot/1",
+		"X-Hub-Signature-256": "sha256=00", "Content-Type": "application/json", "Accept": "*/*", "X-Github-Hook-Installation-Target-Type": "repository",
+	} {
+		h.Set(k, v)
+	}
+	return h
+}
+
+// TestProviderHeaderSharesValuesSafely: ProviderHeader makes one map and
+// no slice per header (the forwarder decodes every delivery with it), and
+// sharing the stored message's value slices stays safe: appending to a
+// value of the result leaves the message's headers as they were, and two
+// names that canonicalize to one are merged into a new slice.
+func TestProviderHeaderSharesValuesSafely(t *testing.T) {
+	h := providerHeaderFixture()
+	got := ProviderHeader(h)
+	if len(got) != 8 || got.Get("X-Github-Event") != "push" || got.Get(HeaderID) != "" {
+		t.Fatalf("ProviderHeader = %v", got)
+	}
+	got["X-Github-Event"] = append(got["X-Github-Event"], "pull")
+	got.Add("Accept", "text/plain")
+	if v := h.Values("X-Github-Event"); len(v) != 1 || v[0] != "push" || len(h.Values("Accept")) != 1 {
+		t.Fatalf("appending to the result changed the message's headers: %v", h)
+	}
+	mixed := nats.Header{"X-Custom": {"a"}, "x-custom": {"b"}}
+	m := ProviderHeader(mixed)
+	if v := m.Values("X-Custom"); len(v) != 2 || len(mixed["X-Custom"]) != 1 || len(mixed["x-custom"]) != 1 {
+		t.Fatalf("merged %v from %v", v, mixed)
+	}
+	mapOnly := testing.AllocsPerRun(100, func() {
+		m := make(http.Header, len(h))
+		for k, v := range got {
+			m[k] = v
+		}
+		headerSink = m // escapes, as ProviderHeader's result does
+	})
+	allocs := testing.AllocsPerRun(100, func() { _ = ProviderHeader(h) })
+	if allocs > mapOnly {
+		t.Fatalf("ProviderHeader of 8 provider headers: %.0f allocations, want the map's alone (%.0f)", allocs, mapOnly)
+	}
+}
+
+// headerSink keeps a test's map on the heap.
+var headerSink http.Header
+
+// BenchmarkProviderHeader: the provider's headers of one stored GitHub
+// delivery, as the forwarder decodes them for every attempt.
+func BenchmarkProviderHeader(b *testing.B) {
+	h := providerHeaderFixture()
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = ProviderHeader(h)
 	}
 }

@@ -60,8 +60,8 @@ type Attempt struct {
 	Replay bool `json:"replay,omitempty"`
 	// Response is what the destination answered, when it answered.
 	Response *Response `json:"response,omitempty"`
-	// Sent identifies the body sent when the destination's transformation
-	// made it; nil when the stored body went out.
+	// Sent identifies the body sent when the destination transforms
+	// (transform or transform_headers); nil when it does not.
 	Sent *Sent `json:"sent,omitempty"`
 }
 

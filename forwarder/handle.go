@@ -31,8 +31,9 @@ type delivery struct {
 	// replay marks a delivery made by a replay or a redrive: it goes out
 	// with Webhook-Replay: true.
 	replay bool
-	// sent digests out.body when a transformation made it (nil when the
-	// stored body goes out), for the state and the attempt history.
+	// sent digests out.body when the destination transforms (nil when
+	// it has no transform or transform_headers), for the state and the
+	// attempt history.
 	sent *Sent
 }
 
@@ -151,7 +152,7 @@ func (f *Forwarder) transform(d *delivery, act *celVars) error {
 	if err := f.routing.apply(act, &d.out); err != nil {
 		return err
 	}
-	if f.routing.body != nil {
+	if f.Transforms() {
 		d.sent = sentOf(d.out.body)
 	}
 	return nil

@@ -85,8 +85,8 @@ type Delivery struct {
 	// Reason says why a failed event was dead-lettered (see
 	// event.HeaderDLQReason).
 	Reason string `json:"reason,omitempty"`
-	// Sent identifies the body of the last attempt when the destination's
-	// transformation made it; nil when the stored body went out.
+	// Sent identifies the body of the last attempt when the destination
+	// transforms (transform or transform_headers); nil when it does not.
 	Sent *Sent `json:"sent,omitempty"`
 	// UpdatedAt is when this state was written.
 	UpdatedAt time.Time `json:"updated_at"`

@@ -175,7 +175,8 @@ func isControl(r rune) bool {
 	return r < ' ' && r != '\t' || r == 0x7f
 }
 
-// Sent identifies the body a transformed delivery sent: its size in bytes
+// Sent identifies the body a delivery of a destination with a transform
+// or transform_headers sent: its size in bytes
 // and its SHA-256 (hex). It is recorded with each attempt's delivery state
 // and attempt history, so the event log can tell whether the body the
 // current transformation yields is the one that was sent, without storing

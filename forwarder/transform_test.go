@@ -214,3 +214,20 @@ func TestTransformedDeliveryAndReplay(t *testing.T) {
 		t.Errorf("replayed delivery: %d hits, last %s", len(hits), hits[len(hits)-1].body)
 	}
 }
+
+// TestHeadersOnlyTransformRecordsSent: a destination that only changes
+// headers sends the stored body, and records its digest like any
+// transforming destination, so the event log can show it as sent.
+func TestHeadersOnlyTransformRecordsSent(t *testing.T) {
+	e := newEnv(t)
+	s := newSink(t, nil)
+	cfg := fast("hdr", s.srv.URL)
+	cfg.TransformHeaders = `{"X-Kind": type}`
+	f := e.start(cfg)
+	e.publish("h:1", "x", "t", []byte(`{"n": 1}`), nil)
+	st := waitState(t, e, "h:1", "hdr", StatusDelivered)
+	h := s.get("h:1")[0]
+	if want := sentOf([]byte(`{"n": 1}`)); st.Sent == nil || *st.Sent != *want || string(h.body) != `{"n": 1}` || h.header.Get("X-Kind") != "t" || !f.Transforms() {
+		t.Errorf("state sent %+v, delivery %s %v; want the stored body's digest %+v", st.Sent, h.body, h.header, want)
+	}
+}
