@@ -161,16 +161,33 @@ func (a *App) eventLogEngine() (*engine, error) {
 }
 
 // subjectFilter turns source, version and type into a WEBHOOKS subject
-// filter: "webhooks.<version|*>.<source|*>.<type tokens|>>".
+// filter: "webhooks.<version|*>.<source|*>.>", and with a type its parent,
+// "webhooks.<version|*>.<source|*>.invoice.>" for invoice.paid. A
+// source's subject_suffix adds tokens after the type
+// (webhooks.v1.stripe.invoice.paid.live), so the type's own subject would
+// miss every tagged event, and "<type>.>" every untagged one; the parent
+// holds both, and matchesType keeps the type's events only.
 func (f *EventFilter) subjectFilter() string {
 	if f.Source == "" && f.Version == "" && f.Type == "" {
 		return ""
 	}
-	v, s := orDefault(f.Version, "*"), orDefault(f.Source, "*")
-	if f.Type == "" {
-		return event.SubjectRoot + "." + v + "." + s + ".>"
+	prefix := event.SubjectRoot + "." + orDefault(f.Version, "*") + "." + orDefault(f.Source, "*") + "."
+	if i := strings.LastIndexByte(typeTokens(f.Type), '.'); i >= 0 {
+		return prefix + typeTokens(f.Type)[:i] + ".>"
 	}
-	return event.Subject(v, s, f.Type)
+	return prefix + ">"
+}
+
+// matchesType reports whether an event or dead letter of type typ (its
+// Hookgate-Type) has f's type, compared as the subject tokens both become.
+func (f *EventFilter) matchesType(typ string) bool {
+	return f.Type == "" || typeTokens(typ) == typeTokens(f.Type)
+}
+
+// typeTokens is the part of an event's subject that typ becomes
+// ("invoice.paid"; "unknown" for none).
+func typeTokens(typ string) string {
+	return strings.TrimPrefix(event.Subject("v", "s", typ), event.SubjectRoot+".v.s.")
 }
 
 // destinations returns the running destinations an event subject matches,
@@ -313,9 +330,12 @@ func (a *App) hasMore(ctx context.Context, e *engine, filter string, lo uint64, 
 	return err != nil || len(msgs) > 0
 }
 
-// matchesStatus reports whether s has f's status (at f's destination,
-// or at any destination).
+// matchesStatus reports whether s has f's type and f's status (at f's
+// destination, or at any destination).
 func matchesStatus(s EventSummary, f EventFilter) bool {
+	if !f.matchesType(s.Type) {
+		return false
+	}
 	if f.Destination != "" {
 		if _, ok := s.Status[f.Destination]; !ok {
 			return false

@@ -118,6 +118,9 @@ func (a *App) walkDLQ(ctx context.Context, e *engine, f EventFilter, visit func(
 	var next string
 	err = walkBack(ctx, e.nc, event.DLQStreamName, f.dlqSubjectFilter(), r, f.Limit, func(window []*nats.Msg) bool {
 		for _, m := range window {
+			if !f.matchesType(m.Header.Get(event.HeaderType)) {
+				continue // the filter's parent subject holds sibling types
+			}
 			if !visit(m) {
 				next = strconv.FormatUint(seqOf(m), 10)
 				return false

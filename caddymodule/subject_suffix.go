@@ -167,12 +167,12 @@ func (s *subjectSuffix) apply(msg *nats.Msg, ev *event.Event) error {
 
 // subject returns base with the suffix tokens ev yields.
 func (s *subjectSuffix) subject(base string, ev *event.Event) (string, error) {
-	tokens, err := s.expr.Strings(ev)
+	tokens, err := s.expr.StringsAtMost(ev, maxSuffixTokens)
+	if errors.Is(err, forwarder.ErrTooManyStrings) {
+		return base, fmt.Errorf("subject_suffix: yields more than %d tokens; at most %d are allowed", maxSuffixTokens, maxSuffixTokens)
+	}
 	if err != nil {
 		return base, err
-	}
-	if len(tokens) > maxSuffixTokens {
-		return base, fmt.Errorf("subject_suffix: yields %d tokens, at most %d", len(tokens), maxSuffixTokens)
 	}
 	var b strings.Builder
 	b.Grow(len(base) + len(tokens)*16)

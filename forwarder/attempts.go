@@ -162,13 +162,21 @@ func IsCredentialHeader(name string) bool {
 	case "authorization", "proxy-authorization", "cookie", "set-cookie":
 		return true
 	}
-	for _, s := range []string{"signature", "token", "secret", "hmac", "api-key", "apikey"} {
+	for _, s := range credentialWords {
 		if strings.Contains(n, s) {
 			return true
 		}
 	}
-	return false
+	// X-Access-Key, X-Api_Key, X-Auth-Key; the event id's Idempotency-Key
+	// is no credential.
+	return strings.HasSuffix(n, "key") && n != "idempotency-key"
 }
+
+// credentialWords are the parts of a header name that mark its value as a
+// credential. Over-redacting costs the reader a value; under-redacting
+// puts a secret in the event log.
+var credentialWords = []string{"signature", "token", "secret", "hmac", "api-key", "apikey",
+	"auth", "passw", "credential", "session"}
 
 // attemptSubject is the subject of an event's attempts at a destination.
 func attemptSubject(eventID, destination string) string {

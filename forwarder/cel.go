@@ -1,6 +1,7 @@
 package forwarder
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -219,6 +220,18 @@ func CompileEventExpr(what, src string) (*EventExpr, error) {
 // its elements, null none. An evaluation error (a missing field, the cost
 // limit) or another result is an error that names the expression.
 func (e *EventExpr) Strings(ev *event.Event) ([]string, error) {
+	return e.StringsAtMost(ev, -1)
+}
+
+// ErrTooManyStrings is StringsAtMost's error for a list longer than its
+// bound.
+var ErrTooManyStrings = errors.New("yields too many strings")
+
+// StringsAtMost is Strings with a bound: a list of more than max strings
+// is an error wrapping ErrTooManyStrings, found after reading max+1 of
+// them, so a list of thousands in a provider's body costs no more than a
+// short one. max < 0 is no bound.
+func (e *EventExpr) StringsAtMost(ev *event.Event, max int) ([]string, error) {
 	act := vars(ev)
 	defer act.release()
 	out, _, err := e.p.prg.Eval(act)
@@ -233,6 +246,9 @@ func (e *EventExpr) Strings(ev *event.Event) ([]string, error) {
 	case traits.Lister:
 		var strs []string
 		for it := x.Iterator(); it.HasNext() == types.True; {
+			if max >= 0 && len(strs) == max {
+				return nil, fmt.Errorf("%s: %w: more than %d", e.p.what, ErrTooManyStrings, max)
+			}
 			s, ok := it.Next().(types.String)
 			if !ok {
 				return nil, fmt.Errorf("%s: yields a list holding a non-string", e.p.what)

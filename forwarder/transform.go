@@ -151,6 +151,9 @@ func headerEdits(v ref.Val) ([]headerEdit, error) {
 		}
 		switch val := m.Get(k).(type) {
 		case types.String:
+			if i := strings.IndexFunc(string(val), isControl); i >= 0 {
+				return nil, fmt.Errorf("header %s: value holds the control character %q at byte %d; a header value cannot carry CR, LF or other control characters (trim them, e.g. .replace(\"\\n\", \" \"))", canon, string(val)[i], i)
+			}
 			edits = append(edits, headerEdit{name: canon, value: string(val)})
 		case types.Null:
 			if canon == "Content-Type" {
@@ -164,6 +167,12 @@ func headerEdits(v ref.Val) ([]headerEdit, error) {
 	// Map order is not defined; a stable order makes requests repeatable.
 	slices.SortFunc(edits, func(a, b headerEdit) int { return strings.Compare(a.name, b.name) })
 	return edits, nil
+}
+
+// isControl reports whether r may not appear in a header value (RFC 9110
+// section 5.5: CTLs other than HTAB, and DEL).
+func isControl(r rune) bool {
+	return r < ' ' && r != '\t' || r == 0x7f
 }
 
 // Sent identifies the body a delivery of a destination with a transform
@@ -218,9 +227,21 @@ func (f *Forwarder) Preview(ev *event.Event) (*Preview, error) {
 			p.Headers = make(map[string]string, len(out.edits))
 		}
 		p.Headers[e.name] = e.value
-		if IsCredentialHeader(e.name) && !e.remove {
+		if !e.remove && (IsCredentialHeader(e.name) || copiesCredential(ev.Header, e.value)) {
 			p.Headers[e.name] = Redacted
 		}
 	}
 	return p, nil
+}
+
+// copiesCredential reports whether v is the value of one of the event's
+// credential headers (a signature the event log redacts), which a
+// transform_headers may copy under another name.
+func copiesCredential(h map[string][]string, v string) bool {
+	for k, vs := range h {
+		if IsCredentialHeader(k) && slices.Contains(vs, v) {
+			return true
+		}
+	}
+	return false
 }
