@@ -52,6 +52,13 @@ while getopts "t:p:j:o:r:n:" opt; do
 done
 shift $((OPTIND - 1))
 [ $# -gt 0 ] || set -- ./...
+# The flake check compares the run's length with the fuzz time, so only a
+# whole number of seconds, minutes or hours is accepted (not 1m30s or an
+# execution count such as 1000x).
+if ! echo "$fuzztime" | grep -Eq '^[0-9]+[smh]$'; then
+	echo "fuzzall.sh: -t $fuzztime: want a whole number of s, m or h (e.g. 90s, 10m)" >&2
+	exit 2
+fi
 
 mkdir -p "$out/logs" "$out/rows" || exit 2
 

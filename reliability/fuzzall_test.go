@@ -115,3 +115,22 @@ func writeFile(t *testing.T, path, text string, perm os.FileMode) {
 		t.Fatal(err)
 	}
 }
+
+// TestFuzzAllRefusesOtherFuzzTimes: the coordinator-flake check compares a
+// run's length with -t in seconds, so a compound duration or an execution
+// count is a usage error (exit 2), not a run whose flakes become failures.
+func TestFuzzAllRefusesOtherFuzzTimes(t *testing.T) {
+	script, err := filepath.Abs("fuzzall.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ft := range []string{"1m30s", "1000x", "m", "10"} {
+		cmd := exec.Command("bash", script, "-t", ft, "-o", t.TempDir())
+		cmd.Dir = t.TempDir()
+		b, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(b), "want a whole number of s, m or h") {
+			t.Errorf("-t %s: %v, %q; want exit 2 and the usage line", ft, err, b)
+		}
+	}
+}
