@@ -224,12 +224,15 @@ type sink struct {
 func newSink(t *testing.T, status func(n int64) int) *sink {
 	s := &sink{status: status}
 	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n := s.calls.Add(1)
 		b, _ := io.ReadAll(r.Body)
 		s.mu.Lock()
 		s.bodies = append(s.bodies, b)
 		s.hdrs = append(s.hdrs, r.Header.Clone())
 		s.mu.Unlock()
+		// Counted once recorded: a test that waits for calls >= n then
+		// finds n requests in received() (TestHeaderBounds read an empty
+		// list in a CI run when the count came first).
+		n := s.calls.Add(1)
 		w.WriteHeader(s.status(n))
 	}))
 	t.Cleanup(s.srv.Close)
