@@ -378,16 +378,7 @@ func subscriberJS(t *testing.T, nd *procNode) jetstream.JetStream {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect("nats://"+nd.nats, opt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return js
+	return dialJS(t, "nats://"+nd.nats, opt)
 }
 
 // streamIDs reads every event id in WEBHOOKS through a node.

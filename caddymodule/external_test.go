@@ -49,7 +49,15 @@ func clientURLs(nodes []*server.Server) []string {
 // closes the connection.
 func externalJS(t *testing.T, nodes []*server.Server) jetstream.JetStream {
 	t.Helper()
-	nc, err := nats.Connect(strings.Join(clientURLs(nodes), ","), nats.UserInfo(peerUser, peerPassword))
+	return dialJS(t, strings.Join(clientURLs(nodes), ","), nats.UserInfo(peerUser, peerPassword))
+}
+
+// dialJS connects a nats.go client to url (comma-separated for several
+// servers) with opts and returns its JetStream context; Cleanup closes
+// the connection.
+func dialJS(t *testing.T, url string, opts ...nats.Option) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
