@@ -199,12 +199,7 @@ func writeSuffixToken(b *strings.Builder, t string) {
 		t = t[:maxSuffixToken]
 	}
 	for i := 0; i < len(t); i++ {
-		switch c := t[i]; {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_', c == '-':
-			b.WriteByte(c)
-		default:
-			b.WriteByte('_')
-		}
+		b.WriteByte(event.TokenByte(t[i]))
 	}
 }
 

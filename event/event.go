@@ -185,16 +185,26 @@ func writeTypeTokens(b *strings.Builder, typ string) {
 			b.WriteByte('.')
 			empty = true
 			continue
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_', c == '-':
-			b.WriteByte(c)
 		default:
-			b.WriteByte('_')
+			b.WriteByte(TokenByte(c))
 		}
 		empty = false
 	}
 	if empty {
 		b.WriteByte('_')
 	}
+}
+
+// TokenByte is c as a byte of a subject token built from provider data:
+// letters, digits, '_' and '-' are kept and every other byte ('.', '*',
+// '>', spaces, non-ASCII) becomes '_', so a token never splits, matches
+// as a wildcard or breaks the subject.
+func TokenByte(c byte) byte {
+	switch {
+	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_', c == '-':
+		return c
+	}
+	return '_'
 }
 
 // Decode reads an event from a message received on a core NATS subscription
