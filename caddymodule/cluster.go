@@ -151,6 +151,17 @@ func routeURL(raw, user, password string) (string, error) {
 	return u.String(), nil
 }
 
+// redactURLs hides the passwords of a comma-separated URL list (the
+// external NATS URLs) for logs and errors, each URL on its own: as one
+// URL only the first password would be hidden.
+func redactURLs(list string) string {
+	urls := strings.Split(list, ",")
+	for i, u := range urls {
+		urls[i] = redactURL(u)
+	}
+	return strings.Join(urls, ",")
+}
+
 // redactURL hides the password of a URL for logs and errors.
 func redactURL(raw string) string {
 	u, err := url.Parse(raw)
@@ -198,12 +209,16 @@ func clusterOptions(opts *server.Options, cfg clusterEngineConfig) error {
 }
 
 // clusterCurrent reports whether the embedded server is in touch with a
-// JetStream meta leader (always true off a cluster, and with an external
-// cluster, whose health the connection reports). A node cut off from the
-// majority is not: it could not acknowledge an event, so the readiness
-// check says not ready and the load balancer sends providers elsewhere.
+// JetStream meta leader (always true off a cluster), or, with an external
+// cluster, whether the connection to it is up. A node cut off from the
+// majority, or from the external cluster, is not: it could not acknowledge
+// an event, so the readiness check says not ready and the load balancer
+// sends providers elsewhere.
 func (e *engine) clusterCurrent() bool {
-	if e.srv == nil || !e.srv.JetStreamIsClustered() {
+	if e.srv == nil {
+		return e.nc == nil || e.nc.IsConnected()
+	}
+	if !e.srv.JetStreamIsClustered() {
 		return true
 	}
 	// JetStreamIsCurrent alone says yes to a follower with no leader at

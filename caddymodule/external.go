@@ -132,7 +132,7 @@ func (c externalEngineConfig) connectOptions() ([]nats.Option, error) {
 // server, no store lock and no group commit: durability is the external
 // streams' (replicas and the servers' sync setting).
 func newExternalEngine(cfg engineConfig, log *zap.Logger) (*engine, error) {
-	e := &engine{cfg: cfg, dir: cfg.poolKey(), log: log, stopping: make(chan struct{})}
+	e := &engine{cfg: cfg, dir: "nats:" + redactURLs(cfg.NATSURLs), log: log, stopping: make(chan struct{})}
 	e.health.Store(newStoreHealth())
 	opts, err := cfg.connectOptions()
 	if err != nil {
@@ -141,7 +141,7 @@ func newExternalEngine(cfg engineConfig, log *zap.Logger) (*engine, error) {
 	opts = append(opts, nats.RetryOnFailedConnect(true))
 	nc, err := nats.Connect(cfg.NATSURLs, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("nats %s: %w; check the URLs, the credentials and that the cluster is up", redactURL(cfg.NATSURLs), err)
+		return nil, fmt.Errorf("nats %s: %w; check the URLs, the credentials and that the cluster is up", redactURLs(cfg.NATSURLs), err)
 	}
 	e.nc = nc
 	if e.js, err = jetstream.New(nc); err != nil {
@@ -152,7 +152,7 @@ func newExternalEngine(cfg engineConfig, log *zap.Logger) (*engine, error) {
 		nc.Close()
 		return nil, err
 	}
-	log.Info("event store on an external NATS cluster", zap.String("nats", redactURL(cfg.NATSURLs)))
+	log.Info("event store on an external NATS cluster", zap.String("nats", redactURLs(cfg.NATSURLs)))
 	return e, nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
 
 	"github.com/hookgate/hookgate/event"
 )
@@ -198,4 +199,55 @@ func TestExternalKillGateway(t *testing.T) {
 	}
 	checkStored(t, res.acked, idsIn(t, ctx, s))
 	waitDelivered(t, sink, res.acked)
+}
+
+// TestRedactURLs: every password of the external NATS URL list is hidden
+// (as one URL, only the first was), and the engine's log name carries
+// none.
+func TestRedactURLs(t *testing.T) {
+	list := "nats://alice:first-secret@h1:4222,nats://bob:second-secret@h2:4222,nats://h3:4222"
+	for _, got := range []string{redactURLs(list), newStoppedExternalName(list)} {
+		if strings.Contains(got, "first-secret") || strings.Contains(got, "second-secret") {
+			t.Fatalf("%q shows a password", got)
+		}
+		if !strings.Contains(got, "h1:4222") || !strings.Contains(got, "h2:4222") || !strings.Contains(got, "h3:4222") {
+			t.Fatalf("%q lost a host", got)
+		}
+	}
+}
+
+// newStoppedExternalName is the store name an external engine logs.
+func newStoppedExternalName(list string) string {
+	e, err := newExternalEngine(engineConfig{externalEngineConfig: externalEngineConfig{NATSURLs: list}}, zap.NewNop())
+	if err != nil {
+		return err.Error()
+	}
+	defer e.nc.Close()
+	return e.dir
+}
+
+// TestExternalReadinessFollowsConnection: with an external cluster the
+// store is current only while the connection is up, so webhook_ready
+// answers 503 when NATS is unreachable instead of 200 while every publish
+// waits for publish_timeout.
+func TestExternalReadinessFollowsConnection(t *testing.T) {
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server did not start")
+	}
+	nc, err := nats.Connect(s.ClientURL(), nats.MaxReconnects(-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	e := &engine{nc: nc}
+	if !e.clusterCurrent() {
+		t.Fatal("connected, but not current")
+	}
+	s.Shutdown()
+	waitFor(t, 10*time.Second, "the engine to say not current once NATS is gone", func() bool { return !e.clusterCurrent() })
 }

@@ -238,7 +238,7 @@ func (c *appCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descStoreUp, prometheus.GaugeValue, 0)
 		return // not started, or stopped: nothing else to report
 	}
-	ch <- prometheus.MustNewConstMetric(descStoreUp, prometheus.GaugeValue, boolGauge(e.writable() && !e.syncFailed()))
+	ch <- prometheus.MustNewConstMetric(descStoreUp, prometheus.GaugeValue, boolGauge(c.app.storeState() == storeWritable))
 	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
 	defer cancel()
 	for _, name := range []string{event.StreamName, event.DLQStreamName} {
