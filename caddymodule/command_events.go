@@ -46,7 +46,7 @@ var filterFlags = []struct{ name, usage string }{
 	{"version", "only events posted to this version (v1)"},
 	{"type", "only events of this type (invoice.paid)"},
 	{"destination", "only events this destination takes; with --status, the status there"},
-	{"status", "pending, delivering, retrying, delivered or failed"},
+	{"status", "pending, delivering, retrying, delivered, failed or filtered"},
 	{"since", "stored since: RFC 3339 or a duration back from now (1h)"},
 	{"until", "stored before: RFC 3339 or a duration back from now"},
 }

@@ -224,7 +224,7 @@ func (a *App) checkFilter(f *EventFilter) error {
 	}
 	switch forwarder.Status(f.Status) {
 	case "", forwarder.StatusPending, forwarder.StatusDelivering, forwarder.StatusRetrying,
-		forwarder.StatusDelivered, forwarder.StatusFailed, "filtered":
+		forwarder.StatusDelivered, forwarder.StatusFailed, forwarder.StatusFiltered:
 	default:
 		return apiError(http.StatusBadRequest, "status %q: use pending, delivering, retrying, delivered, failed or filtered", f.Status)
 	}

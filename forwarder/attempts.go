@@ -218,8 +218,7 @@ func EnsureAttemptStream(ctx context.Context, js jetstream.JetStream, maxAge tim
 // Attempt. So the history costs the common path, one successful attempt,
 // nothing (a written attempt costs a delivery about a fifth more CPU).
 func (f *Forwarder) recordAttempt(d *delivery, res result) {
-	_, replay := d.msg.(*storedMsg) // replay.go's, not a header a provider could send
-	if res.outcome == delivered && !replay {
+	if res.outcome == delivered && !d.replay {
 		return
 	}
 	a := Attempt{
@@ -230,7 +229,7 @@ func (f *Forwarder) recordAttempt(d *delivery, res result) {
 		Latency:     Duration(res.latency),
 		Outcome:     res.outcome.String(),
 		Error:       res.err,
-		Replay:      replay,
+		Replay:      d.replay,
 		Response:    res.answer.response(),
 		Sent:        d.sent,
 	}

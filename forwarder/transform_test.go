@@ -231,3 +231,21 @@ func TestHeadersOnlyTransformRecordsSent(t *testing.T) {
 		t.Errorf("state sent %+v, delivery %s %v; want the stored body's digest %+v", st.Sent, h.body, h.header, want)
 	}
 }
+
+// TestTransformDepthLimit: a result the expression builds may nest 64
+// levels (the README's limit), not one more.
+func TestTransformDepthLimit(t *testing.T) {
+	nested := func(levels int) any {
+		var v any = "x"
+		for range levels {
+			v = []any{v}
+		}
+		return v
+	}
+	if _, _, err := encodeBody(types.DefaultTypeAdapter.NativeToValue(nested(maxJSONDepth))); err != nil {
+		t.Errorf("%d levels: %v", maxJSONDepth, err)
+	}
+	if _, _, err := encodeBody(types.DefaultTypeAdapter.NativeToValue(nested(maxJSONDepth + 1))); err == nil || !strings.Contains(err.Error(), "deeper") {
+		t.Errorf("%d levels: %v, want the depth error", maxJSONDepth+1, err)
+	}
+}
