@@ -495,10 +495,7 @@ func (h *Handler) store(q *request) error {
 		return h.answerHandshake(q, q.res.Handshake)
 	}
 	msg := &q.sc.ev.msg
-	id := q.sc.ev.fill(q.r, q.version, src, q.res, q.body, q.now, q.gz)
-	if src.suffix != nil {
-		h.suffixSubject(src, msg, id, q.version, q.now)
-	}
+	id := h.message(&q.sc.ev, q.r, q.version, src, q.res, q.body, q.now, q.gz)
 	if q.span != nil {
 		tagTrace(q.span, msg, id)
 	}

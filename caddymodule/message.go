@@ -17,15 +17,15 @@ import (
 // longer ones are hashed.
 const maxDeliveryID = 128
 
-// message builds the stored event and returns it with its id.
+// message builds the stored event in m (m.msg) with the source's
+// subject_suffix and subject_header applied, and returns its id.
 // A decompressed gzip body is stored without its Content-Encoding.
-func (h *Handler) message(r *http.Request, version string, src *source, res verify.Result, body []byte, receivedAt time.Time, gz bool) (*nats.Msg, string) {
-	m := new(eventMsg)
+func (h *Handler) message(m *eventMsg, r *http.Request, version string, src *source, res verify.Result, body []byte, receivedAt time.Time, gz bool) string {
 	id := m.fill(r, version, src, res, body, receivedAt, gz)
 	if src.suffix != nil {
 		h.suffixSubject(src, &m.msg, id, version, receivedAt)
 	}
-	return &m.msg, id
+	return id
 }
 
 // eventMsg is a stored event's message and the storage it is built in,
@@ -117,13 +117,9 @@ func (m *eventMsg) reset(maxHeaders int) {
 	m.text = m.text[:0]
 }
 
-// eventID makes "<source>:<delivery id>", hashing ids that are too long or
-// not printable ASCII so the id stays a safe header value and dedup key.
-func eventID(source, deliveryID string) string {
-	return string(appendEventID(nil, source, deliveryID))
-}
-
-// appendEventID appends eventID(source, deliveryID) to dst.
+// appendEventID appends "<source>:<delivery id>" to dst, hashing ids that
+// are too long or not printable ASCII so the id stays a safe header value
+// and dedup key.
 func appendEventID(dst []byte, source, deliveryID string) []byte {
 	dst = append(append(dst, source...), ':')
 	ok := len(deliveryID) <= maxDeliveryID

@@ -25,15 +25,15 @@ func TestEventID(t *testing.T) {
 		{"new\nline", "demo:sha256:"},
 		{"é", "demo:sha256:"},
 	} {
-		got := eventID("demo", tc.id)
+		got := string(appendEventID(nil, "demo", tc.id))
 		if strings.HasSuffix(tc.want, ":sha256:") {
 			if !strings.HasPrefix(got, tc.want) || len(got) != len(tc.want)+32 {
-				t.Errorf("eventID(%q) = %q, want a hash", tc.id, got)
+				t.Errorf("appendEventID(%q) = %q, want a hash", tc.id, got)
 			}
 			continue
 		}
 		if got != tc.want {
-			t.Errorf("eventID(%q) = %q, want %q", tc.id, got, tc.want)
+			t.Errorf("appendEventID(%q) = %q, want %q", tc.id, got, tc.want)
 		}
 	}
 }
@@ -78,7 +78,9 @@ func TestMessage(t *testing.T) {
 		for k, v := range tc.hdr {
 			r.Header.Set(k, v)
 		}
-		msg, id := h.message(r, "v1", tc.src, tc.res, []byte("{}"), received, tc.gz)
+		m := new(eventMsg)
+		id := h.message(m, r, "v1", tc.src, tc.res, []byte("{}"), received, tc.gz)
+		msg := &m.msg
 		if !strings.HasPrefix(id, tc.id) || msg.Header.Get(event.HeaderID) != id {
 			t.Errorf("%s: id %q (header %q), want prefix %q", tc.name, id, msg.Header.Get(event.HeaderID), tc.id)
 		}
