@@ -154,17 +154,23 @@ func (s *subjectSuffix) apply(msg *nats.Msg, ev *event.Event) error {
 		}
 		msg.Subject = subject
 	}
-	for _, h := range s.headers {
+	// Every line sees the provider's headers: the values are set only
+	// once all are computed, so a line never reads another's result.
+	set := make([][]string, len(s.headers))
+	for i, h := range s.headers {
 		vals, err := h.expr.StringsAtMost(ev, maxSubjectHeaderValues)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		for i, v := range vals {
-			vals[i] = headerText(v, maxSubjectHeaderValue)
+		for j, v := range vals {
+			vals[j] = headerText(v, maxSubjectHeaderValue)
 		}
+		set[i] = vals
+	}
+	for i, vals := range set {
 		if len(vals) > 0 {
-			msg.Header[h.name] = vals
+			msg.Header[s.headers[i].name] = vals
 		}
 	}
 	return errors.Join(errs...)

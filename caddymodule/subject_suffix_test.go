@@ -218,3 +218,27 @@ func BenchmarkSubjectSuffixHotPath(b *testing.B) {
 		})
 	}
 }
+
+// TestSubjectHeadersReadProviderHeaders: every subject_header line sees
+// the provider's headers, whatever the order of the lines; one line never
+// reads the value another computed (the message's and the event's headers
+// are one map, as on the request path).
+func TestSubjectHeadersReadProviderHeaders(t *testing.T) {
+	s, err := newSubjectSuffix("", map[string]string{
+		"X-A": `"computed"`,
+		"X-B": `headers["X-A"]`,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := &nats.Msg{Subject: "webhooks.v1.demo.push", Header: nats.Header{"X-A": {"provider"}}}
+	if err := s.apply(msg, &event.Event{Header: http.Header(msg.Header), Body: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if got := msg.Header["X-B"]; len(got) != 1 || got[0] != "provider" {
+		t.Errorf("X-B = %v, want the provider's X-A (provider), not another line's result", got)
+	}
+	if got := msg.Header["X-A"]; len(got) != 1 || got[0] != "computed" {
+		t.Errorf("X-A = %v, want computed", got)
+	}
+}
