@@ -216,18 +216,14 @@ func CompileEventExpr(what, src string) (*EventExpr, error) {
 	return &EventExpr{p: p}, nil
 }
 
-// Strings evaluates e over ev: a string is one value, a list of strings
-// its elements, null none. An evaluation error (a missing field, the cost
-// limit) or another result is an error that names the expression.
-func (e *EventExpr) Strings(ev *event.Event) ([]string, error) {
-	return e.StringsAtMost(ev, -1)
-}
-
 // ErrTooManyStrings is StringsAtMost's error for a list longer than its
 // bound.
 var ErrTooManyStrings = errors.New("yields too many strings")
 
-// StringsAtMost is Strings with a bound: a list of more than max strings
+// StringsAtMost evaluates e over ev: a string is one value, a list of
+// strings its elements, null none. An evaluation error (a missing field,
+// the cost limit) or another result is an error that names the
+// expression. A list of more than max strings
 // is an error wrapping ErrTooManyStrings, found after reading max+1 of
 // them, so a list of thousands in a provider's body costs no more than a
 // short one. max < 0 is no bound.

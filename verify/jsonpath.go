@@ -55,15 +55,3 @@ func jsonStep(b []byte, step string) []byte {
 	}
 	return found
 }
-
-// JSONEach calls fn for each member of the JSON object or array that is
-// the whole of b, with the same scanner: key is an object member's raw
-// (quoted) key, nil for an array element, and value the member's raw
-// value. It reports whether b was an object or an array the scanner could
-// walk to its end; it checks structure, not every literal.
-func JSONEach(b []byte, fn func(key, value []byte)) bool {
-	if i := skipSpace(b, 0); i < len(b) && b[i] == '[' {
-		return eachElement(b, func(v []byte) { fn(nil, v) })
-	}
-	return eachField(b, fn)
-}

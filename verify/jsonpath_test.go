@@ -74,21 +74,3 @@ func FuzzJSONPath(f *testing.F) {
 		}
 	})
 }
-
-func TestJSONEach(t *testing.T) {
-	var got []string
-	collect := func(k, v []byte) { got = append(got, string(k)+"="+string(v)) }
-	if !JSONEach([]byte(` {"a": 1, "b\"c": [1, {"d": "}"}]} `), collect) ||
-		strings.Join(got, " ") != `"a"=1 "b\"c"=[1, {"d": "}"}]` {
-		t.Errorf("object: %q", got)
-	}
-	got = nil
-	if !JSONEach([]byte(`[1, "x", null, {}]`), collect) || strings.Join(got, " ") != `=1 ="x" =null ={}` {
-		t.Errorf("array: %q", got)
-	}
-	for _, bad := range []string{``, `1`, `"s"`, `{"a":1`, `[1,`, `{"a" 1}`, `{} x`} {
-		if JSONEach([]byte(bad), func(k, v []byte) {}) {
-			t.Errorf("JSONEach(%q) reported a whole object or array", bad)
-		}
-	}
-}
