@@ -23,7 +23,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "webhooks",
-		Usage: "verify|sign|send|destinations|resume|deliveries [flags]",
+		Usage: "verify|sign|send|destinations|resume|deliveries|backup|restore|events|show|replay|dlq|redrive|status|tail|listen [flags]",
 		Short: "Verifies, signs and sends webhook deliveries; shows destinations and delivery states",
 		Long: `
 Tools for debugging webhook deliveries, using the same signature code as the
@@ -37,6 +37,14 @@ webhook_ingest handler.
   caddy webhooks deliveries <event id>  prints an event's delivery state at each destination
   caddy webhooks backup <dir>    snapshots a running gateway's events and delivery states
   caddy webhooks restore <dir>   restores such a backup into a running gateway
+  caddy webhooks events [filters]   lists stored events (the event log)
+  caddy webhooks show <event id>    one event: headers, delivery states, attempts
+  caddy webhooks replay <event id>  delivers an event again (or every event a filter selects)
+  caddy webhooks dlq                lists dead letters
+  caddy webhooks redrive <id>       delivers a dead letter again (--all for many)
+  caddy webhooks status             the store, the sources and the destinations at a glance
+  caddy webhooks tail [filters]     follows events as they are stored
+  caddy webhooks listen --forward-to <url>  forwards live events to a local URL
 
 The body comes from --body-file, or from standard input, byte for byte.
 Schemes: ` + strings.Join(verify.Schemes(), ", ") + `.`,

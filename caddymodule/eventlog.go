@@ -35,6 +35,7 @@ package caddymodule
 // durable work queue WEBHOOKS_REPLAY (eventlog_replay.go).
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -593,7 +594,7 @@ func (a *App) findByID(ctx context.Context, e *engine, q string, f EventFilter, 
 		}
 	}
 	if len(out) > 0 {
-		slices.SortFunc(out, func(x, y *nats.Msg) int { return -cmpUint(seqOf(x), seqOf(y)) })
+		slices.SortFunc(out, func(x, y *nats.Msg) int { return cmp.Compare(seqOf(y), seqOf(x)) })
 		return out[:min(len(out), limit)], nil
 	}
 	r, _, err := streamRange(ctx, e.js, event.StreamName, time.Time{}, time.Time{})
@@ -615,16 +616,6 @@ func (a *App) findByID(ctx context.Context, e *engine, q string, f EventFilter, 
 		return nil, apiError(http.StatusServiceUnavailable, "read the event log: %v", err)
 	}
 	return out[:min(len(out), limit)], nil
-}
-
-func cmpUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // matchesID reports whether a stored event's id or delivery id is q.

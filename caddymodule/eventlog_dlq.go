@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"net/http"
@@ -204,7 +205,7 @@ func (a *App) listFailed(ctx context.Context, e *engine, f EventFilter) (*EventP
 		page.NextCursor = "dlq:" + next
 	}
 	// Within a page, newest event first, like the other lists.
-	slices.SortFunc(page.Events, func(x, y EventSummary) int { return cmpUint(y.StreamSeq, x.StreamSeq) })
+	slices.SortFunc(page.Events, func(x, y EventSummary) int { return cmp.Compare(y.StreamSeq, x.StreamSeq) })
 	return page, nil
 }
 

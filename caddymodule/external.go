@@ -159,8 +159,9 @@ func newExternalEngine(cfg engineConfig, log *zap.Logger) (*engine, error) {
 // ensureExternalStream creates sc when missing; when it exists, its
 // settings are compared with sc's and each difference is logged, but the
 // stream is left as the cluster's operators made it. A stream whose
-// subjects do not cover the gateway's is an error: events would not be
-// stored.
+// subjects are not exactly the gateway's is an error: with fewer, events
+// would not be stored; with more, the event log, replay and the forwarders
+// would meet messages that are not events.
 func (a *App) ensureExternalStream(ctx context.Context, sc jetstream.StreamConfig) error {
 	s, err := a.engine.js.Stream(ctx, sc.Name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
