@@ -84,9 +84,12 @@ func pageQuery(q url.Values, fl caddycmd.Flags, keys ...string) url.Values {
 
 // eventLogCommand gives c the common flags (--address, --json) and a run.
 func eventLogCommand(c *cobra.Command, run func(*client, caddycmd.Flags) error) *cobra.Command {
-	c.Flags().String("address", "", "the admin API's address (default localhost:2019)")
+	addAddressFlag(c)
 	c.Flags().Bool("json", false, "print the admin API's JSON instead of a table")
 	c.SetFlagErrorFunc(usageError)
+	if c.Args != nil {
+		c.Args = args(c.Args) // a wrong argument count is a usage error (exit 2), as for the other commands
+	}
 	c.RunE = func(cmd *cobra.Command, _ []string) error {
 		code, err := runEventLog(flagsOf(cmd), run)
 		return exit(cmd, code, err) // command.go: one plain line on stderr

@@ -139,4 +139,7 @@ func TestEventLogCLI(t *testing.T) {
 	if code, _, _ := runCaddy(t, "webhooks", "listen", "--forward-to", "ftp://x", "--address", admin); code != 2 {
 		t.Errorf("listen with a bad URL: exit %d", code)
 	}
+	if code, _, errOut := runCaddy(t, "webhooks", "show", "--address", admin); code != 2 {
+		t.Errorf("show without an event id: exit %d, want 2 (usage) %q", code, errOut)
+	}
 }
