@@ -69,13 +69,19 @@ func (f *Forwarder) Replay(ctx context.Context, seq uint64, replayAttempts int) 
 		return nil, err
 	}
 	out := &ReplayResult{EventID: d.ev.ID, Attempt: d.attempt}
-	if !f.Accepts(d.ev) {
-		return nil, fmt.Errorf("destination %q: event %q: %w", f.cfg.Name, d.ev.ID, ErrFiltered)
+	// The filters and the transformation share one parse of the body, as
+	// on a first delivery (route).
+	act := vars(d.ev)
+	defer act.release()
+	if f.routing != nil {
+		if ok, _ := f.routing.filters.match(act); !ok {
+			return nil, fmt.Errorf("destination %q: event %q: %w", f.cfg.Name, d.ev.ID, ErrFiltered)
+		}
 	}
 	// The transformation of the running config, as on every attempt. It
 	// fails the same way every time, so the event is dead-lettered again
 	// at once, as a fresh event is.
-	if err := f.transform(d, nil); err != nil {
+	if err := f.transform(d, act); err != nil {
 		return f.redeadLetter(r, d, out, result{err: err.Error(), reason: reasonTransform})
 	}
 	if !f.breaker.closed() {
