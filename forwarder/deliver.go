@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -83,19 +84,11 @@ func (r *run) attemptOnce(d *delivery) result {
 	if r.hardCtx.Err() != nil {
 		return result{outcome: retryable, err: errAborted.Error()}
 	}
-	if r.slowAfter > 0 {
+	if r.slow != nil {
 		// A slow attempt becomes visible as "delivering"; a fast one costs
 		// no extra state write.
-		done := make(chan struct{})
-		t := time.AfterFunc(r.slowAfter, func() {
-			r.writeState(d, StatusDelivering, result{}, time.Time{})
-			close(done)
-		})
-		defer func() {
-			if !t.Stop() {
-				<-done // the final state must come after "delivering"
-			}
-		}()
+		r.slow.begin(d)
+		defer r.slow.end(d) // the final state must come after "delivering"
 	}
 	if len(d.out.body) > largeBody {
 		return r.postLarge(d)
@@ -202,7 +195,12 @@ type headerSetter interface {
 // Hookgate's Webhook-* headers, which win over any provider header of the
 // same name. What is signed is the body sent.
 func (f *Forwarder) setHeaders(h headerSetter, d *delivery) {
-	for k, vs := range d.ev.Header {
+	provider := maps.All(d.ev.Header)
+	if d.ev.Header == nil && d.msg != nil {
+		// Decoded without the map (run.open): read the stored message.
+		provider = event.ProviderHeaders(d.msg.Headers())
+	}
+	for k, vs := range provider {
 		if dropHeader(k) {
 			continue
 		}
