@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -195,18 +194,14 @@ type headerSetter interface {
 // Hookgate's Webhook-* headers, which win over any provider header of the
 // same name. What is signed is the body sent.
 func (f *Forwarder) setHeaders(h headerSetter, d *delivery) {
-	provider := maps.All(d.ev.Header)
 	if d.ev.Header == nil && d.msg != nil {
 		// Decoded without the map (run.open): read the stored message.
-		provider = event.ProviderHeaders(d.msg.Headers())
+		for k, vs := range event.ProviderHeaders(d.msg.Headers()) {
+			addProviderHeader(h, k, vs)
+		}
 	}
-	for k, vs := range provider {
-		if dropHeader(k) {
-			continue
-		}
-		for _, v := range vs {
-			h.Add(k, v)
-		}
+	for k, vs := range d.ev.Header {
+		addProviderHeader(h, k, vs)
 	}
 	if d.out.contentType != "" {
 		h.Set("Content-Type", d.out.contentType)
@@ -244,6 +239,17 @@ func (f *Forwarder) setHeaders(h headerSetter, d *delivery) {
 		ts, sig := f.sign(d.ev.ID, d.out.body, time.Time{})
 		h.Set(event.HeaderWebhookTimestamp, ts)
 		h.Set(event.HeaderWebhookSignature, sig)
+	}
+}
+
+// addProviderHeader adds one of the provider's headers, unless
+// dropHeader drops it.
+func addProviderHeader(h headerSetter, k string, vs []string) {
+	if dropHeader(k) {
+		return
+	}
+	for _, v := range vs {
+		h.Add(k, v)
 	}
 }
 
