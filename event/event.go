@@ -237,26 +237,15 @@ func DecodeJetStream(msg jetstream.Msg) (*Event, error) {
 // and body as Decode does, but leaves Header nil and Sequence zero: for a
 // reader that takes the provider's headers from h itself with
 // [ProviderHeaders], as the forwarder does for every delivery, and so
-// spares building a map per message. Its errors are Decode's.
-func DecodeFields(subject string, h nats.Header, data []byte) (*Event, error) {
-	return decodeFields(subject, h, data)
-}
-
-func decode(subject string, h nats.Header, data []byte) (*Event, error) {
-	e, err := decodeFields(subject, h, data)
-	if err != nil {
-		return nil, err
-	}
-	e.Header = ProviderHeader(h)
-	return e, nil
-}
-
-func decodeFields(subject string, h nats.Header, data []byte) (*Event, error) {
+// spares building a map per message. It returns the Event by value, so
+// that the caller can keep it inside a struct of its own (one allocation
+// for both). Its errors are Decode's.
+func DecodeFields(subject string, h nats.Header, data []byte) (Event, error) {
 	id := h.Get(HeaderID)
 	if id == "" {
-		return nil, ErrNotEvent
+		return Event{}, ErrNotEvent
 	}
-	e := &Event{
+	e := Event{
 		ID:          id,
 		Source:      h.Get(HeaderSource),
 		Version:     h.Get(HeaderVersion),
@@ -270,11 +259,20 @@ func decodeFields(subject string, h nats.Header, data []byte) (*Event, error) {
 	if ts := h.Get(HeaderReceivedAt); ts != "" {
 		t, err := time.Parse(time.RFC3339Nano, ts)
 		if err != nil {
-			return nil, fmt.Errorf("event %q: %s %q: %w", id, HeaderReceivedAt, ts, err)
+			return Event{}, fmt.Errorf("event %q: %s %q: %w", id, HeaderReceivedAt, ts, err)
 		}
 		e.ReceivedAt = t
 	}
 	return e, nil
+}
+
+func decode(subject string, h nats.Header, data []byte) (*Event, error) {
+	e, err := DecodeFields(subject, h, data)
+	if err != nil {
+		return nil, err
+	}
+	e.Header = ProviderHeader(h)
+	return &e, nil
 }
 
 // ProviderHeader returns the provider's headers of a stored message: every

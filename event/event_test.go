@@ -94,7 +94,7 @@ func TestDecodeFieldsIsDecodeWithoutHeader(t *testing.T) {
 	if lean.Header != nil {
 		t.Fatalf("DecodeFields made a header map: %v", lean.Header)
 	}
-	withMap := *lean
+	withMap := lean
 	withMap.Header = full.Header
 	if !reflect.DeepEqual(&withMap, full) {
 		t.Fatalf("DecodeFields = %+v,\nDecode = %+v", lean, full)
