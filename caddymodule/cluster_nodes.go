@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -211,12 +210,6 @@ func (nc *nodeCounter) stop() {
 	<-nc.done
 }
 
-// nodeCounters holds the running counter of each App.
-var nodeCounters = struct {
-	mu sync.Mutex
-	m  map[*App]*nodeCounter
-}{m: map[*App]*nodeCounter{}}
-
 // startSharing starts counting the gateways when the consumers are shared
 // and returns the count so far (1 when they are not).
 func (a *App) startSharing(ctx context.Context) (int, error) {
@@ -227,29 +220,29 @@ func (a *App) startSharing(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	nodeCounters.mu.Lock()
-	old := nodeCounters.m[a]
-	nodeCounters.m[a] = nc
-	nodeCounters.mu.Unlock()
+	a.runMu.Lock()
+	old := a.sharing
+	a.sharing = nc
+	a.runMu.Unlock()
 	old.stop()
 	return nc.count(), nil
 }
 
 // stopSharing ends the app's heartbeat, if any.
 func (a *App) stopSharing() {
-	nodeCounters.mu.Lock()
-	nc := nodeCounters.m[a]
-	delete(nodeCounters.m, a)
-	nodeCounters.mu.Unlock()
+	a.runMu.Lock()
+	nc := a.sharing
+	a.sharing = nil
+	a.runMu.Unlock()
 	nc.stop()
 }
 
 // liveGateways returns how many gateways the app counts (0 when it does
 // not count them).
 func (a *App) liveGateways() int {
-	nodeCounters.mu.Lock()
-	nc := nodeCounters.m[a]
-	nodeCounters.mu.Unlock()
+	a.runMu.Lock()
+	nc := a.sharing
+	a.runMu.Unlock()
 	if nc == nil {
 		return 0
 	}

@@ -72,12 +72,6 @@ func (a *App) ensureEventLog(ctx context.Context) error {
 	return nil
 }
 
-// replayers holds the running replay consumers of each App.
-var replayers = struct {
-	mu  sync.Mutex
-	ccs map[*App][]jetstream.ConsumeContext
-}{ccs: map[*App][]jetstream.ConsumeContext{}}
-
 // startEventLog creates the event log's streams and starts one replay
 // consumer per configured destination. App.Start calls it before it
 // starts the forwarders; replays wait until their forwarder runs.
@@ -106,9 +100,9 @@ func (a *App) startEventLog(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("destination %q: consume replays: %w", name, err)
 		}
-		replayers.mu.Lock()
-		replayers.ccs[a] = append(replayers.ccs[a], cc)
-		replayers.mu.Unlock()
+		a.runMu.Lock()
+		a.replayers = append(a.replayers, cc)
+		a.runMu.Unlock()
 	}
 	return nil
 }
@@ -117,10 +111,10 @@ func (a *App) startEventLog(ctx context.Context) error {
 // back after its AckWait. App.Stop calls it before stopping the
 // forwarders.
 func (a *App) stopEventLog() {
-	replayers.mu.Lock()
-	ccs := replayers.ccs[a]
-	delete(replayers.ccs, a)
-	replayers.mu.Unlock()
+	a.runMu.Lock()
+	ccs := a.replayers
+	a.replayers = nil
+	a.runMu.Unlock()
 	for _, cc := range ccs {
 		cc.Stop()
 	}
