@@ -15,15 +15,7 @@ import (
 // external in-process JetStream server (so the consumers are shared and
 // the gateways counted) and Caddy reloading a Caddyfile.
 func TestAppStateIsPerApp(t *testing.T) {
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	t.Cleanup(s.Shutdown)
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server did not start")
-	}
+	s := startJetStream(t)
 	sink := newDedupSink(t, 0)
 	cfg := gatewayConfig{Global: "\t\tnats " + s.ClientURL(), Destinations: destination("one", sink.srv.URL, "")}
 	g := startGateway(t, cfg)
@@ -63,4 +55,20 @@ func TestAppStateIsPerApp(t *testing.T) {
 	if nc, n := state(first); nc != nil || n != 0 {
 		t.Errorf("stopped app still holds counter %v and %d replay consumers", nc, n)
 	}
+}
+
+// startJetStream starts a plain JetStream server on a loopback port, with
+// no auth, for the test; Cleanup shuts it down.
+func startJetStream(t *testing.T) *server.Server {
+	t.Helper()
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	t.Cleanup(s.Shutdown)
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server did not start")
+	}
+	return s
 }
