@@ -33,9 +33,28 @@ type ackMux struct {
 	// prefix is the reply subject without its token: "<inbox>.".
 	prefix string
 
-	mu      sync.Mutex
-	seq     uint64
-	waiting map[uint64]chan *nats.Msg
+	mu sync.Mutex
+	// slots are the reply subjects, indexed by their token's low 32
+	// bits; free are the slots nobody waits on, reused last in first out
+	// so that a few hundred reply subjects serve every publish. A subject
+	// nats-server has routed before is in its caches (the stream's
+	// client keeps 512, its sublist 1,024): a fresh subject per publish
+	// made every PubAck a cache miss, a walk of the sublist and an
+	// eviction.
+	slots []ackSlot
+	free  []uint32
+}
+
+// ackSlot is one reply subject and the publish waiting on it.
+type ackSlot struct {
+	// wait is the waiting publish's channel, nil when the slot is free.
+	wait chan *nats.Msg
+	// gen is the high 32 bits of the slot's token. It grows when a
+	// publish gives up before its PubAck came, so that PubAck, if it
+	// comes later, names an old token and reaches nobody.
+	gen uint32
+	// reply is prefix + the token, made when gen changes.
+	reply string
 }
 
 // The retries of a publish that found no responder: jetstream's own
@@ -59,7 +78,7 @@ var replyChans = sync.Pool{New: func() any { return make(chan *nats.Msg, 1) }}
 
 // newAckMux subscribes to the PubAcks of nc's publishes.
 func newAckMux(nc *nats.Conn) (*ackMux, error) {
-	m := &ackMux{nc: nc, prefix: nc.NewInbox() + ".", waiting: make(map[uint64]chan *nats.Msg)}
+	m := &ackMux{nc: nc, prefix: nc.NewInbox() + "."}
 	sub, err := nc.Subscribe(m.prefix+"*", m.deliver)
 	if err != nil {
 		return nil, fmt.Errorf("embedded NATS: PubAck subscription: %w", err)
@@ -79,12 +98,46 @@ func (m *ackMux) deliver(msg *nats.Msg) {
 	if err != nil {
 		return
 	}
+	i, gen := uint32(tok), uint32(tok>>32)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if ch, ok := m.waiting[tok]; ok {
-		delete(m.waiting, tok)
-		ch <- msg // one slot, one reply per token: never blocks
+	if int(i) >= len(m.slots) {
+		return
 	}
+	if s := &m.slots[i]; s.gen == gen && s.wait != nil {
+		s.wait <- msg // one slot, one reply per token: never blocks
+		s.wait = nil
+		m.free = append(m.free, i)
+	}
+}
+
+// take gives ch a free reply subject and returns the slot's index and
+// the subject.
+func (m *ackMux) take(ch chan *nats.Msg) (uint32, string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var i uint32
+	if n := len(m.free); n > 0 {
+		i = m.free[n-1]
+		m.free = m.free[:n-1]
+	} else {
+		i = uint32(len(m.slots))
+		m.slots = append(m.slots, ackSlot{})
+	}
+	s := &m.slots[i]
+	if s.reply == "" {
+		s.reply = m.subject(i, s.gen)
+	}
+	s.wait = ch
+	return i, s.reply
+}
+
+// subject is the reply subject of slot i at generation gen: the token is
+// gen<<32 | i in decimal, so a slot that never lost a PubAck keeps a
+// short subject.
+func (m *ackMux) subject(i, gen uint32) string {
+	var buf [20]byte
+	return m.prefix + string(strconv.AppendUint(buf[:0], uint64(gen)<<32|uint64(i), 10))
 }
 
 // publish stores msg and returns its PubAck. It gives up when ctx ends or
@@ -128,24 +181,19 @@ func waitRetry(ctx context.Context, full <-chan struct{}) error {
 	}
 }
 
-// request publishes msg once with a fresh reply subject and waits for the
-// reply.
+// request publishes msg once with a reply subject of its own until the
+// reply comes, and waits for the reply.
 func (m *ackMux) request(ctx context.Context, full <-chan struct{}, msg *nats.Msg) (*nats.Msg, error) {
 	ch := replyChans.Get().(chan *nats.Msg)
-	m.mu.Lock()
-	m.seq++
-	tok := m.seq
-	m.waiting[tok] = ch
-	m.mu.Unlock()
-	var buf [20]byte
+	i, reply := m.take(ch)
 	out := nats.Msg{
 		Subject: msg.Subject,
-		Reply:   m.prefix + string(strconv.AppendUint(buf[:0], tok, 10)),
+		Reply:   reply,
 		Header:  msg.Header,
 		Data:    msg.Data,
 	}
 	if err := m.nc.PublishMsg(&out); err != nil {
-		m.forget(tok, ch)
+		m.forget(i, ch)
 		return nil, err
 	}
 	select {
@@ -156,21 +204,26 @@ func (m *ackMux) request(ctx context.Context, full <-chan struct{}, msg *nats.Ms
 		}
 		return reply, nil
 	case <-ctx.Done():
-		m.forget(tok, ch)
+		m.forget(i, ch)
 		return nil, ctx.Err()
 	case <-full:
-		m.forget(tok, ch)
+		m.forget(i, ch)
 		return nil, errFullWhileWaiting
 	}
 }
 
-// forget stops waiting for tok's reply and recycles its channel, emptied
-// of a reply that came meanwhile (deliver sends under the lock, so it is
-// either in the channel or will never come).
-func (m *ackMux) forget(tok uint64, ch chan *nats.Msg) {
+// forget stops waiting on slot i and recycles ch, emptied of a reply that
+// came meanwhile (deliver sends under the lock, so it is either in the
+// channel or will never reach ch). A slot still waiting gets a new
+// generation before it is free again: its PubAck may yet come, to the old
+// subject, and must reach nobody.
+func (m *ackMux) forget(i uint32, ch chan *nats.Msg) {
 	m.mu.Lock()
-	if _, ok := m.waiting[tok]; ok {
-		delete(m.waiting, tok)
+	if s := &m.slots[i]; s.wait == ch {
+		s.wait = nil
+		s.gen++
+		s.reply = m.subject(i, s.gen)
+		m.free = append(m.free, i)
 	} else {
 		<-ch
 	}
