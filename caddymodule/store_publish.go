@@ -21,11 +21,17 @@ import (
 // one shared subscription: a JetStream stream answers a publish that has a
 // reply subject with its PubAck there.
 //
-// It does what jetstream.PublishMsg with WithExpectStream does (the
-// Nats-Expected-Stream header, up to pubRetries retries pubRetryWait apart
-// while the stream has no responder, the same errors) without its per
-// event costs: a context per request, a reply channel and a map entry
-// made by nats.go's request multiplexer, and a JSON decode of the PubAck.
+// It does what jetstream.PublishMsg with WithExpectStream does (up to
+// pubRetries retries pubRetryWait apart while the stream has no
+// responder, the same errors, an event stored only in WEBHOOKS) without
+// its per event costs: a context per request, a reply channel and a map
+// entry made by nats.go's request multiplexer, a JSON decode of the
+// PubAck, and the Nats-Expected-Stream header. That header is one more
+// for nats.go to encode, for nats-server to parse and look up on the
+// stream's writer, and it was stored with every event; here it would
+// check nothing: on a single server no other stream can take a subject
+// of the WEBHOOKS stream (nats-server refuses streams whose subjects
+// overlap), and parsePubAck refuses a PubAck from any other stream.
 // And its wait also ends when the store turns out to be full, so the
 // engine needs no per-event context.AfterFunc for that.
 type ackMux struct {
@@ -64,10 +70,6 @@ const (
 	pubRetryWait = jetstream.DefaultPubRetryWait
 	pubRetries   = jetstream.DefaultPubRetryAttempts
 )
-
-// expectStream is the Nats-Expected-Stream header value: the server refuses
-// an event whose subject is not the WEBHOOKS stream's.
-var expectStream = []string{event.StreamName}
 
 // errFullWhileWaiting ends the wait of a publish when the store runs out
 // of disk (the engine answers errStoreFull).
@@ -141,13 +143,8 @@ func (m *ackMux) subject(i, gen uint32) string {
 }
 
 // publish stores msg and returns its PubAck. It gives up when ctx ends or
-// when full is closed (the store ran out of disk). It sets msg's
-// Nats-Expected-Stream header, as jetstream's WithExpectStream does.
+// when full is closed (the store ran out of disk).
 func (m *ackMux) publish(ctx context.Context, full <-chan struct{}, msg *nats.Msg) (*jetstream.PubAck, error) {
-	if msg.Header == nil {
-		msg.Header = nats.Header{}
-	}
-	msg.Header[jetstream.ExpectedStreamHeader] = expectStream
 	for try := 0; ; try++ {
 		reply, err := m.request(ctx, full, msg)
 		if errors.Is(err, nats.ErrNoResponders) && try < pubRetries {
@@ -238,8 +235,9 @@ func (m *ackMux) forget(i uint32, ch chan *nats.Msg) {
 var pubAckOK = []byte(`{"stream":"` + event.StreamName + `","seq":`)
 
 // parsePubAck reads a PubAck as jetstream.PublishMsg does: an API error
-// becomes "nats: <APIError>", a body that is no PubAck ErrInvalidJSAck.
-// The two shapes the server writes for an event of the WEBHOOKS stream are
+// becomes "nats: <APIError>", a body that is no PubAck ErrInvalidJSAck,
+// and a PubAck of another stream than WEBHOOKS an error (jetstream's
+// WithExpectStream had the server refuse that publish). The two shapes the server writes for an event of the WEBHOOKS stream are
 // read without a JSON decoder.
 func parsePubAck(data []byte) (*jetstream.PubAck, error) {
 	if rest, ok := bytes.CutPrefix(data, pubAckOK); ok {
@@ -269,6 +267,9 @@ func parsePubAck(data []byte) (*jetstream.PubAck, error) {
 	}
 	if resp.Stream == "" {
 		return nil, jetstream.ErrInvalidJSAck
+	}
+	if resp.Stream != event.StreamName {
+		return nil, fmt.Errorf("nats: the event was stored in the stream %q, not %s: no other stream may take the subjects %s.>", resp.Stream, event.StreamName, event.SubjectRoot)
 	}
 	return &resp.PubAck, nil
 }

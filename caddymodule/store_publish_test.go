@@ -30,6 +30,7 @@ func TestParsePubAck(t *testing.T) {
 		{data: `{"error":{"code":503,"err_code":10077,"description":"maximum bytes exceeded"}}`, err: "maximum bytes exceeded"},
 		{data: `{"stream":"WEBHOOKS","seq":}`, err: jetstream.ErrInvalidJSAck.Error()},
 		{data: `{}`, err: jetstream.ErrInvalidJSAck.Error()},
+		{data: `{"stream":"OTHER","seq":4}`, err: `stored in the stream "OTHER"`},
 		{data: ``, err: jetstream.ErrInvalidJSAck.Error()},
 	} {
 		got, err := parsePubAck([]byte(tc.data))
@@ -56,7 +57,6 @@ func TestParsePubAck(t *testing.T) {
 func TestPinPubAckShape(t *testing.T) {
 	e := startStore(t, "1s", false, 0)
 	msg := &nats.Msg{Subject: event.SubjectRoot + ".v1.pin.test", Header: nats.Header{jetstream.MsgIDHeader: []string{"pin:1"}}, Data: []byte("{}")}
-	msg.Header[jetstream.ExpectedStreamHeader] = expectStream
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for _, suffix := range []string{"}", `,"duplicate": true}`} {
