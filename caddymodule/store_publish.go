@@ -21,11 +21,17 @@ import (
 // one shared subscription: a JetStream stream answers a publish that has a
 // reply subject with its PubAck there.
 //
-// It does what jetstream.PublishMsg with WithExpectStream does (the
-// Nats-Expected-Stream header, up to pubRetries retries pubRetryWait apart
-// while the stream has no responder, the same errors) without its per
-// event costs: a context per request, a reply channel and a map entry
-// made by nats.go's request multiplexer, and a JSON decode of the PubAck.
+// It does what jetstream.PublishMsg with WithExpectStream does (up to
+// pubRetries retries pubRetryWait apart while the stream has no
+// responder, the same errors, an event stored only in WEBHOOKS) without
+// its per event costs: a context per request, a reply channel and a map
+// entry made by nats.go's request multiplexer, a JSON decode of the
+// PubAck, and the Nats-Expected-Stream header. That header is one more
+// for nats.go to encode, for nats-server to parse and look up on the
+// stream's writer, and it was stored with every event; here it would
+// check nothing: on a single server no other stream can take a subject
+// of the WEBHOOKS stream (nats-server refuses streams whose subjects
+// overlap), and parsePubAck refuses a PubAck from any other stream.
 // And its wait also ends when the store turns out to be full, so the
 // engine needs no per-event context.AfterFunc for that.
 type ackMux struct {
@@ -33,9 +39,28 @@ type ackMux struct {
 	// prefix is the reply subject without its token: "<inbox>.".
 	prefix string
 
-	mu      sync.Mutex
-	seq     uint64
-	waiting map[uint64]chan *nats.Msg
+	mu sync.Mutex
+	// slots are the reply subjects, indexed by their token's low 32
+	// bits; free are the slots nobody waits on, reused last in first out
+	// so that a few hundred reply subjects serve every publish. A subject
+	// nats-server has routed before is in its caches (the stream's
+	// client keeps 512, its sublist 1,024): a fresh subject per publish
+	// made every PubAck a cache miss, a walk of the sublist and an
+	// eviction.
+	slots []ackSlot
+	free  []uint32
+}
+
+// ackSlot is one reply subject and the publish waiting on it.
+type ackSlot struct {
+	// wait is the waiting publish's channel, nil when the slot is free.
+	wait chan *nats.Msg
+	// gen is the high 32 bits of the slot's token. It grows when a
+	// publish gives up before its PubAck came, so that PubAck, if it
+	// comes later, names an old token and reaches nobody.
+	gen uint32
+	// reply is prefix + the token, made when gen changes.
+	reply string
 }
 
 // The retries of a publish that found no responder: jetstream's own
@@ -46,10 +71,6 @@ const (
 	pubRetries   = jetstream.DefaultPubRetryAttempts
 )
 
-// expectStream is the Nats-Expected-Stream header value: the server refuses
-// an event whose subject is not the WEBHOOKS stream's.
-var expectStream = []string{event.StreamName}
-
 // errFullWhileWaiting ends the wait of a publish when the store runs out
 // of disk (the engine answers errStoreFull).
 var errFullWhileWaiting = errors.New("the store ran out of disk space while the event waited for its PubAck")
@@ -59,7 +80,7 @@ var replyChans = sync.Pool{New: func() any { return make(chan *nats.Msg, 1) }}
 
 // newAckMux subscribes to the PubAcks of nc's publishes.
 func newAckMux(nc *nats.Conn) (*ackMux, error) {
-	m := &ackMux{nc: nc, prefix: nc.NewInbox() + ".", waiting: make(map[uint64]chan *nats.Msg)}
+	m := &ackMux{nc: nc, prefix: nc.NewInbox() + "."}
 	sub, err := nc.Subscribe(m.prefix+"*", m.deliver)
 	if err != nil {
 		return nil, fmt.Errorf("embedded NATS: PubAck subscription: %w", err)
@@ -79,22 +100,51 @@ func (m *ackMux) deliver(msg *nats.Msg) {
 	if err != nil {
 		return
 	}
+	i, gen := uint32(tok), uint32(tok>>32)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if ch, ok := m.waiting[tok]; ok {
-		delete(m.waiting, tok)
-		ch <- msg // one slot, one reply per token: never blocks
+	if int(i) >= len(m.slots) {
+		return
+	}
+	if s := &m.slots[i]; s.gen == gen && s.wait != nil {
+		s.wait <- msg // one slot, one reply per token: never blocks
+		s.wait = nil
+		m.free = append(m.free, i)
 	}
 }
 
-// publish stores msg and returns its PubAck. It gives up when ctx ends or
-// when full is closed (the store ran out of disk). It sets msg's
-// Nats-Expected-Stream header, as jetstream's WithExpectStream does.
-func (m *ackMux) publish(ctx context.Context, full <-chan struct{}, msg *nats.Msg) (*jetstream.PubAck, error) {
-	if msg.Header == nil {
-		msg.Header = nats.Header{}
+// take gives ch a free reply subject and returns the slot's index and
+// the subject.
+func (m *ackMux) take(ch chan *nats.Msg) (uint32, string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var i uint32
+	if n := len(m.free); n > 0 {
+		i = m.free[n-1]
+		m.free = m.free[:n-1]
+	} else {
+		i = uint32(len(m.slots))
+		m.slots = append(m.slots, ackSlot{})
 	}
-	msg.Header[jetstream.ExpectedStreamHeader] = expectStream
+	s := &m.slots[i]
+	if s.reply == "" {
+		s.reply = m.subject(i, s.gen)
+	}
+	s.wait = ch
+	return i, s.reply
+}
+
+// subject is the reply subject of slot i at generation gen: the token is
+// gen<<32 | i in decimal, so a slot that never lost a PubAck keeps a
+// short subject.
+func (m *ackMux) subject(i, gen uint32) string {
+	var buf [20]byte
+	return m.prefix + string(strconv.AppendUint(buf[:0], uint64(gen)<<32|uint64(i), 10))
+}
+
+// publish stores msg and returns its PubAck. It gives up when ctx ends or
+// when full is closed (the store ran out of disk).
+func (m *ackMux) publish(ctx context.Context, full <-chan struct{}, msg *nats.Msg) (*jetstream.PubAck, error) {
 	for try := 0; ; try++ {
 		reply, err := m.request(ctx, full, msg)
 		if errors.Is(err, nats.ErrNoResponders) && try < pubRetries {
@@ -128,24 +178,19 @@ func waitRetry(ctx context.Context, full <-chan struct{}) error {
 	}
 }
 
-// request publishes msg once with a fresh reply subject and waits for the
-// reply.
+// request publishes msg once with a reply subject of its own until the
+// reply comes, and waits for the reply.
 func (m *ackMux) request(ctx context.Context, full <-chan struct{}, msg *nats.Msg) (*nats.Msg, error) {
 	ch := replyChans.Get().(chan *nats.Msg)
-	m.mu.Lock()
-	m.seq++
-	tok := m.seq
-	m.waiting[tok] = ch
-	m.mu.Unlock()
-	var buf [20]byte
+	i, reply := m.take(ch)
 	out := nats.Msg{
 		Subject: msg.Subject,
-		Reply:   m.prefix + string(strconv.AppendUint(buf[:0], tok, 10)),
+		Reply:   reply,
 		Header:  msg.Header,
 		Data:    msg.Data,
 	}
 	if err := m.nc.PublishMsg(&out); err != nil {
-		m.forget(tok, ch)
+		m.forget(i, ch)
 		return nil, err
 	}
 	select {
@@ -156,21 +201,26 @@ func (m *ackMux) request(ctx context.Context, full <-chan struct{}, msg *nats.Ms
 		}
 		return reply, nil
 	case <-ctx.Done():
-		m.forget(tok, ch)
+		m.forget(i, ch)
 		return nil, ctx.Err()
 	case <-full:
-		m.forget(tok, ch)
+		m.forget(i, ch)
 		return nil, errFullWhileWaiting
 	}
 }
 
-// forget stops waiting for tok's reply and recycles its channel, emptied
-// of a reply that came meanwhile (deliver sends under the lock, so it is
-// either in the channel or will never come).
-func (m *ackMux) forget(tok uint64, ch chan *nats.Msg) {
+// forget stops waiting on slot i and recycles ch, emptied of a reply that
+// came meanwhile (deliver sends under the lock, so it is either in the
+// channel or will never reach ch). A slot still waiting gets a new
+// generation before it is free again: its PubAck may yet come, to the old
+// subject, and must reach nobody.
+func (m *ackMux) forget(i uint32, ch chan *nats.Msg) {
 	m.mu.Lock()
-	if _, ok := m.waiting[tok]; ok {
-		delete(m.waiting, tok)
+	if s := &m.slots[i]; s.wait == ch {
+		s.wait = nil
+		s.gen++
+		s.reply = m.subject(i, s.gen)
+		m.free = append(m.free, i)
 	} else {
 		<-ch
 	}
@@ -185,8 +235,9 @@ func (m *ackMux) forget(tok uint64, ch chan *nats.Msg) {
 var pubAckOK = []byte(`{"stream":"` + event.StreamName + `","seq":`)
 
 // parsePubAck reads a PubAck as jetstream.PublishMsg does: an API error
-// becomes "nats: <APIError>", a body that is no PubAck ErrInvalidJSAck.
-// The two shapes the server writes for an event of the WEBHOOKS stream are
+// becomes "nats: <APIError>", a body that is no PubAck ErrInvalidJSAck,
+// and a PubAck of another stream than WEBHOOKS an error (jetstream's
+// WithExpectStream had the server refuse that publish). The two shapes the server writes for an event of the WEBHOOKS stream are
 // read without a JSON decoder.
 func parsePubAck(data []byte) (*jetstream.PubAck, error) {
 	if rest, ok := bytes.CutPrefix(data, pubAckOK); ok {
@@ -216,6 +267,9 @@ func parsePubAck(data []byte) (*jetstream.PubAck, error) {
 	}
 	if resp.Stream == "" {
 		return nil, jetstream.ErrInvalidJSAck
+	}
+	if resp.Stream != event.StreamName {
+		return nil, fmt.Errorf("nats: the event was stored in the stream %q, not %s: no other stream may take the subjects %s.>", resp.Stream, event.StreamName, event.SubjectRoot)
 	}
 	return &resp.PubAck, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -29,6 +30,7 @@ func TestParsePubAck(t *testing.T) {
 		{data: `{"error":{"code":503,"err_code":10077,"description":"maximum bytes exceeded"}}`, err: "maximum bytes exceeded"},
 		{data: `{"stream":"WEBHOOKS","seq":}`, err: jetstream.ErrInvalidJSAck.Error()},
 		{data: `{}`, err: jetstream.ErrInvalidJSAck.Error()},
+		{data: `{"stream":"OTHER","seq":4}`, err: `stored in the stream "OTHER"`},
 		{data: ``, err: jetstream.ErrInvalidJSAck.Error()},
 	} {
 		got, err := parsePubAck([]byte(tc.data))
@@ -55,7 +57,6 @@ func TestParsePubAck(t *testing.T) {
 func TestPinPubAckShape(t *testing.T) {
 	e := startStore(t, "1s", false, 0)
 	msg := &nats.Msg{Subject: event.SubjectRoot + ".v1.pin.test", Header: nats.Header{jetstream.MsgIDHeader: []string{"pin:1"}}, Data: []byte("{}")}
-	msg.Header[jetstream.ExpectedStreamHeader] = expectStream
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for _, suffix := range []string{"}", `,"duplicate": true}`} {
@@ -141,4 +142,51 @@ func TestAckMuxWaitEnds(t *testing.T) {
 	if err != nil || ack.Sequence != 1 || ack.Duplicate {
 		t.Fatalf("after the late replies: %+v, %v", ack, err)
 	}
+}
+
+// TestAckMuxReusesReplySubjects: publishes reuse the reply subjects of
+// those answered before them, so nats-server's caches hold them: one
+// subject for sequential publishes, at most one per concurrent publisher.
+func TestAckMuxReusesReplySubjects(t *testing.T) {
+	e := startStore(t, "1s", false, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pub := func(id string) error {
+		_, err := e.acks.publish(ctx, nil, &nats.Msg{Subject: event.SubjectRoot + ".v1.reuse.test", Header: nats.Header{jetstream.MsgIDHeader: []string{id}}, Data: []byte("{}")})
+		return err
+	}
+	for i := range 50 {
+		if err := pub(fmt.Sprintf("seq:%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := replySubjects(e.acks); n != 1 {
+		t.Fatalf("50 sequential publishes used %d reply subjects, want 1", n)
+	}
+	const publishers = 8
+	errs := make(chan error, publishers)
+	for p := range publishers {
+		go func() {
+			var err error
+			for i := 0; i < 50 && err == nil; i++ {
+				err = pub(fmt.Sprintf("conc:%d:%d", p, i))
+			}
+			errs <- err
+		}()
+	}
+	for range publishers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := replySubjects(e.acks); n > publishers {
+		t.Fatalf("%d concurrent publishers used %d reply subjects, want at most %d", publishers, n, publishers)
+	}
+}
+
+// replySubjects is how many reply subjects m has made.
+func replySubjects(m *ackMux) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.slots)
 }

@@ -22,6 +22,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"log"
 	"os"
 	"os/exec"
@@ -75,7 +76,7 @@ func parseFlags() options {
 	flag.StringVar(&o.memory.dir, "store-dir", "", "memory: parent directory of the store (default: $TMPDIR)")
 	flag.BoolVar(&o.memory.keep, "keep", false, "memory: leave the store on disk")
 	flag.StringVar(&o.memory.dedup, "dedup", "", "memory: dedup_window of the gateway (default: its default, 6h)")
-	flag.StringVar(&o.profile, "profile", "", "memory, mixed: write the gateway's profiles (heap at rest; CPU while ingest and deliveries run) into this directory")
+	flag.StringVar(&o.profile, "profile", "", "write the gateway's profiles into this directory: compare, CPU and allocations of each measured window (<config>-<conns>, <config>-rate); memory, heap at rest; mixed, CPU and allocations while ingest and deliveries run")
 	flag.Int64Var(&o.mixed.backlog, "backlog", 150_000, "mixed: events stored before the destination starts")
 	flag.IntVar(&o.mixed.concurrency, "concurrency", 32, "mixed: the destination's concurrency")
 	flag.IntVar(&o.mixed.ingestConns, "ingest-conns", 64, "mixed: closed-loop ingest clients")
@@ -276,7 +277,8 @@ func selected(o options) []config {
 func runClosed(o options, c config, conns int, pinned bool) (closedRow, error) {
 	var r closedResult
 	warm := func(w *workload) { closedLoop(w, conns, o.warmup) }
-	st, err := measureAfterWarmup(o, c, pinned, warm, func(w *workload) { r = closedLoop(w, conns, o.duration) })
+	load := func(w *workload) { r = closedLoop(w, conns, o.duration) }
+	st, err := measureAfterWarmup(o, c, pinned, warm, load, fmt.Sprintf("%s-%d", c.Name, conns), o.duration)
 	if err != nil {
 		return closedRow{}, err
 	}
@@ -290,7 +292,9 @@ func runClosed(o options, c config, conns int, pinned bool) (closedRow, error) {
 
 // measureAfterWarmup starts a server for c, runs warm (unmeasured, when
 // o.warmup > 0), then load, and returns the server's figures over load.
-func measureAfterWarmup(o options, c config, pinned bool, warm, load func(w *workload)) (serverStats, error) {
+// With -profile, the server's CPU and allocation profiles of the first d
+// of load go to <o.profile>/<profile>.{cpu,allocs}.pb.gz.
+func measureAfterWarmup(o options, c config, pinned bool, warm, load func(w *workload), profile string, d time.Duration) (serverStats, error) {
 	w := newWorkload(o.addr, c, o.body)
 	if c.Admin == "" { // for the server's GC count
 		port, err := testgw.FreePort()
@@ -306,6 +310,13 @@ func measureAfterWarmup(o options, c config, pinned bool, warm, load func(w *wor
 	defer srv.stop()
 	if o.warmup > 0 {
 		warm(w)
+	}
+	if o.profile != "" {
+		measured := load
+		load = func(w *workload) {
+			defer cpuProfile(c.Admin, o.profile, profile, d)()
+			measured(w)
+		}
 	}
 	return srv.stats(w, o.loadgenGC, load)
 }
@@ -370,7 +381,7 @@ func runRate(o options, c config, pinned bool) (rateRow, error) {
 		}
 		r = p.run(o.rateDuration)
 	}
-	st, err := measureAfterWarmup(o, c, pinned, warm, load)
+	st, err := measureAfterWarmup(o, c, pinned, warm, load, c.Name+"-rate", o.rateDuration)
 	if err != nil {
 		return rateRow{}, err
 	}

@@ -219,7 +219,7 @@ func cpuProfile(admin, dir, name string, d time.Duration) func() {
 		wg.Go(func() {
 			url := fmt.Sprintf("http://%s/debug/pprof/%s?seconds=%d", admin, kind.path, max(1, int(d.Seconds())))
 			if err := fetchToFile(url, filepath.Join(dir, name+"."+kind.file+".pb.gz")); err != nil {
-				log.Printf("mixed: %s profile: %v", kind.file, err)
+				log.Printf("%s: %s profile: %v", name, kind.file, err)
 			}
 		})
 	}
