@@ -519,11 +519,7 @@ func (h *Handler) store(q *request) error {
 	if err != nil {
 		return h.reject(q, problemStore, err)
 	}
-	outcome := outcomeAccepted
-	if ack.Duplicate {
-		outcome = outcomeDuplicate
-	}
-	countRequest(q, src.name, q.version, outcome)
+	src.countStored(q, ack.Duplicate)
 	h.logStored(q, id, msg, ack.Duplicate)
 	return h.accept(q, id, ack)
 }
