@@ -2,8 +2,6 @@ package caddymodule
 
 import (
 	"context"
-	"encoding/json"
-	"io"
 	"net/http"
 	"path/filepath"
 	"time"
@@ -112,8 +110,8 @@ func (a adminBackupAPI) begin(w http.ResponseWriter, r *http.Request) (*backupRe
 		return nil, nil, apiError(http.StatusMethodNotAllowed, "%s %s: use POST", r.Method, r.URL.Path)
 	}
 	var req backupRequest
-	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req); err != nil {
-		return nil, nil, apiError(http.StatusBadRequest, "body: want {\"dir\": \"/absolute/path\"}: %v", err)
+	if err := readJSONBody(r, &req); err != nil {
+		return nil, nil, err
 	}
 	if !filepath.IsAbs(req.Dir) {
 		return nil, nil, apiError(http.StatusBadRequest, "dir %q: give an absolute path on the gateway's host", req.Dir)

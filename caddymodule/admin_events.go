@@ -178,14 +178,21 @@ func wantBody(r *http.Request) bool {
 	return v == "1" || v == "true"
 }
 
-// maxFilterBody bounds a POSTed filter.
-const maxFilterBody = 64 << 10
+// maxAdminBody bounds the JSON body of any webhooks admin request (a
+// filter, a replay's destination, a backup's directory): each is a few
+// hundred bytes.
+const maxAdminBody = 64 << 10
 
-// readJSONBody decodes an optional JSON body into v.
+// readJSONBody decodes an optional JSON body into v: the one reader of a
+// webhooks admin request's body (the event log's, the dashboard's and
+// backup's endpoints). A body over maxAdminBody is a 413, not cut off.
 func readJSONBody(r *http.Request, v any) error {
-	b, err := io.ReadAll(io.LimitReader(r.Body, maxFilterBody))
+	b, err := io.ReadAll(io.LimitReader(r.Body, maxAdminBody+1))
 	if err != nil {
 		return apiError(http.StatusBadRequest, "read the request body: %v", err)
+	}
+	if len(b) > maxAdminBody {
+		return apiError(http.StatusRequestEntityTooLarge, "the request body is over %d bytes; send only the fields %s", maxAdminBody, strings.Join(jsonFields(v), ", "))
 	}
 	if len(strings.TrimSpace(string(b))) == 0 {
 		return nil

@@ -145,6 +145,14 @@ type App struct {
 	fwdMu      sync.RWMutex
 	forwarders []*forwarder.Forwarder
 	logger     *zap.Logger
+	// runMu guards what setup starts besides the forwarders and Stop
+	// stops: the gateway counter while the consumers are shared
+	// (cluster_nodes.go) and the replay consumers (eventlog_replay.go).
+	// They belong to this app alone, so a reload's new app and the old
+	// one never see each other's.
+	runMu     sync.Mutex
+	sharing   *nodeCounter
+	replayers []jetstream.ConsumeContext
 }
 
 // CaddyModule returns the Caddy module information.

@@ -14,6 +14,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/nats-io/nats-server/v2/server"
 	"go.uber.org/zap"
+
+	"github.com/hookgate/hookgate/forwarder"
 )
 
 // ClusterConfig makes the embedded NATS server one node of a JetStream
@@ -151,6 +153,10 @@ func routeURL(raw, user, password string) (string, error) {
 	return u.String(), nil
 }
 
+// redactURL hides the password of a URL for logs and errors: the
+// forwarder's, so destinations and NATS URLs read alike.
+var redactURL = forwarder.RedactURL
+
 // redactURLs hides the passwords of a comma-separated URL list (the
 // external NATS URLs) for logs and errors, each URL on its own: as one
 // URL only the first password would be hidden.
@@ -160,15 +166,6 @@ func redactURLs(list string) string {
 		urls[i] = redactURL(u)
 	}
 	return strings.Join(urls, ",")
-}
-
-// redactURL hides the password of a URL for logs and errors.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	return u.Redacted()
 }
 
 // clusterOptions adds the cluster settings to the server's options. A

@@ -8,12 +8,12 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
+	"golang.org/x/time/rate"
 )
 
 // nodesBucket is the KV bucket in which every gateway of a cluster (or of
@@ -62,10 +62,10 @@ type nodeCounter struct {
 	live atomic.Int64
 	// share is told the count after each beat.
 	share func(n int)
-	// instance is written with each heartbeat (nodeInstance); lastDup is
-	// when a shared key was last logged (Unix ns).
+	// instance is written with each heartbeat (nodeInstance); dupLog lets
+	// a shared key be logged once per nodeDupLogEvery.
 	instance string
-	lastDup  atomic.Int64
+	dupLog   rate.Sometimes
 	cancel   context.CancelFunc
 	done     chan struct{}
 }
@@ -100,7 +100,8 @@ func (a *App) startNodeCounter(ctx context.Context, share func(n int)) (*nodeCou
 	if err != nil {
 		return nil, fmt.Errorf("gateway heartbeat bucket %s: %w", nodesBucket, err)
 	}
-	nc := &nodeCounter{kv: kv, key: a.nodeKey(), log: a.logger, share: share, instance: nodeInstance, done: make(chan struct{})}
+	nc := &nodeCounter{kv: kv, key: a.nodeKey(), log: a.logger, share: share, instance: nodeInstance,
+		dupLog: rate.Sometimes{Interval: nodeDupLogEvery}, done: make(chan struct{})}
 	nc.live.Store(1)
 	if err := nc.beat(ctx); err != nil {
 		return nil, err
@@ -184,12 +185,10 @@ func (nc *nodeCounter) checkShared(v []byte) {
 	if !ok || other == nc.instance {
 		return // our own, or a gateway too old to say
 	}
-	now, last := time.Now().UnixNano(), nc.lastDup.Load()
-	if now-last < int64(nodeDupLogEvery) || !nc.lastDup.CompareAndSwap(last, now) {
-		return
-	}
-	nc.log.Warn("another gateway announces itself under this gateway's key in "+nodesBucket+", so the two count as one and each runs too large a share of every destination's rate: give each gateway its own server_name",
-		zap.String("key", nc.key))
+	nc.dupLog.Do(func() {
+		nc.log.Warn("another gateway announces itself under this gateway's key in "+nodesBucket+", so the two count as one and each runs too large a share of every destination's rate: give each gateway its own server_name",
+			zap.String("key", nc.key))
+	})
 }
 
 // count returns the last count of live gateways (at least 1).
@@ -211,12 +210,6 @@ func (nc *nodeCounter) stop() {
 	<-nc.done
 }
 
-// nodeCounters holds the running counter of each App.
-var nodeCounters = struct {
-	mu sync.Mutex
-	m  map[*App]*nodeCounter
-}{m: map[*App]*nodeCounter{}}
-
 // startSharing starts counting the gateways when the consumers are shared
 // and returns the count so far (1 when they are not).
 func (a *App) startSharing(ctx context.Context) (int, error) {
@@ -227,29 +220,29 @@ func (a *App) startSharing(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	nodeCounters.mu.Lock()
-	old := nodeCounters.m[a]
-	nodeCounters.m[a] = nc
-	nodeCounters.mu.Unlock()
+	a.runMu.Lock()
+	old := a.sharing
+	a.sharing = nc
+	a.runMu.Unlock()
 	old.stop()
 	return nc.count(), nil
 }
 
 // stopSharing ends the app's heartbeat, if any.
 func (a *App) stopSharing() {
-	nodeCounters.mu.Lock()
-	nc := nodeCounters.m[a]
-	delete(nodeCounters.m, a)
-	nodeCounters.mu.Unlock()
+	a.runMu.Lock()
+	nc := a.sharing
+	a.sharing = nil
+	a.runMu.Unlock()
 	nc.stop()
 }
 
 // liveGateways returns how many gateways the app counts (0 when it does
 // not count them).
 func (a *App) liveGateways() int {
-	nodeCounters.mu.Lock()
-	nc := nodeCounters.m[a]
-	nodeCounters.mu.Unlock()
+	a.runMu.Lock()
+	nc := a.sharing
+	a.runMu.Unlock()
 	if nc == nil {
 		return 0
 	}

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/hookgate/hookgate/event"
@@ -49,6 +50,22 @@ type ClusterPeer struct {
 // clusterStatus returns the cluster part of the status, nil on a single
 // node.
 func (a *App) clusterStatus(ctx context.Context, e *engine) *ClusterStatus {
+	return a.clusterStatusOf(eventStreamInfo(ctx, e))
+}
+
+// eventStreamInfo reads the WEBHOOKS stream's info.
+func eventStreamInfo(ctx context.Context, e *engine) (*jetstream.StreamInfo, error) {
+	s, err := e.js.Stream(ctx, event.StreamName)
+	if err != nil {
+		return nil, err
+	}
+	return s.CachedInfo(), nil
+}
+
+// clusterStatusOf returns the cluster part of the status from the
+// WEBHOOKS stream's info or the error reading it, nil on a single node.
+// GET /webhooks/status reads the info once for its store part and this.
+func (a *App) clusterStatusOf(info *jetstream.StreamInfo, err error) *ClusterStatus {
 	if !a.ecfg.clustered() && !a.ecfg.external() {
 		return nil
 	}
@@ -56,12 +73,10 @@ func (a *App) clusterStatus(ctx context.Context, e *engine) *ClusterStatus {
 	if a.ecfg.external() {
 		cs.Mode, cs.Node = "external", ""
 	}
-	s, err := e.js.Stream(ctx, event.StreamName)
 	if err != nil {
 		cs.Error = err.Error()
 		return cs
 	}
-	info := s.CachedInfo()
 	cs.Replicas = info.Config.Replicas
 	if info.Cluster == nil {
 		return cs

@@ -171,8 +171,11 @@ func newEngine(cfg engineConfig, log *zap.Logger) (*engine, error) {
 // after a quorum stored the event: publish plainly, with nats-server's own
 // sync_interval when lazy. On a single server a lazy interval is synced by
 // the committer's background pass (store_lazy.go), and sync always by
-// group commit unless PerEventSync asks for nats-server's own.
+// group commit unless PerEventSync asks for nats-server's own. Only this
+// embedded store raises GOMAXPROCS (ensureTwoProcs): its fsyncs block a P
+// in this process; an external NATS syncs on its own servers.
 func (e *engine) startCommit(cfg engineConfig) (*groupCommit, error) {
+	ensureTwoProcs(e.log)
 	switch {
 	case cfg.clustered():
 		return newGroupCommit(cfg.StoreDir, e.publishRaw, false, e.log)

@@ -72,12 +72,6 @@ func (a *App) ensureEventLog(ctx context.Context) error {
 	return nil
 }
 
-// replayers holds the running replay consumers of each App.
-var replayers = struct {
-	mu  sync.Mutex
-	ccs map[*App][]jetstream.ConsumeContext
-}{ccs: map[*App][]jetstream.ConsumeContext{}}
-
 // startEventLog creates the event log's streams and starts one replay
 // consumer per configured destination. App.Start calls it before it
 // starts the forwarders; replays wait until their forwarder runs.
@@ -106,9 +100,9 @@ func (a *App) startEventLog(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("destination %q: consume replays: %w", name, err)
 		}
-		replayers.mu.Lock()
-		replayers.ccs[a] = append(replayers.ccs[a], cc)
-		replayers.mu.Unlock()
+		a.runMu.Lock()
+		a.replayers = append(a.replayers, cc)
+		a.runMu.Unlock()
 	}
 	return nil
 }
@@ -117,10 +111,10 @@ func (a *App) startEventLog(ctx context.Context) error {
 // back after its AckWait. App.Stop calls it before stopping the
 // forwarders.
 func (a *App) stopEventLog() {
-	replayers.mu.Lock()
-	ccs := replayers.ccs[a]
-	delete(replayers.ccs, a)
-	replayers.mu.Unlock()
+	a.runMu.Lock()
+	ccs := a.replayers
+	a.replayers = nil
+	a.runMu.Unlock()
 	for _, cc := range ccs {
 		cc.Stop()
 	}
@@ -303,8 +297,11 @@ type ReplayJob struct {
 
 // job is the live state behind a ReplayJob.
 type job struct {
-	mu        sync.Mutex
-	v         ReplayJob
+	mu sync.Mutex
+	v  ReplayJob
+	// ended is when the registry first saw the job done or failed; zero
+	// before. Guarded by the registry's mu.
+	ended     time.Time
 	delivered atomic.Int64
 	failed    atomic.Int64
 	skipped   atomic.Int64
@@ -349,8 +346,19 @@ func (j *job) snapshot() ReplayJob {
 	return v
 }
 
-// jobRegistry holds the jobs of this process (they are not kept across a
-// restart; their queued deliveries are).
+// A finished (done or failed) job is kept jobKeep after it is first seen
+// finished, so its outcome can still be read; the registry holds at most
+// maxJobs, the oldest finished jobs making room first, then the oldest of
+// all. It is pruned as each job is added.
+const (
+	jobKeep = time.Hour
+	maxJobs = 100
+)
+
+// jobRegistry holds the jobs of this process, shared by the apps of
+// successive configs: a job outlives the reload that its replays wait
+// through. Jobs are not kept across a restart; their queued deliveries
+// are.
 type jobRegistry struct {
 	mu sync.Mutex
 	m  map[string]*job
@@ -361,11 +369,50 @@ var jobs = &jobRegistry{m: map[string]*job{}}
 func (r *jobRegistry) add(kind string, f EventFilter, matched int) *job {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
-	j := &job{v: ReplayJob{ID: kind + "_" + hex.EncodeToString(b[:]), Kind: kind, Filter: f, Matched: matched, StartedAt: time.Now().UTC()}}
+	now := time.Now()
+	j := &job{v: ReplayJob{ID: kind + "_" + hex.EncodeToString(b[:]), Kind: kind, Filter: f, Matched: matched, StartedAt: now.UTC()}}
 	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.prune(now, maxJobs-1)
 	r.m[j.v.ID] = j
-	r.mu.Unlock()
 	return j
+}
+
+// prune drops the jobs finished more than jobKeep before now, then, while
+// more than keep are left, the oldest finished job or, when none is
+// finished, the oldest job. The caller holds r.mu.
+func (r *jobRegistry) prune(now time.Time, keep int) {
+	for id, j := range r.m {
+		if st := j.snapshot().State; st != "done" && st != "failed" {
+			continue
+		}
+		if j.ended.IsZero() {
+			j.ended = now
+		}
+		if now.Sub(j.ended) > jobKeep {
+			delete(r.m, id)
+		}
+	}
+	for len(r.m) > keep {
+		delete(r.m, r.oldest())
+	}
+}
+
+// oldest returns the id of the oldest finished job, or of the oldest job
+// when none is finished. The caller holds r.mu.
+func (r *jobRegistry) oldest() string {
+	var id string
+	var pick *job
+	for k, j := range r.m {
+		older := pick == nil || j.v.StartedAt.Before(pick.v.StartedAt)
+		switch {
+		case pick == nil, !j.ended.IsZero() && pick.ended.IsZero():
+			id, pick = k, j
+		case older && j.ended.IsZero() == pick.ended.IsZero():
+			id, pick = k, j
+		}
+	}
+	return id
 }
 
 func (r *jobRegistry) get(id string) *job {
@@ -381,7 +428,7 @@ func (r *jobRegistry) get(id string) *job {
 func (a *App) replayJob(id string) (*ReplayJob, error) {
 	j := jobs.get(id)
 	if j == nil {
-		return nil, errNotFound("no replay job %q in this process: jobs are kept until Caddy restarts", id)
+		return nil, errNotFound("no replay job %q in this process: a job is kept at least an hour after it finished (at most %d jobs), and not across a restart", id, maxJobs)
 	}
 	v := j.snapshot()
 	return &v, nil

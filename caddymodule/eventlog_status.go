@@ -81,10 +81,10 @@ func (a *App) status(ctx context.Context) (*GatewayStatus, error) {
 		st.Store.Error = "the event store is not running"
 		return st, nil
 	}
-	if s, err := e.js.Stream(ctx, event.StreamName); err != nil {
+	info, err := eventStreamInfo(ctx, e)
+	if err != nil {
 		st.Store.Error = err.Error()
 	} else {
-		info := s.CachedInfo()
 		st.Store.Up = true
 		st.Store.Events, st.Store.Bytes, st.Store.MaxBytes = info.State.Msgs, info.State.Bytes, info.Config.MaxBytes
 		if info.State.Msgs > 0 {
@@ -95,7 +95,7 @@ func (a *App) status(ctx context.Context) (*GatewayStatus, error) {
 	if s, err := e.js.Stream(ctx, event.DLQStreamName); err == nil {
 		st.Store.DeadLetters = s.CachedInfo().State.Msgs
 	}
-	st.Cluster = a.clusterStatus(ctx, e)
+	st.Cluster = a.clusterStatusOf(info, err) // the same read
 	for _, f := range a.runningForwarders() {
 		st.Destinations = append(st.Destinations, destinationHealth(ctx, e, f))
 	}

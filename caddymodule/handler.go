@@ -22,6 +22,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	oteltrace "go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
+	"golang.org/x/time/rate"
 
 	"github.com/hookgate/hookgate/verify"
 )
@@ -116,10 +117,9 @@ type Handler struct {
 	// deadlines hands out the publish contexts.
 	deadlines *deadlineSlots
 	logger    *zap.Logger
-	// trapWarned is when the prefix trap was last warned about (Unix
-	// nanoseconds), so the warning comes at most every prefixTrapEvery.
-	// Read and written with sync/atomic.
-	trapWarned int64
+	// trapWarn lets the prefix trap be warned about at most every
+	// prefixTrapEvery (prefixtrap.go).
+	trapWarn *rate.Sometimes
 }
 
 // CaddyModule returns the Caddy module information.
@@ -193,6 +193,7 @@ func (h *Handler) provision() error {
 		return err
 	}
 	h.prefix = strings.TrimSuffix(orDefault(h.Prefix, defaultPrefix), "/")
+	h.trapWarn = &rate.Sometimes{Interval: prefixTrapEvery}
 	if err := h.checkBounds(); err != nil {
 		return err
 	}
@@ -372,7 +373,7 @@ func (h *Handler) admit(q *request) (*problem, error) {
 		}
 	}
 	if src == nil {
-		h.notePrefixTrap(routePath(r), q.now)
+		h.notePrefixTrap(routePath(r))
 		return problemNotFound, nil
 	}
 	hdr := q.w.Header()

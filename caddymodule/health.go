@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
+	"golang.org/x/time/rate"
 
 	"github.com/hookgate/hookgate/event"
 )
@@ -52,15 +53,16 @@ var errStoreFull = errors.New("event store is out of disk space and refuses new 
 type storeHealth struct {
 	ctx  context.Context
 	full context.CancelFunc
-	// streamFullAt and streamFullLoggedAt are when (Unix nanoseconds) the
-	// WEBHOOKS stream last refused an event for its max_store, and when
-	// that was last logged; 0 for never.
-	streamFullAt, streamFullLoggedAt atomic.Int64
+	// streamFullAt is when (Unix nanoseconds) the WEBHOOKS stream last
+	// refused an event for its max_store; 0 for never.
+	streamFullAt atomic.Int64
+	// streamFullLog lets the refusal be logged once per streamFullLogEvery.
+	streamFullLog rate.Sometimes
 }
 
 func newStoreHealth() *storeHealth {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &storeHealth{ctx: ctx, full: cancel}
+	return &storeHealth{ctx: ctx, full: cancel, streamFullLog: rate.Sometimes{Interval: streamFullLogEvery}}
 }
 
 func (h *storeHealth) isFull() bool { return h.ctx.Err() != nil }
@@ -223,13 +225,11 @@ func isMaxBytes(err error) bool {
 // streamFull records a max_store refusal in h, logs it at most once per
 // streamFullLogEvery, and returns the error the handler answers with.
 func (e *engine) streamFull(h *storeHealth, err error) error {
-	now := time.Now().UnixNano()
-	h.streamFullAt.Store(now)
-	last := h.streamFullLoggedAt.Load()
-	if now-last >= int64(streamFullLogEvery) && h.streamFullLoggedAt.CompareAndSwap(last, now) {
+	h.streamFullAt.Store(time.Now().UnixNano())
+	h.streamFullLog.Do(func() {
 		e.log.Error("the stream "+event.StreamName+" is at max_store: raise max_store, shorten retention, or wait for the oldest events to age out; events are refused with 503 until there is room (logged once a minute)",
 			zap.Int64("max_store", e.streamMaxBytes()), zap.String("nats_error", err.Error()))
-	}
+	})
 	return fmt.Errorf("%w (%v)", errStreamFull, err)
 }
 

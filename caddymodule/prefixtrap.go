@@ -2,7 +2,6 @@ package caddymodule
 
 import (
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -16,18 +15,16 @@ const prefixTrapEvery = 5 * time.Minute
 // a known version and source arrives outside the handler's prefix, e.g.
 // "handle /hooks/* { webhook_ingest { ... } }" with the default prefix
 // /webhooks: the config is valid, yet every delivery gets 404.
-func (h *Handler) notePrefixTrap(path string, now time.Time) {
+func (h *Handler) notePrefixTrap(path string) {
 	want, ok := h.misplacedPrefix(path)
 	if !ok {
 		return
 	}
-	last := atomic.LoadInt64(&h.trapWarned)
-	if last != 0 && now.UnixNano()-last < int64(prefixTrapEvery) {
-		return
-	}
-	if !atomic.CompareAndSwapInt64(&h.trapWarned, last, now.UnixNano()) {
-		return
-	}
+	h.trapWarn.Do(func() { h.warnPrefixTrap(want) })
+}
+
+// warnPrefixTrap logs the prefix trap: deliveries arrive under want.
+func (h *Handler) warnPrefixTrap(want string) {
 	if want == "" {
 		want = "/"
 	}

@@ -111,7 +111,6 @@ var errStoreSyncFailed = errors.New("event store fsync failed earlier; no event 
 // it answers at the PubAck and runs no rounds; the observer still hears of
 // each write. A lazy interval has its own committer: newLazyCommit.
 func newGroupCommit(dir string, publishRaw func(context.Context, *nats.Msg) (*jetstream.PubAck, error), grouped bool, log *zap.Logger) (*groupCommit, error) {
-	ensureTwoProcs(log)
 	if !grouped {
 		return &groupCommit{publishRaw: publishRaw, log: log}, nil
 	}

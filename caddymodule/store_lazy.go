@@ -46,7 +46,6 @@ import (
 // newLazyCommit starts the committer of a lazy sync interval every over
 // the store directory dir; publishRaw is the store's own publish.
 func newLazyCommit(dir string, publishRaw func(context.Context, *nats.Msg) (*jetstream.PubAck, error), every time.Duration, log *zap.Logger) (*groupCommit, error) {
-	ensureTwoProcs(log)
 	syncFn, closeFn, err := storeSyncer(dir, every, log)
 	if err != nil {
 		return nil, fmt.Errorf("store %s: sync %s: %w", dir, every, err)

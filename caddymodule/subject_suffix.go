@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
+	"golang.org/x/time/rate"
 
 	"github.com/hookgate/hookgate/event"
 	"github.com/hookgate/hookgate/forwarder"
@@ -75,10 +76,10 @@ type subjectSuffix struct {
 	expr *forwarder.EventExpr
 	// headers are the subject_header lines, sorted by name.
 	headers []subjectHeader
-	// lastLog is when a failure was last logged (Unix ns); failed counts
-	// failures since.
-	lastLog atomic.Int64
-	failed  atomic.Int64
+	// logEvery lets a failure be logged once per suffixLogEvery; failed
+	// counts the failures since the last one logged.
+	logEvery rate.Sometimes
+	failed   atomic.Int64
 }
 
 // subjectHeader is one compiled subject_header line.
@@ -95,7 +96,7 @@ func newSubjectSuffix(src string, headers map[string]string) (*subjectSuffix, er
 	if src == "" && len(headers) == 0 {
 		return nil, nil
 	}
-	s := &subjectSuffix{}
+	s := &subjectSuffix{logEvery: rate.Sometimes{Interval: suffixLogEvery}}
 	if src != "" {
 		e, err := forwarder.CompileEventExpr("subject_suffix", src)
 		if err != nil {
@@ -220,15 +221,11 @@ func (h *Handler) suffixSubject(src *source, msg *nats.Msg, id, version string, 
 		return
 	}
 	msg.Header[HeaderSubjectSuffixError] = []string{headerText(strings.ReplaceAll(err.Error(), "\n", "; "), maxSuffixErrorLen)}
-	failed := src.suffix.failed.Add(1)
-	now := time.Now().UnixNano()
-	last := src.suffix.lastLog.Load()
-	if now-last < int64(suffixLogEvery) || !src.suffix.lastLog.CompareAndSwap(last, now) {
-		return
-	}
-	src.suffix.failed.Add(-failed)
-	h.logger.Warn("subject_suffix or subject_header failed: events stored without what it yields, marked "+HeaderSubjectSuffixError+"; fix the expression (use has() or the ?. optional syntax for fields some events lack)",
-		zap.String("source", src.name), zap.String("event_id", id), zap.Int64("failures", failed), zap.Error(err))
+	src.suffix.failed.Add(1)
+	src.suffix.logEvery.Do(func() {
+		h.logger.Warn("subject_suffix or subject_header failed: events stored without what it yields, marked "+HeaderSubjectSuffixError+"; fix the expression (use has() or the ?. optional syntax for fields some events lack)",
+			zap.String("source", src.name), zap.String("event_id", id), zap.Int64("failures", src.suffix.failed.Swap(0)), zap.Error(err))
+	})
 }
 
 // headerText makes s a header value: printable ASCII, at most n bytes.

@@ -143,11 +143,16 @@ func explainPause(p pauseFacts) pauseExplained {
 	return pauseExplained{}
 }
 
-// redactURL hides the password of a URL's userinfo.
-func redactURL(raw string) string {
+// RedactURL returns raw with the password of its userinfo hidden, for
+// logs, errors and status; "(unparsable URL)" when raw does not parse.
+// The gateway's NATS and cluster URLs use it too.
+func RedactURL(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return ""
+		return "(unparsable URL)"
 	}
 	return u.Redacted()
 }
+
+// redactURL is RedactURL, under the name the package's callers use.
+var redactURL = RedactURL

@@ -112,8 +112,9 @@ type keyring struct {
 	keys [][]byte
 	hash func() hash.Hash
 	// pools recycle one keyed HMAC per key (pools[i] for keys[i]), so
-	// that checking a signature allocates nothing; a keyring made
-	// without newKeyring has none and makes a new HMAC each time.
+	// that checking a signature allocates nothing. match checks through
+	// them only: a keyring that checks signatures is made by newKeyring
+	// (a literal one only signs or MACs, as the handshakes do).
 	pools []*sync.Pool
 }
 
@@ -146,18 +147,9 @@ func (k keyring) mac(key []byte, parts ...[]byte) []byte {
 // computes one MAC per key, whatever the number of signatures, and
 // compares in constant time.
 func (k keyring) match(sigs [][]byte, parts ...[]byte) bool {
-	for i, key := range k.keys {
-		if i < len(k.pools) {
-			if k.matchPooled(k.pools[i], sigs, parts) {
-				return true
-			}
-			continue
-		}
-		sum := k.mac(key, parts...)
-		for _, s := range sigs {
-			if hmac.Equal(sum, s) {
-				return true
-			}
+	for _, pool := range k.pools {
+		if k.matchPooled(pool, sigs, parts) {
+			return true
 		}
 	}
 	return false
