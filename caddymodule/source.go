@@ -133,14 +133,14 @@ type source struct {
 	storeSeconds prometheus.Observer
 	// stored holds the source's series of an accepted [0] and a
 	// duplicate [1] event, by version (*storedSeries, made on first use).
-	stored [2]sync.Map
-	verifier     verify.Verifier
-	scheme       string
-	publicURL    *url.URL
-	maxBody      int64
-	idHeader     string
-	typeHeader   string
-	dedupBody    bool
+	stored     [2]sync.Map
+	verifier   verify.Verifier
+	scheme     string
+	publicURL  *url.URL
+	maxBody    int64
+	idHeader   string
+	typeHeader string
+	dedupBody  bool
 	// versions is nil when the source takes all the handler's versions.
 	versions map[string]bool
 	// deprecated holds the headers announcing each deprecated version.
