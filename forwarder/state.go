@@ -121,8 +121,16 @@ func stateKey(eventID, destination string) string {
 	return base64.RawURLEncoding.EncodeToString([]byte(eventID)) + "." + destination
 }
 
-// stateStreamName is the stream behind StateBucket.
-const stateStreamName = "KV_" + StateBucket
+// StateStream is the stream behind StateBucket, for reads of many states
+// in one request (DirectBatch on StateSubjectPrefix's subjects).
+const StateStream = "KV_" + StateBucket
+
+// StateSubjectPrefix is the start of the StateStream subject of each of an
+// event's states, "$KV.<StateBucket>.<base64url(event id)>."; the
+// destination's name completes it (stateKey).
+func StateSubjectPrefix(eventID string) string {
+	return string(appendStateSubject(nil, eventID, ""))
+}
 
 // EnsureStateBucket opens StateBucket, creating it when missing. Its
 // records expire with the WEBHOOKS stream's MaxAge, and it has the same
@@ -146,7 +154,7 @@ func EnsureStateBucket(ctx context.Context, js jetstream.JetStream) (jetstream.K
 		replicas = max(1, s.CachedInfo().Config.Replicas)
 	}
 	cfg := jetstream.StreamConfig{
-		Name:              stateStreamName,
+		Name:              StateStream,
 		Description:       "Hookgate delivery state per event and destination",
 		Subjects:          []string{"$KV." + StateBucket + ".>"},
 		MaxMsgsPerSubject: 1,
@@ -257,7 +265,8 @@ func (f *Forwarder) putState(rec *Delivery, id string) {
 }
 
 // appendStateSubject appends the subject of the KV record of (eventID,
-// destination), "$KV.<StateBucket>.<stateKey>", to b.
+// destination), "$KV.<StateBucket>.<stateKey>", to b (with destination
+// "", StateSubjectPrefix).
 func appendStateSubject(b []byte, eventID, destination string) []byte {
 	b = append(b, "$KV."+StateBucket+"."...)
 	b = base64.RawURLEncoding.AppendEncode(b, []byte(eventID))
@@ -397,7 +406,7 @@ func getDelivery(ctx context.Context, kv jetstream.KeyValue, eventID, destinatio
 	if err != nil {
 		return nil, fmt.Errorf("read delivery state of event %q at %q: %w", eventID, destination, err)
 	}
-	return decodeDelivery(e.Value(), time.Now())
+	return DecodeDelivery(e.Value(), time.Now())
 }
 
 // ReadDeliveries returns the delivery states of an event at every
@@ -427,7 +436,7 @@ func ReadDeliveries(ctx context.Context, js jetstream.JetStream, eventID string)
 				sortDeliveries(out)
 				return out, nil
 			}
-			d, err := decodeDelivery(e.Value(), now)
+			d, err := DecodeDelivery(e.Value(), now)
 			if err != nil {
 				return nil, err
 			}
@@ -440,7 +449,10 @@ func sortDeliveries(ds []Delivery) {
 	slices.SortFunc(ds, func(a, b Delivery) int { return strings.Compare(a.Destination, b.Destination) })
 }
 
-func decodeDelivery(b []byte, now time.Time) (*Delivery, error) {
+// DecodeDelivery decodes a delivery state as stored in StateBucket (a KV
+// entry's value, or the data of a StateStream message), with NextRetryIn
+// rendered as seen at now.
+func DecodeDelivery(b []byte, now time.Time) (*Delivery, error) {
 	var d Delivery
 	if err := json.Unmarshal(b, &d); err != nil {
 		return nil, fmt.Errorf("decode delivery state: %w", err)
