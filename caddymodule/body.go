@@ -34,14 +34,26 @@ func putBody(b *bytes.Buffer) {
 }
 
 // readBody reads at most limit bytes of r's body into buf; past the limit
-// the error is an *http.MaxBytesError.
-func readBody(buf *bytes.Buffer, w http.ResponseWriter, r *http.Request, limit int64) error {
-	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength))
+// the error is an *http.MaxBytesError. A body whose Content-Length is
+// within the limit is read through lr, the caller's scratch, instead of
+// an http.MaxBytesReader (an allocation a request): net/http ends such a
+// body at its declared length, and lr caps it should a transport not.
+func readBody(buf *bytes.Buffer, lr *io.LimitedReader, w http.ResponseWriter, r *http.Request, limit int64) error {
+	var body io.Reader
+	if n := r.ContentLength; n >= 0 && n <= limit {
+		buf.Grow(int(n))
+		*lr = io.LimitedReader{R: r.Body, N: limit + 1}
+		body = lr
+	} else {
+		body = http.MaxBytesReader(w, r.Body, limit)
 	}
-	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
+	_, err := buf.ReadFrom(body)
+	lr.R = nil // the body is the request's: keep no reference in the pool
 	if err != nil && !errors.Is(err, io.EOF) {
 		return err
+	}
+	if int64(buf.Len()) > limit {
+		return &http.MaxBytesError{Limit: limit}
 	}
 	return nil
 }

@@ -3,7 +3,9 @@ package caddymodule
 import (
 	"bytes"
 	"errors"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 )
@@ -64,6 +66,43 @@ func TestGunzipCaps(t *testing.T) {
 		}
 		if !tc.err && out.String() != tc.want {
 			t.Errorf("%s: got %q", tc.name, strings.TrimSpace(out.String()))
+		}
+	}
+}
+
+// TestReadBodyCaps: a body is read whole up to max_body, with or without
+// a Content-Length; past it the error is an *http.MaxBytesError, also for
+// a body longer than its declared length (a transport that does not end
+// it there), and the pooled limit keeps no reference to the body.
+func TestReadBodyCaps(t *testing.T) {
+	const limit = 50
+	for _, tc := range []struct {
+		name     string
+		declared int64 // -1: unknown (chunked)
+		sent     int
+		tooBig   bool
+	}{
+		{"declared, within", 40, 40, false},
+		{"declared, at the limit", limit, limit, false},
+		{"chunked, within", -1, 40, false},
+		{"chunked, past the limit", -1, limit + 1, true},
+		{"declared within, more sent", 10, limit + 20, true},
+	} {
+		body := strings.Repeat("x", tc.sent)
+		r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(body))
+		r.ContentLength = tc.declared
+		var buf bytes.Buffer
+		var lr io.LimitedReader
+		err := readBody(&buf, &lr, httptest.NewRecorder(), r, limit)
+		var mbe *http.MaxBytesError
+		switch {
+		case tc.tooBig && !errors.As(err, &mbe):
+			t.Errorf("%s: %v, want an *http.MaxBytesError", tc.name, err)
+		case !tc.tooBig && (err != nil || buf.String() != body):
+			t.Errorf("%s: read %d bytes, %v; want the %d sent", tc.name, buf.Len(), err, tc.sent)
+		}
+		if lr.R != nil {
+			t.Errorf("%s: the limit still holds the body", tc.name)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -416,6 +417,11 @@ func (h *Handler) admit(q *request) (*problem, error) {
 	return nil, nil
 }
 
+// liftMargin is how long a handler may run after its body was read
+// besides the store's wait (publish_timeout): verifying, decompressing,
+// answering. A body deadline further away than both is not lifted.
+const liftMargin = time.Second
+
 // read reads the body (at most max_body), decompresses a gzip body within
 // its caps and verifies the signature over the result. A GET handshake has
 // no body to read.
@@ -430,11 +436,15 @@ func (h *Handler) read(q *request) (*problem, error) {
 	q.bufs[0] = buf
 	// The body must be in by then; the server's own timeouts, if
 	// shorter, still apply (Caddy lets a handler tighten them only).
-	timed := setReadDeadline(q.w, q.now.Add(src.bodyTimeout))
-	err := readBody(buf, q.w, q.r, src.maxBody)
-	if timed && err == nil {
+	deadline := q.now.Add(src.bodyTimeout)
+	timed := setReadDeadline(q.w, deadline)
+	err := readBody(buf, &q.sc.body, q.w, q.r, src.maxBody)
+	if timed && err == nil && time.Until(deadline) <= h.publishTimeout+liftMargin {
 		// Lift it, so that a store slower than the rest of the
-		// budget cannot fail the connection's next read.
+		// budget cannot fail the connection's next read (net/http's
+		// background read while the handler waits). A deadline the
+		// handler cannot outlive stays: net/http sets the connection's
+		// own before it reads the next request.
 		setReadDeadline(q.w, time.Time{})
 	}
 	if err != nil {
@@ -510,11 +520,7 @@ func (h *Handler) store(q *request) error {
 	if err != nil {
 		return h.reject(q, problemStore, err)
 	}
-	outcome := outcomeAccepted
-	if ack.Duplicate {
-		outcome = outcomeDuplicate
-	}
-	countRequest(q, src.name, q.version, outcome)
+	src.countStored(q, ack.Duplicate)
 	h.logStored(q, id, msg, ack.Duplicate)
 	return h.accept(q, id, ack)
 }
@@ -529,6 +535,8 @@ type scratch struct {
 	url    url.URL
 	ev     eventMsg
 	answer []byte
+	// body caps the read of a body of known length (readBody).
+	body io.LimitedReader
 }
 
 // scratchPool recycles scratch.

@@ -192,3 +192,56 @@ func TestDeadlineSlots(t *testing.T) {
 		t.Fatal("a slot's context did not end at its deadline")
 	}
 }
+
+// deadlineWriter is a discardWriter that records the read deadlines the
+// handler sets on its connection (as http.ResponseController finds them).
+type deadlineWriter struct {
+	discardWriter
+	deadlines []time.Time
+}
+
+func (w *deadlineWriter) SetReadDeadline(t time.Time) error {
+	w.deadlines = append(w.deadlines, t)
+	return nil
+}
+
+// TestBodyDeadlineLift: the body is read under body_timeout; after it,
+// the deadline is lifted when the store's wait (publish_timeout, plus
+// liftMargin for the rest of the handler) could reach it, and left when
+// it cannot (net/http replaces it before the connection's next read).
+func TestBodyDeadlineLift(t *testing.T) {
+	for _, tc := range []struct {
+		bodyTimeout, publishTimeout time.Duration
+		lifted                      bool
+	}{
+		{10 * time.Second, 5 * time.Second, false},
+		{2 * time.Second, 5 * time.Second, true},
+		{5*time.Second + liftMargin, 5 * time.Second, true},
+	} {
+		src := &Source{Name: "demo", Verify: &VerifyConfig{Scheme: "none"}, IDHeader: "X-GitHub-Delivery", TypeHeader: "X-GitHub-Event",
+			BodyTimeout: caddy.Duration(tc.bodyTimeout)}
+		h := newTestHandler(t, &Handler{Sources: []*Source{src}, PublishTimeout: caddy.Duration(tc.publishTimeout)}, nil)
+		h.events = &memPublisher{}
+		r, _, setID := hotPathRequest(t, "none", benchBody(512))
+		setID("lift")
+		w := &deadlineWriter{discardWriter: discardWriter{hdr: http.Header{}}}
+		start := time.Now()
+		if err := h.ServeHTTP(w, r, nil); err != nil || w.status != http.StatusOK {
+			t.Fatalf("body_timeout %s: status %d: %v", tc.bodyTimeout, w.status, err)
+		}
+		end := time.Now()
+		want := 1
+		if tc.lifted {
+			want = 2
+		}
+		if len(w.deadlines) != want {
+			t.Fatalf("body_timeout %s, publish_timeout %s: read deadlines %v, want %d", tc.bodyTimeout, tc.publishTimeout, w.deadlines, want)
+		}
+		if d := w.deadlines[0]; d.Before(start.Add(tc.bodyTimeout)) || d.After(end.Add(tc.bodyTimeout)) {
+			t.Errorf("body_timeout %s: the body's deadline is %s after the request", tc.bodyTimeout, d.Sub(start))
+		}
+		if tc.lifted && !w.deadlines[1].IsZero() {
+			t.Errorf("body_timeout %s: lifted to %v, want no deadline", tc.bodyTimeout, w.deadlines[1])
+		}
+	}
+}

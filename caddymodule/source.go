@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -130,13 +131,16 @@ type source struct {
 	name string
 	// storeSeconds is the source's series of the store latency metric.
 	storeSeconds prometheus.Observer
-	verifier     verify.Verifier
-	scheme       string
-	publicURL    *url.URL
-	maxBody      int64
-	idHeader     string
-	typeHeader   string
-	dedupBody    bool
+	// stored holds the source's series of an accepted [0] and a
+	// duplicate [1] event, by version (*storedSeries, made on first use).
+	stored     [2]sync.Map
+	verifier   verify.Verifier
+	scheme     string
+	publicURL  *url.URL
+	maxBody    int64
+	idHeader   string
+	typeHeader string
+	dedupBody  bool
 	// versions is nil when the source takes all the handler's versions.
 	versions map[string]bool
 	// deprecated holds the headers announcing each deprecated version.
@@ -330,4 +334,33 @@ func validSegment(s string) bool {
 		}
 	}
 	return true
+}
+
+// storedSeries are the series countRequest counts a stored event of one
+// source, version and outcome in, looked up once: WithLabelValues hashes
+// its labels under the vector's lock on every call.
+type storedSeries struct {
+	requests prometheus.Counter
+	seconds  prometheus.Observer
+}
+
+// countStored counts the stored request q, as countRequest does with the
+// outcome accepted or duplicate. A series is made (and scraped) from the
+// first request it counts, as with countRequest.
+func (s *source) countStored(q *request, duplicate bool) {
+	i, outcome := 0, outcomeAccepted
+	if duplicate {
+		i, outcome = 1, outcomeDuplicate
+	}
+	q.outcome = outcome
+	v, ok := s.stored[i].Load(q.version)
+	if !ok {
+		v, _ = s.stored[i].LoadOrStore(q.version, &storedSeries{
+			requests: metrics.requests.WithLabelValues(s.name, q.version, outcome),
+			seconds:  metrics.requestSecs.WithLabelValues(s.name, outcome),
+		})
+	}
+	ss := v.(*storedSeries)
+	ss.requests.Inc()
+	ss.seconds.Observe(time.Since(q.now).Seconds())
 }

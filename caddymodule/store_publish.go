@@ -46,7 +46,10 @@ type ackMux struct {
 	// nats-server has routed before is in its caches (the stream's
 	// client keeps 512, its sublist 1,024): a fresh subject per publish
 	// made every PubAck a cache miss, a walk of the sublist and an
-	// eviction.
+	// eviction. Reusing a subject rests on nats-server answering a
+	// publish once: its PubAck, an error, or the no-responders status;
+	// only the gateway's own connection may publish to its inbox
+	// (subscribers may not: auth.go).
 	slots []ackSlot
 	free  []uint32
 }
@@ -237,8 +240,9 @@ var pubAckOK = []byte(`{"stream":"` + event.StreamName + `","seq":`)
 // parsePubAck reads a PubAck as jetstream.PublishMsg does: an API error
 // becomes "nats: <APIError>", a body that is no PubAck ErrInvalidJSAck,
 // and a PubAck of another stream than WEBHOOKS an error (jetstream's
-// WithExpectStream had the server refuse that publish). The two shapes the server writes for an event of the WEBHOOKS stream are
-// read without a JSON decoder.
+// WithExpectStream had the server refuse that publish). The two shapes
+// the server writes for an event of the WEBHOOKS stream are read without
+// a JSON decoder.
 func parsePubAck(data []byte) (*jetstream.PubAck, error) {
 	if rest, ok := bytes.CutPrefix(data, pubAckOK); ok {
 		n := 0
