@@ -100,9 +100,7 @@ func (a *App) startNodeCounter(ctx context.Context, share func(n int)) (*nodeCou
 	if err != nil {
 		return nil, fmt.Errorf("gateway heartbeat bucket %s: %w", nodesBucket, err)
 	}
-	nc := &nodeCounter{kv: kv, key: a.nodeKey(), log: a.logger, share: share, instance: nodeInstance,
-		dupLog: rate.Sometimes{Interval: nodeDupLogEvery}, done: make(chan struct{})}
-	nc.live.Store(1)
+	nc := newNodeCounter(kv, a.nodeKey(), a.logger, share, nodeInstance)
 	if err := nc.beat(ctx); err != nil {
 		return nil, err
 	}
@@ -110,6 +108,16 @@ func (a *App) startNodeCounter(ctx context.Context, share func(n int)) (*nodeCou
 	nc.cancel = cancel
 	go nc.loop(bg)
 	return nc, nil
+}
+
+// newNodeCounter returns a counter of this gateway's entry key in kv,
+// written with instance, that tells share each count; its loop is not
+// running.
+func newNodeCounter(kv jetstream.KeyValue, key string, log *zap.Logger, share func(n int), instance string) *nodeCounter {
+	nc := &nodeCounter{kv: kv, key: key, log: log, share: share, instance: instance,
+		dupLog: rate.Sometimes{Interval: nodeDupLogEvery}, done: make(chan struct{})}
+	nc.live.Store(1)
+	return nc
 }
 
 // nodesBucket opens nodesBucket. On an embedded cluster it is created or

@@ -28,7 +28,7 @@ func TestNodeKeyShared(t *testing.T) {
 	}
 	counter := func(instance string) (*nodeCounter, *observer.ObservedLogs) {
 		core, logs := observer.New(zap.WarnLevel)
-		return &nodeCounter{kv: kv, key: "gw", log: zap.New(core), share: func(int) {}, instance: instance}, logs
+		return newNodeCounter(kv, "gw", zap.New(core), func(int) {}, instance), logs
 	}
 	a, aLogs := counter("aaaa")
 	reloaded, reloadedLogs := counter("aaaa")

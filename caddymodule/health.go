@@ -226,10 +226,14 @@ func isMaxBytes(err error) bool {
 // streamFullLogEvery, and returns the error the handler answers with.
 func (e *engine) streamFull(h *storeHealth, err error) error {
 	h.streamFullAt.Store(time.Now().UnixNano())
-	h.streamFullLog.Do(func() {
+	// Only the turn is taken under Sometimes' lock: the line reads the
+	// stream's info, and the other refusals must not wait for that.
+	var logIt bool
+	h.streamFullLog.Do(func() { logIt = true })
+	if logIt {
 		e.log.Error("the stream "+event.StreamName+" is at max_store: raise max_store, shorten retention, or wait for the oldest events to age out; events are refused with 503 until there is room (logged once a minute)",
 			zap.Int64("max_store", e.streamMaxBytes()), zap.String("nats_error", err.Error()))
-	})
+	}
 	return fmt.Errorf("%w (%v)", errStreamFull, err)
 }
 

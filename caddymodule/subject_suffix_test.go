@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/hookgate/hookgate/event"
 )
@@ -240,5 +243,40 @@ func TestSubjectHeadersReadProviderHeaders(t *testing.T) {
 	}
 	if got := msg.Header["X-A"]; len(got) != 1 || got[0] != "computed" {
 		t.Errorf("X-A = %v, want computed", got)
+	}
+}
+
+// TestSubjectSuffixFailureLog: a subject_suffix that fails on a body's
+// secret-like value marks the event and warns once per suffixLogEvery,
+// counting the failures since its last line, and neither the warning nor
+// the mark quotes the value.
+func TestSubjectSuffixFailureLog(t *testing.T) {
+	s, err := newSubjectSuffix(`string(timestamp(body.tok))`, map[string]string{"X-Key": `body.m[body.k]`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zapcore.WarnLevel)
+	h := &Handler{logger: zap.New(core)}
+	src := &source{name: "demo", suffix: s}
+	var marks []string
+	for i := range 3 {
+		msg := &nats.Msg{Subject: "webhooks.v1.demo.push", Header: nats.Header{},
+			Data: []byte(`{"tok":"sk_live_51Hsecret","k":"sk_live_key","m":{}}`)}
+		h.suffixSubject(src, msg, fmt.Sprintf("demo:%d", i), "v1", time.Now())
+		marks = append(marks, msg.Header.Get(HeaderSubjectSuffixError))
+	}
+	all := logs.All()
+	if len(all) != 1 || all[0].ContextMap()["failures"] != int64(1) || all[0].ContextMap()["event_id"] != "demo:0" {
+		t.Fatalf("logged %v; want one warning, for the first failure", all)
+	}
+	if n := s.failed.Load(); n != 2 {
+		t.Errorf("%d failures wait for the next line, want 2", n)
+	}
+	text := fmt.Sprint(all[0].Message, all[0].ContextMap(), marks)
+	if strings.Contains(text, "sk_live") {
+		t.Errorf("a body value reached the log or the event's mark: %s", text)
+	}
+	if !strings.Contains(text, "subject_suffix: invalid RFC 3339 timestamp") {
+		t.Errorf("the warning does not say what failed: %s", text)
 	}
 }

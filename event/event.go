@@ -40,6 +40,7 @@ package event
 import (
 	"errors"
 	"fmt"
+	"iter"
 	"net/http"
 	"net/textproto"
 	"slices"
@@ -232,12 +233,19 @@ func DecodeJetStream(msg jetstream.Msg) (*Event, error) {
 	return e, nil
 }
 
-func decode(subject string, h nats.Header, data []byte) (*Event, error) {
+// DecodeFields reads an event from a stored message's subject, headers
+// and body as Decode does, but leaves Header nil and Sequence zero: for a
+// reader that takes the provider's headers from h itself with
+// [ProviderHeaders], as the forwarder does for every delivery, and so
+// spares building a map per message. It returns the Event by value, so
+// that the caller can keep it inside a struct of its own (one allocation
+// for both). Its errors are Decode's.
+func DecodeFields(subject string, h nats.Header, data []byte) (Event, error) {
 	id := h.Get(HeaderID)
 	if id == "" {
-		return nil, ErrNotEvent
+		return Event{}, ErrNotEvent
 	}
-	e := &Event{
+	e := Event{
 		ID:          id,
 		Source:      h.Get(HeaderSource),
 		Version:     h.Get(HeaderVersion),
@@ -247,16 +255,24 @@ func decode(subject string, h nats.Header, data []byte) (*Event, error) {
 		Verified:    h.Get(HeaderVerified),
 		Subject:     subject,
 		Body:        data,
-		Header:      ProviderHeader(h),
 	}
 	if ts := h.Get(HeaderReceivedAt); ts != "" {
 		t, err := time.Parse(time.RFC3339Nano, ts)
 		if err != nil {
-			return nil, fmt.Errorf("event %q: %s %q: %w", id, HeaderReceivedAt, ts, err)
+			return Event{}, fmt.Errorf("event %q: %s %q: %w", id, HeaderReceivedAt, ts, err)
 		}
 		e.ReceivedAt = t
 	}
 	return e, nil
+}
+
+func decode(subject string, h nats.Header, data []byte) (*Event, error) {
+	e, err := DecodeFields(subject, h, data)
+	if err != nil {
+		return nil, err
+	}
+	e.Header = ProviderHeader(h)
+	return &e, nil
 }
 
 // ProviderHeader returns the provider's headers of a stored message: every
@@ -271,11 +287,7 @@ func decode(subject string, h nats.Header, data []byte) (*Event, error) {
 // new slice.
 func ProviderHeader(h nats.Header) http.Header {
 	out := make(http.Header, len(h))
-	for k, v := range h {
-		if IsReserved(k) {
-			continue
-		}
-		ck := textproto.CanonicalMIMEHeaderKey(k)
+	for ck, v := range ProviderHeaders(h) {
 		if prev, ok := out[ck]; ok {
 			out[ck] = append(slices.Clip(prev), v...)
 			continue
@@ -283,6 +295,25 @@ func ProviderHeader(h nats.Header) http.Header {
 		out[ck] = slices.Clip(v)
 	}
 	return out
+}
+
+// ProviderHeaders yields the provider's headers of a stored message, as
+// [ProviderHeader] keeps them (every header but Hookgate's metadata and
+// NATS's own), each name in canonical form with h's own values, in no
+// order, without building a map. Two names of h that canonicalize to one
+// (only from a publisher other than the gateway) are yielded once each.
+// The values are h's: callers must not modify them.
+func ProviderHeaders(h nats.Header) iter.Seq2[string, []string] {
+	return func(yield func(string, []string) bool) {
+		for k, v := range h {
+			if IsReserved(k) {
+				continue
+			}
+			if !yield(textproto.CanonicalMIMEHeaderKey(k), v) {
+				return
+			}
+		}
+	}
 }
 
 // IsReserved reports whether a header name belongs to Hookgate or NATS, so

@@ -2,6 +2,7 @@ package event
 
 import (
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -72,6 +73,41 @@ func TestProviderHeaderDropsReserved(t *testing.T) {
 	got := ProviderHeader(h)
 	if len(got) != 1 || got.Get("X-GitHub-Event") != "push" {
 		t.Fatalf("ProviderHeader = %v", got)
+	}
+}
+
+// TestDecodeFieldsIsDecodeWithoutHeader: DecodeFields reads what Decode
+// reads but the header map, and ProviderHeaders yields that map's entries
+// (canonical names, reserved ones dropped) from the message itself.
+func TestDecodeFieldsIsDecodeWithoutHeader(t *testing.T) {
+	h := providerHeaderFixture()
+	h["x-lower-case"] = []string{"kept"}
+	msg := &nats.Msg{Subject: "webhooks.v1.github.push", Header: h, Data: []byte(`{}`)}
+	full, err := Decode(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lean, err := DecodeFields(msg.Subject, msg.Header, msg.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lean.Header != nil {
+		t.Fatalf("DecodeFields made a header map: %v", lean.Header)
+	}
+	withMap := lean
+	withMap.Header = full.Header
+	if !reflect.DeepEqual(&withMap, full) {
+		t.Fatalf("DecodeFields = %+v,\nDecode = %+v", lean, full)
+	}
+	got := http.Header{}
+	for k, v := range ProviderHeaders(h) {
+		got[k] = append(got[k], v...)
+	}
+	if !reflect.DeepEqual(got, full.Header) || got.Get("X-Lower-Case") != "kept" || got.Get(HeaderID) != "" {
+		t.Fatalf("ProviderHeaders yielded %v, ProviderHeader made %v", got, full.Header)
+	}
+	if _, err := DecodeFields("webhooks.v1.a.b", nats.Header{}, nil); err != ErrNotEvent {
+		t.Fatalf("a foreign message: %v, want ErrNotEvent", err)
 	}
 }
 

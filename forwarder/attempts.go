@@ -178,6 +178,12 @@ func IsCredentialHeader(name string) bool {
 var credentialWords = []string{"signature", "token", "secret", "hmac", "api-key", "apikey",
 	"auth", "passw", "credential", "session"}
 
+// AttemptSubjects is the AttemptStream subject filter of every attempt
+// made at a destination, whatever the event: "hookgate_attempts.*.<destination>".
+func AttemptSubjects(destination string) string {
+	return attemptSubjectRoot + ".*." + destination
+}
+
 // attemptSubject is the subject of an event's attempts at a destination.
 func attemptSubject(eventID, destination string) string {
 	return attemptSubjectRoot + "." + base64.RawURLEncoding.EncodeToString([]byte(eventID)) + "." + destination

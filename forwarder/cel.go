@@ -70,7 +70,66 @@ var celEnv = sync.OnceValues(func() (*cel.Env, error) {
 type program struct {
 	// what names the expression in errors ("filter 2", "transform").
 	what string
-	prg  cel.Program
+	// src is the expression's text: a detail of an evaluation error is
+	// shown only when src holds it (evalError).
+	src string
+	prg cel.Program
+}
+
+// evalError is the error of a failed evaluation of p: the expression's
+// name and the kind of failure, never a value of the event. CEL's own
+// messages can quote one ("no such key: " a key read from the body,
+// "invalid RFC 3339 timestamp" and the body's string, a regexp built from
+// the body), and these errors reach the log, the delivery state and the
+// dead letter, where no secret may go. A detail is kept only when the
+// expression's text holds it, as a field name it reads does
+// ("no such key: customer", so the operator knows to use has()).
+func (p *program) evalError(err error) error {
+	msg := err.Error()
+	if typeNamesOnly(msg) {
+		return fmt.Errorf("%s: %s", p.what, msg)
+	}
+	kind, detail, found := strings.Cut(msg, ": ")
+	if i := strings.IndexAny(kind, "'\"`"); i >= 0 {
+		kind, found = strings.TrimSpace(kind[:i]), true
+	}
+	switch {
+	case found && p.shown(detail) == detail:
+		return fmt.Errorf("%s: %s: %s", p.what, kind, detail)
+	case found:
+		return fmt.Errorf("%s: %s (on a value of the event, not shown)", p.what, kind)
+	}
+	return fmt.Errorf("%s: %s", p.what, kind)
+}
+
+// safeEvalErrors are the starts of CEL's error messages that hold fixed
+// text and type names only, safe to show whole.
+var safeEvalErrors = []string{
+	"type conversion error from '", // ... 'string' to 'int'
+	"no such overload",             // ...: int(map)
+	"operation cancelled: actual cost limit exceeded",
+	"division by zero",
+	"modulus by zero",
+}
+
+// typeNamesOnly reports whether a CEL error message is one of
+// safeEvalErrors.
+func typeNamesOnly(msg string) bool {
+	for _, p := range safeEvalErrors {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// shown returns s when the expression's text holds it (a name or literal
+// of the config, not a value of the event), else a placeholder.
+func (p *program) shown(s string) string {
+	if s != "" && strings.Contains(p.src, s) {
+		return s
+	}
+	return "(a value of the event, not shown)"
 }
 
 // compile parses and type-checks src as what. The result's type must be
@@ -101,7 +160,7 @@ func compileLimit(what, src string, costLimit uint64, want ...*cel.Type) (*progr
 	if err != nil {
 		return nil, fmt.Errorf("%s `%s`: %w", what, src, err)
 	}
-	return &program{what: what, prg: prg}, nil
+	return &program{what: what, src: src, prg: prg}, nil
 }
 
 func isOneOf(t *cel.Type, want []*cel.Type) bool {
@@ -232,7 +291,7 @@ func (e *EventExpr) StringsAtMost(ev *event.Event, max int) ([]string, error) {
 	defer act.release()
 	out, _, err := e.p.prg.Eval(act)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", e.p.what, err)
+		return nil, e.p.evalError(err)
 	}
 	switch x := out.(type) {
 	case types.String:

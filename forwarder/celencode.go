@@ -86,7 +86,7 @@ func appendMap(dst []byte, m traits.Mapper, depth int) ([]byte, error) {
 		k := it.Next()
 		ks, ok := k.(types.String)
 		if !ok {
-			return nil, fmt.Errorf("map key %v is a %s; JSON keys are strings", k, k.Type().TypeName())
+			return nil, fmt.Errorf("a map key is a %s; JSON keys are strings", k.Type().TypeName())
 		}
 		keys = append(keys, string(ks))
 	}

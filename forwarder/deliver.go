@@ -83,19 +83,11 @@ func (r *run) attemptOnce(d *delivery) result {
 	if r.hardCtx.Err() != nil {
 		return result{outcome: retryable, err: errAborted.Error()}
 	}
-	if r.slowAfter > 0 {
+	if r.slow != nil {
 		// A slow attempt becomes visible as "delivering"; a fast one costs
 		// no extra state write.
-		done := make(chan struct{})
-		t := time.AfterFunc(r.slowAfter, func() {
-			r.writeState(d, StatusDelivering, result{}, time.Time{})
-			close(done)
-		})
-		defer func() {
-			if !t.Stop() {
-				<-done // the final state must come after "delivering"
-			}
-		}()
+		r.slow.begin(d)
+		defer r.slow.end(d) // the final state must come after "delivering"
 	}
 	if len(d.out.body) > largeBody {
 		return r.postLarge(d)
@@ -202,13 +194,14 @@ type headerSetter interface {
 // Hookgate's Webhook-* headers, which win over any provider header of the
 // same name. What is signed is the body sent.
 func (f *Forwarder) setHeaders(h headerSetter, d *delivery) {
+	if d.ev.Header == nil && d.msg != nil {
+		// Decoded without the map (run.open): read the stored message.
+		for k, vs := range event.ProviderHeaders(d.msg.Headers()) {
+			addProviderHeader(h, k, vs)
+		}
+	}
 	for k, vs := range d.ev.Header {
-		if dropHeader(k) {
-			continue
-		}
-		for _, v := range vs {
-			h.Add(k, v)
-		}
+		addProviderHeader(h, k, vs)
 	}
 	if d.out.contentType != "" {
 		h.Set("Content-Type", d.out.contentType)
@@ -246,6 +239,17 @@ func (f *Forwarder) setHeaders(h headerSetter, d *delivery) {
 		ts, sig := f.sign(d.ev.ID, d.out.body, time.Time{})
 		h.Set(event.HeaderWebhookTimestamp, ts)
 		h.Set(event.HeaderWebhookSignature, sig)
+	}
+}
+
+// addProviderHeader adds one of the provider's headers, unless
+// dropHeader drops it.
+func addProviderHeader(h headerSetter, k string, vs []string) {
+	if dropHeader(k) {
+		return
+	}
+	for _, v := range vs {
+		h.Add(k, v)
 	}
 }
 

@@ -37,7 +37,7 @@ func (fs filters) match(act interpreter.Activation) (ok bool, err error) {
 	for _, p := range fs {
 		out, _, err := p.prg.Eval(act)
 		if err != nil {
-			return false, fmt.Errorf("%s: %w", p.what, err)
+			return false, p.evalError(err)
 		}
 		b, isBool := out.(types.Bool)
 		if !isBool {

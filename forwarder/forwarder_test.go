@@ -22,7 +22,10 @@ func TestDeliversRawBodyAndHeaders(t *testing.T) {
 	large = append(large, `"}`...)
 	for i, body := range [][]byte{small, large} {
 		id := "stripe:evt_" + itoa(i)
-		e.publish(id, "stripe", "invoice.paid", body, map[string]string{"Stripe-Signature": "t=1,v1=abc"})
+		// A stored name in lower case goes out canonical; a provider's
+		// Webhook-Replay never goes out.
+		e.publish(id, "stripe", "invoice.paid", body, map[string]string{"Stripe-Signature": "t=1,v1=abc",
+			"x-lower-case": "kept", HeaderWebhookReplay: "true"})
 
 		waitFor(t, 5*time.Second, "delivery", func() bool { return s.count(id) == 1 })
 		h := s.get(id)[0]
@@ -37,6 +40,8 @@ func TestDeliversRawBodyAndHeaders(t *testing.T) {
 			event.HeaderWebhookAttempt:   "1",
 			event.HeaderWebhookSource:    "stripe",
 			"Stripe-Signature":           "t=1,v1=abc",
+			"X-Lower-Case":               "kept",
+			HeaderWebhookReplay:          "",
 			event.HeaderWebhookSignature: "",
 			event.HeaderID:               "",
 		} {

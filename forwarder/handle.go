@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -16,8 +15,10 @@ import (
 
 // delivery is one event on its way to this destination.
 type delivery struct {
-	msg     jetstream.Msg
-	ev      *event.Event
+	msg jetstream.Msg
+	ev  *event.Event
+	// stored holds ev when open decoded it: one allocation for both.
+	stored  event.Event
 	md      *jetstream.MsgMetadata
 	attempt int
 	// received is when the gateway took the event, the origin of MaxAge.
@@ -84,16 +85,21 @@ func (r *run) open(m jetstream.Msg) (d *delivery, ok bool) {
 		r.nak(m, 0)
 		return nil, false
 	}
-	// event.Decode on a message with no reply subject skips the metadata
-	// DecodeJetStream would parse a second time.
-	ev, err := event.Decode(&nats.Msg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data()})
+	// DecodeFields skips the metadata DecodeJetStream would parse a second
+	// time, and the map of the provider's headers: setHeaders reads them
+	// from the message. Only filters and transformations need the map.
+	ev, err := event.DecodeFields(m.Subject(), m.Headers(), m.Data())
 	if err != nil {
 		d := &delivery{msg: m, md: md, ev: &event.Event{ID: fmt.Sprintf("seq:%d", md.Sequence.Stream), Subject: m.Subject()}}
 		r.deadLetter(d, reasonUndecodable, result{err: err.Error()})
 		return nil, false
 	}
+	if r.routing != nil {
+		ev.Header = event.ProviderHeader(m.Headers())
+	}
 	ev.Sequence = md.Sequence.Stream
-	d = &delivery{msg: m, ev: ev, md: md, received: ev.ReceivedAt}
+	d = &delivery{msg: m, stored: ev, md: md, received: ev.ReceivedAt}
+	d.ev = &d.stored
 	if d.received.IsZero() {
 		d.received = md.Timestamp
 	}

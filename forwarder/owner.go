@@ -71,12 +71,12 @@ func ensureOwnerBucket(ctx context.Context, js jetstream.JetStream, log *zap.Log
 // of s for whose destination the gateway wrote a delivery state (only the
 // gateway writes StateBucket). Others are left to claimConsumer.
 func adoptConsumers(ctx context.Context, js jetstream.JetStream, s jetstream.Stream, kv jetstream.KeyValue, log *zap.Logger) error {
-	stateStream, err := js.Stream(ctx, stateStreamName)
+	stateStream, err := js.Stream(ctx, StateStream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil // no delivery state: no gateway ran a forwarder here
 	}
 	if err != nil {
-		return fmt.Errorf("stream %s: %w", stateStreamName, err)
+		return fmt.Errorf("stream %s: %w", StateStream, err)
 	}
 	infos := s.ListConsumers(ctx)
 	for info := range infos.Info() {

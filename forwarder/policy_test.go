@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -174,11 +175,18 @@ func mustConsumer(t *testing.T, e *env, name string) jetstream.Consumer {
 	return c
 }
 
+// TestRateCap: a backlog goes out at the destination's rate. The bounds
+// follow from the token bucket, not from wall-clock spans: the limiter is
+// made after t0 holding Burst tokens, so by any time t it has let at most
+// Burst + Rate·(t − t0) attempts go, and an attempt reaches the sink only
+// after it was let go. A busy machine only makes arrivals later, which
+// keeps them under the line; a limiter that lets more through crosses it.
 func TestRateCap(t *testing.T) {
 	e := newEnv(t)
 	s := newSink(t, nil)
 	cfg := fast("rate", s.srv.URL)
 	cfg.Rate, cfg.Burst, cfg.Concurrency = 50, 2, 8
+	t0 := time.Now()
 	e.start(cfg)
 	const n = 40
 	for i := range n {
@@ -188,22 +196,11 @@ func TestRateCap(t *testing.T) {
 	s.mu.Lock()
 	hits := append([]hit(nil), s.all...)
 	s.mu.Unlock()
-	elapsed := hits[n-1].at.Sub(hits[0].at)
-	t.Logf("%d deliveries in %v at rate 50/s burst 2", n, elapsed)
-	// 90%: the sink stamps arrivals, and the first ones may arrive late
-	// (a new connection on a loaded machine), which shortens the span.
-	if min := time.Duration(n-cfg.Burst) * time.Second / 50; elapsed < min*90/100 {
-		t.Errorf("%d deliveries took %v, faster than the cap allows (%v)", n, elapsed, min)
-	}
-	// No window of 500ms holds more than rate·0.5 + burst calls, give or
-	// take 2 that the scheduler delayed into the window.
-	for i := range hits {
-		in := 0
-		for j := i; j < len(hits) && hits[j].at.Sub(hits[i].at) < 500*time.Millisecond; j++ {
-			in++
-		}
-		if in > 25+cfg.Burst+2 {
-			t.Fatalf("%d calls within 500ms from call %d", in, i)
+	slices.SortFunc(hits, func(a, b hit) int { return a.at.Compare(b.at) })
+	t.Logf("%d deliveries in %v at rate 50/s burst 2 (at least %v)", n, hits[n-1].at.Sub(t0), time.Duration(n-cfg.Burst)*time.Second/50)
+	for i, h := range hits {
+		if allowed := float64(cfg.Burst) + cfg.Rate*h.at.Sub(t0).Seconds(); float64(i+1) > allowed {
+			t.Fatalf("%d calls within %v of the start; the rate allows %.1f", i+1, h.at.Sub(t0), allowed)
 		}
 	}
 }

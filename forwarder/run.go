@@ -41,6 +41,8 @@ type run struct {
 	// attempts remembers the attempts made per stream sequence while an
 	// event is being retried, so a redelivery needs no state read.
 	attempts *attemptMemo
+	// slow shows long attempts as "delivering"; nil when slowAfter is 0.
+	slow *slowWatch
 }
 
 // task is one message handed to a worker, with its ordering key ("" when
@@ -61,6 +63,9 @@ func newRun(f *Forwarder, kv jetstream.KeyValue) *run {
 		// blocks and no event waits where keepAlive cannot see it.
 		work: make(chan task, f.maxAckPending),
 	}
+	if f.slowAfter > 0 {
+		r.slow = newSlowWatch(f, f.slowAfter)
+	}
 	r.stopCtx, r.stopNow = context.WithCancel(context.Background())
 	r.hardCtx, r.hardCancel = context.WithCancel(context.Background())
 	return r
@@ -76,6 +81,11 @@ func (r *run) start(ctx context.Context, cons jetstream.Consumer) error {
 		r.workers.Go(r.worker)
 	}
 	r.loops.Go(func() { r.held.keepAlive(r.stopCtx, r.ackWait/3) })
+	if r.slow != nil {
+		// Attempts run on after stopCtx ends, until the workers are done;
+		// hardCtx ends once they are (stop, abort), and so does the loop.
+		go r.slow.loop(r.hardCtx)
+	}
 	if err := r.startAdvisories(ctx); err != nil {
 		r.abort()
 		return err

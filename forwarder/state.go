@@ -121,8 +121,16 @@ func stateKey(eventID, destination string) string {
 	return base64.RawURLEncoding.EncodeToString([]byte(eventID)) + "." + destination
 }
 
-// stateStreamName is the stream behind StateBucket.
-const stateStreamName = "KV_" + StateBucket
+// StateStream is the stream behind StateBucket, for reads of many states
+// in one request (DirectBatch on StateSubjectPrefix's subjects).
+const StateStream = "KV_" + StateBucket
+
+// StateSubjectPrefix is the start of the StateStream subject of each of an
+// event's states, "$KV.<StateBucket>.<base64url(event id)>."; the
+// destination's name completes it (stateKey).
+func StateSubjectPrefix(eventID string) string {
+	return string(appendStateSubject(nil, eventID, ""))
+}
 
 // EnsureStateBucket opens StateBucket, creating it when missing. Its
 // records expire with the WEBHOOKS stream's MaxAge, and it has the same
@@ -146,7 +154,7 @@ func EnsureStateBucket(ctx context.Context, js jetstream.JetStream) (jetstream.K
 		replicas = max(1, s.CachedInfo().Config.Replicas)
 	}
 	cfg := jetstream.StreamConfig{
-		Name:              stateStreamName,
+		Name:              StateStream,
 		Description:       "Hookgate delivery state per event and destination",
 		Subjects:          []string{"$KV." + StateBucket + ".>"},
 		MaxMsgsPerSubject: 1,
@@ -227,26 +235,43 @@ func (f *Forwarder) writeState(d *delivery, status Status, res result, next time
 	case StatusDelivered:
 		rec.DeliveredAt = &now
 	}
-	f.putState(&rec)
+	f.putState(&rec, d.ev.ID)
 }
 
 // stateBufs recycles the buffers delivery states are encoded in: Publish
 // copies the data before it returns.
 var stateBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
-func (f *Forwarder) putState(rec *Delivery) {
+// putState writes rec; id is rec.EventID (see below).
+func (f *Forwarder) putState(rec *Delivery, id string) {
 	bp := stateBufs.Get().(*[]byte)
 	defer stateBufs.Put(bp)
-	data, err := appendDelivery((*bp)[:0], rec)
-	*bp = data[:0]
+	// The subject first, then the record: one buffer, and one allocation,
+	// the subject's string.
+	b := appendStateSubject((*bp)[:0], rec.EventID, rec.Destination)
+	n := len(b)
+	b, err := appendDelivery(b, rec)
+	*bp = b[:0]
+	// The log takes id, not rec.EventID: with rec's string in a log field
+	// escape analysis would move rec's record (and the times it points to)
+	// to the heap for every write.
 	if err != nil {
-		f.log.Error("encode delivery state", zap.String("event_id", rec.EventID), zap.Error(err))
+		f.log.Error("encode delivery state", zap.String("event_id", id), zap.Error(err))
 		return
 	}
-	subj := "$KV." + StateBucket + "." + stateKey(rec.EventID, rec.Destination)
-	if err := f.js.Conn().Publish(subj, data); err != nil {
-		f.log.Warn("write delivery state", zap.String("event_id", rec.EventID), zap.Error(err))
+	if err := f.js.Conn().Publish(string(b[:n]), b[n:]); err != nil {
+		f.log.Warn("write delivery state", zap.String("event_id", id), zap.Error(err))
 	}
+}
+
+// appendStateSubject appends the subject of the KV record of (eventID,
+// destination), "$KV.<StateBucket>.<stateKey>", to b (with destination
+// "", StateSubjectPrefix).
+func appendStateSubject(b []byte, eventID, destination string) []byte {
+	b = append(b, "$KV."+StateBucket+"."...)
+	b = base64.RawURLEncoding.AppendEncode(b, []byte(eventID))
+	b = append(b, '.')
+	return append(b, destination...)
 }
 
 // appendDelivery appends rec's JSON encoding to b, byte for byte what
@@ -330,7 +355,9 @@ func appendDelivery(b []byte, rec *Delivery) ([]byte, error) {
 func appendJSONString(b []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			q, _ := json.Marshal(s) // a string always encodes
+			// Of a copy: s would escape with the interface, and with s the
+			// record it belongs to (see putState). A string always encodes.
+			q, _ := json.Marshal(strings.Clone(s))
 			return append(b, q...)
 		}
 	}
@@ -340,11 +367,12 @@ func appendJSONString(b []byte, s string) []byte {
 }
 
 // appendJSONTime appends t as time.Time.MarshalJSON does. The state's
-// times are UTC and of this era; any other goes through json.Marshal,
-// errors included.
+// times are UTC and of this era; any other goes through MarshalJSON,
+// errors included (called directly: through json.Marshal, t would escape,
+// and with it the record it belongs to, see putState).
 func appendJSONTime(b []byte, t time.Time) ([]byte, error) {
 	if y := t.Year(); t.Location() != time.UTC || y < 0 || y > 9999 {
-		q, err := json.Marshal(t)
+		q, err := t.MarshalJSON()
 		return append(b, q...), err
 	}
 	b = append(b, '"')
@@ -378,7 +406,7 @@ func getDelivery(ctx context.Context, kv jetstream.KeyValue, eventID, destinatio
 	if err != nil {
 		return nil, fmt.Errorf("read delivery state of event %q at %q: %w", eventID, destination, err)
 	}
-	return decodeDelivery(e.Value(), time.Now())
+	return DecodeDelivery(e.Value(), time.Now())
 }
 
 // ReadDeliveries returns the delivery states of an event at every
@@ -408,7 +436,7 @@ func ReadDeliveries(ctx context.Context, js jetstream.JetStream, eventID string)
 				sortDeliveries(out)
 				return out, nil
 			}
-			d, err := decodeDelivery(e.Value(), now)
+			d, err := DecodeDelivery(e.Value(), now)
 			if err != nil {
 				return nil, err
 			}
@@ -421,7 +449,10 @@ func sortDeliveries(ds []Delivery) {
 	slices.SortFunc(ds, func(a, b Delivery) int { return strings.Compare(a.Destination, b.Destination) })
 }
 
-func decodeDelivery(b []byte, now time.Time) (*Delivery, error) {
+// DecodeDelivery decodes a delivery state as stored in StateBucket (a KV
+// entry's value, or the data of a StateStream message), with NextRetryIn
+// rendered as seen at now.
+func DecodeDelivery(b []byte, now time.Time) (*Delivery, error) {
 	var d Delivery
 	if err := json.Unmarshal(b, &d); err != nil {
 		return nil, fmt.Errorf("decode delivery state: %w", err)

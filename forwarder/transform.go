@@ -79,7 +79,7 @@ func (rt *routing) apply(act interpreter.Activation, out *outgoing) error {
 	if rt.body != nil {
 		v, _, err := rt.body.prg.Eval(act)
 		if err != nil {
-			return fmt.Errorf("transform: %w", err)
+			return rt.body.evalError(err)
 		}
 		body, jsonOut, err := encodeBody(v)
 		if err != nil {
@@ -93,9 +93,9 @@ func (rt *routing) apply(act interpreter.Activation, out *outgoing) error {
 	if rt.headers != nil {
 		v, _, err := rt.headers.prg.Eval(act)
 		if err != nil {
-			return fmt.Errorf("transform_headers: %w", err)
+			return rt.headers.evalError(err)
 		}
-		if out.edits, err = headerEdits(v); err != nil {
+		if out.edits, err = headerEdits(v, rt.headers.shown); err != nil {
 			return fmt.Errorf("transform_headers: %w", err)
 		}
 		for _, e := range out.edits {
@@ -130,8 +130,9 @@ func encodeBody(v ref.Val) (body []byte, jsonOut bool, err error) {
 }
 
 // headerEdits reads transform_headers' map: a string value sets the
-// header, null removes it. Names the forwarder owns are refused.
-func headerEdits(v ref.Val) ([]headerEdit, error) {
+// header, null removes it. Names the forwarder owns are refused. A name
+// appears in an error through shown: one read from the event does not.
+func headerEdits(v ref.Val, shown func(string) string) ([]headerEdit, error) {
 	m, ok := v.(traits.Mapper)
 	if !ok {
 		return nil, fmt.Errorf("yields %s; want a map of header names to strings (set) or null (remove)", v.Type().TypeName())
@@ -141,18 +142,25 @@ func headerEdits(v ref.Val) ([]headerEdit, error) {
 		k := it.Next()
 		name, ok := k.(types.String)
 		if !ok {
-			return nil, fmt.Errorf("header name %v is not a string", k)
+			return nil, fmt.Errorf("a header name is a %s, not a string", k.Type().TypeName())
 		}
 		canon := textproto.CanonicalMIMEHeaderKey(string(name))
+		label := canon // in errors
+		if shown(string(name)) != string(name) {
+			label = shown("")
+		}
 		if canon != "Content-Type" {
 			if err := checkHeaderName(string(name)); err != nil {
+				if label != canon {
+					return nil, fmt.Errorf("header %s: refused: not a header name, or one the forwarder or the HTTP client sets", label)
+				}
 				return nil, err
 			}
 		}
 		switch val := m.Get(k).(type) {
 		case types.String:
 			if i := strings.IndexFunc(string(val), isControl); i >= 0 {
-				return nil, fmt.Errorf("header %s: value holds the control character %q at byte %d; a header value cannot carry CR, LF or other control characters (trim them, e.g. .replace(\"\\n\", \" \"))", canon, string(val)[i], i)
+				return nil, fmt.Errorf("header %s: value holds the control character %q at byte %d; a header value cannot carry CR, LF or other control characters (trim them, e.g. .replace(\"\\n\", \" \"))", label, string(val)[i], i)
 			}
 			edits = append(edits, headerEdit{name: canon, value: string(val)})
 		case types.Null:
@@ -161,7 +169,7 @@ func headerEdits(v ref.Val) ([]headerEdit, error) {
 			}
 			edits = append(edits, headerEdit{name: canon, remove: true})
 		default:
-			return nil, fmt.Errorf("header %s: value is a %s; want a string or null", canon, val.Type().TypeName())
+			return nil, fmt.Errorf("header %s: value is a %s; want a string or null", label, val.Type().TypeName())
 		}
 	}
 	// Map order is not defined; a stable order makes requests repeatable.

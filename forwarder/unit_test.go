@@ -1,6 +1,7 @@
 package forwarder
 
 import (
+	"context"
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
@@ -290,5 +291,47 @@ func TestSignSecretsAsVerifyReadsThem(t *testing.T) {
 	c := Config{Name: "s", URL: "http://127.0.0.1:1/", SignSecret: "whpk_" + base64.StdEncoding.EncodeToString(pub)}
 	if err := c.Validate(); err == nil {
 		t.Error("Validate accepted a public key as the signing secret")
+	}
+}
+
+// TestExportedStateAndAttemptSubjects: what the event log reads with the
+// exported names (StateStream, StateSubjectPrefix, DecodeDelivery,
+// AttemptSubjects) is what the forwarder writes.
+func TestExportedStateAndAttemptSubjects(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	if err := EnsureAttemptStream(ctx, e.js, 0, 1); err != nil {
+		t.Fatal(err)
+	}
+	s := newSink(t, func(_ http.Header, n int) (int, map[string]string) {
+		if n == 1 {
+			return 503, nil
+		}
+		return 204, nil
+	})
+	cfg := fast("subj", s.srv.URL)
+	cfg.Schedule = []time.Duration{10 * time.Millisecond}
+	e.start(cfg)
+	seq := e.publish("x:subj/1", "x", "order.created", []byte(`{}`), nil)
+	waitState(t, e, "x:subj/1", "subj", StatusDelivered)
+
+	msgs, err := DirectBatch(ctx, e.nc, StateStream, DirectRequest{MultiLast: []string{StateSubjectPrefix("x:subj/1") + "*"}, Batch: 10})
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("states under %s*: %d, %v", StateSubjectPrefix("x:subj/1"), len(msgs), err)
+	}
+	d, err := DecodeDelivery(msgs[0].Data, time.Now())
+	if err != nil || d.EventID != "x:subj/1" || d.Destination != "subj" || d.Sequence != seq || d.Status != StatusDelivered {
+		t.Fatalf("DecodeDelivery = %+v, %v", d, err)
+	}
+	if _, err := DecodeDelivery([]byte("{"), time.Now()); err == nil {
+		t.Fatal("DecodeDelivery accepted a broken record")
+	}
+	msgs, err = DirectBatch(ctx, e.nc, AttemptStream, DirectRequest{Seq: 1, NextBySubject: AttemptSubjects("subj"), Batch: 10})
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("attempts under %s: %d, %v (want the failed first attempt)", AttemptSubjects("subj"), len(msgs), err)
+	}
+	var a Attempt
+	if err := json.Unmarshal(msgs[0].Data, &a); err != nil || a.Destination != "subj" || a.StatusCode != 503 {
+		t.Fatalf("attempt = %+v, %v", a, err)
 	}
 }

@@ -1,11 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -14,51 +11,9 @@ import (
 	"syscall"
 	"text/template"
 	"time"
+
+	"github.com/hookgate/hookgate/internal/testgw"
 )
-
-// buildGateway builds cmd/caddy into dir and returns the binary's path.
-// It runs go from the module root, found from the working directory.
-func buildGateway(dir string) (string, error) {
-	root, err := moduleRoot()
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "caddy")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/caddy")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/caddy: %w\n%s", err, out)
-	}
-	return bin, nil
-}
-
-// moduleRoot walks up from the working directory to the go.mod of Hookgate.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && bytes.Contains(b, []byte("module github.com/hookgate/hookgate")) {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("run from inside the Hookgate repository (no go.mod of github.com/hookgate/hookgate above the working directory)")
-		}
-		dir = parent
-	}
-}
-
-// freeAddr returns a loopback host:port that was free a moment ago.
-func freeAddr() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // gwConfig fills the gateway's Caddyfile.
 type gwConfig struct {
@@ -91,9 +46,9 @@ func newGWConfig(dir string) gwConfig {
 	return gwConfig{
 		Dir:      dir,
 		Store:    filepath.Join(dir, "store"),
-		HTTP:     freeAddr(),
-		Admin:    freeAddr(),
-		NATS:     freeAddr(),
+		HTTP:     testgw.MustFreeAddr(),
+		Admin:    testgw.MustFreeAddr(),
+		NATS:     testgw.MustFreeAddr(),
 		Sync:     "always",
 		Timeouts: "read_header 5s\n\t\t\tread_body 10s",
 	}

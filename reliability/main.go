@@ -30,6 +30,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/hookgate/hookgate/internal/testgw"
 )
 
 func main() {
@@ -55,7 +57,7 @@ func main() {
 	}
 	logf := func(format string, args ...any) { log.Printf(format, args...) }
 	log.Printf("building cmd/caddy into %s", dir)
-	bin, err := buildGateway(dir)
+	bin, err := testgw.Build(dir, "caddy")
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -6,6 +6,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/hookgate/hookgate/internal/testgw"
 )
 
 // bin is cmd/caddy, built once for all tests.
@@ -17,7 +19,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	bin, err = buildGateway(dir)
+	bin, err = testgw.Build(dir, "caddy")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.RemoveAll(dir)

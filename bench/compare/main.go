@@ -31,6 +31,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/hookgate/hookgate/internal/testgw"
 )
 
 // options are the command line.
@@ -182,7 +184,7 @@ func main() {
 		}
 		defer os.RemoveAll(dir)
 		log.Print("building ./cmd/caddy ...")
-		if o.bin, err = buildGateway(dir); err != nil {
+		if o.bin, err = testgw.Build(dir, "hookgate"); err != nil {
 			log.Fatal(err)
 		}
 	}
@@ -295,7 +297,7 @@ func runClosed(o options, c config, conns int, pinned bool) (closedRow, error) {
 func measureAfterWarmup(o options, c config, pinned bool, warm, load func(w *workload), profile string, d time.Duration) (serverStats, error) {
 	w := newWorkload(o.addr, c, o.body)
 	if c.Admin == "" { // for the server's GC count
-		port, err := freePort()
+		port, err := testgw.FreePort()
 		if err != nil {
 			return serverStats{}, err
 		}

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/hookgate/hookgate/internal/testgw"
 )
 
 // memoryOptions are the flags of -mode memory.
@@ -80,7 +82,7 @@ func memoryConfig(mo memoryOptions, admin string, env []string) config {
 // at rest after the ingest, then again after a restart on the same store
 // (which rebuilds the dedup window from the stored events).
 func runMemory(o options, mo memoryOptions, pinned bool) memoryReport {
-	adminPort, err := freePort()
+	adminPort, err := testgw.FreePort()
 	if err != nil {
 		log.Fatal(err)
 	}

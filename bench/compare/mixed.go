@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/hookgate/hookgate/internal/testgw"
 )
 
 // mixedOptions are the flags of -mode mixed.
@@ -119,7 +121,7 @@ func runMixed(o options, mo mixedOptions, pinned bool) mixedReport {
 	}
 	defer sk.srv.Shutdown()
 	c := mixedConfig(sk.url(), mo.concurrency, o.serverEnv)
-	adminPort, err := freePort()
+	adminPort, err := testgw.FreePort()
 	if err != nil {
 		log.Fatal(err)
 	}

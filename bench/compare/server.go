@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/hookgate/hookgate/internal/testgw"
 )
 
 // benchSecret is the GitHub HMAC secret of the "verified" configuration.
@@ -103,7 +105,7 @@ func startServer(bin string, c config, addr string, pin bool, procs int, probe f
 // the store go under it); keep leaves dir in place when the server stops,
 // so the next server on dir restarts on the same store.
 func startServerIn(dir string, keep bool, bin string, c config, addr string, pin bool, procs int, probe func() error) (*server, error) {
-	backend, err := freePort()
+	backend, err := testgw.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -223,35 +225,6 @@ func (s *server) stop() {
 	if !s.keep {
 		_ = os.RemoveAll(s.dir)
 	}
-}
-
-// freePort returns a loopback port nobody listens on right now.
-func freePort() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	_, port, err := net.SplitHostPort(l.Addr().String())
-	return port, err
-}
-
-// buildGateway builds ./cmd/caddy of the module holding the working
-// directory into dir and returns the binary's path.
-func buildGateway(dir string) (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil || strings.TrimSpace(string(out)) == "" || strings.TrimSpace(string(out)) == os.DevNull {
-		return "", fmt.Errorf("run from inside the hookgate module (go env GOMOD: %v)", err)
-	}
-	root := filepath.Dir(strings.TrimSpace(string(out)))
-	bin := filepath.Join(dir, "hookgate")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/caddy")
-	cmd.Dir = root
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/caddy: %w", err)
-	}
-	return bin, nil
 }
 
 // readyTimeout bounds a server's start: a restart on a store of a million

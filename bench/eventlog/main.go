@@ -39,6 +39,7 @@ import (
 	"github.com/hookgate/hookgate/bench/internal/inproc"
 	_ "github.com/hookgate/hookgate/caddymodule"
 	"github.com/hookgate/hookgate/event"
+	"github.com/hookgate/hookgate/internal/testgw"
 )
 
 var (
@@ -147,7 +148,7 @@ type gateway struct {
 }
 
 func (g *gateway) start(sync, store string) {
-	g.site, g.admin, g.natsAddr = inproc.FreeAddr(), inproc.FreeAddr(), inproc.FreeAddr()
+	g.site, g.admin, g.natsAddr = testgw.MustFreeAddr(), testgw.MustFreeAddr(), testgw.MustFreeAddr()
 	cfg := fmt.Sprintf(`{
 	admin %[4]s
 	persist_config off

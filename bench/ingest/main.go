@@ -34,6 +34,7 @@ import (
 
 	"github.com/hookgate/hookgate/bench/internal/inproc"
 	_ "github.com/hookgate/hookgate/caddymodule"
+	"github.com/hookgate/hookgate/internal/testgw"
 )
 
 const secret = "bench-secret"
@@ -70,7 +71,7 @@ func run(syncMode string, conns int, d time.Duration, bodySize int) result {
 		log.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
-	addr := inproc.FreeAddr()
+	addr := testgw.MustFreeAddr()
 	cfg := fmt.Sprintf(`{
 	admin off
 	persist_config off

@@ -6,7 +6,6 @@ package inproc
 
 import (
 	"log"
-	"net"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -24,14 +23,4 @@ func Load(caddyfile string) {
 	if err := caddy.Load(out, true); err != nil {
 		log.Fatal(err)
 	}
-}
-
-// FreeAddr returns a loopback host:port that was free a moment ago.
-func FreeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
