@@ -152,7 +152,7 @@ func New(js jetstream.JetStream, cfg Config, logger *zap.Logger) (*Forwarder, er
 	f.conns = newConnSet()
 	client, uri, err := newClient(cfg, f.conns)
 	if err != nil {
-		return nil, fmt.Errorf("destination %q: url %q: %w", cfg.Name, redactURL(cfg.URL), err)
+		return nil, fmt.Errorf("destination %q: url %q: %w", cfg.Name, RedactURL(cfg.URL), err)
 	}
 	f.client, f.uri = client, uri
 	f.largeClient = newLargeClient(cfg)
