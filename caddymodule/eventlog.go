@@ -642,4 +642,3 @@ func (a *App) knownSources(ctx context.Context, e *engine, only string) []string
 	slices.Sort(out)
 	return out
 }
-

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -47,9 +48,16 @@ type ackMux struct {
 	// client keeps 512, its sublist 1,024): a fresh subject per publish
 	// made every PubAck a cache miss, a walk of the sublist and an
 	// eviction. Reusing a subject rests on nats-server answering a
-	// publish once: its PubAck, an error, or the no-responders status;
-	// only the gateway's own connection may publish to its inbox
-	// (subscribers may not: auth.go).
+	// publish once: its PubAck, an error, or the no-responders status.
+	// Subscribers may not publish to the inbox (auth.go), but they see
+	// its subjects (a core subscription to webhooks.> receives each
+	// publish with its reply subject) and nats-server does not check the
+	// reply subject of a request: a subscriber can have the server answer
+	// a request of its own (a direct get, a consumer's next message) to
+	// the gateway's inbox. deliver therefore takes only what the stream
+	// itself sends to a publish (isPubAckReply), and a no-responders
+	// status, the one answer that may be followed by the PubAck, moves
+	// its slot to a new generation.
 	slots []ackSlot
 	free  []uint32
 }
@@ -97,9 +105,20 @@ func newAckMux(nc *nats.Conn) (*ackMux, error) {
 }
 
 // deliver hands a PubAck to the publish waiting for it; one nobody waits
-// for any more (its publish gave up) is dropped.
+// for any more (its publish gave up) is dropped, and so is anything that
+// is not an answer of the stream to a publish (isPubAckReply).
 func (m *ackMux) deliver(msg *nats.Msg) {
-	tok, err := strconv.ParseUint(msg.Subject[len(m.prefix):], 10, 64)
+	noResponders := isNoResponders(msg)
+	if !noResponders && !isPubAckReply(msg) {
+		return
+	}
+	// A consumer's message sent here keeps its own subject: the prefix
+	// is not a given.
+	rest, ok := strings.CutPrefix(msg.Subject, m.prefix)
+	if !ok {
+		return
+	}
+	tok, err := strconv.ParseUint(rest, 10, 64)
 	if err != nil {
 		return
 	}
@@ -112,8 +131,42 @@ func (m *ackMux) deliver(msg *nats.Msg) {
 	if s := &m.slots[i]; s.gen == gen && s.wait != nil {
 		s.wait <- msg // one slot, one reply per token: never blocks
 		s.wait = nil
+		if noResponders {
+			// A subscriber can have nats-server send this status to the
+			// inbox (a request of its own to a subject nobody serves);
+			// the publish's own PubAck may still come and must reach
+			// nobody, least of all the slot's next publish.
+			s.gen++
+			s.reply = m.subject(i, s.gen)
+		}
 		m.free = append(m.free, i)
 	}
+}
+
+// pubAckError is the start of a PubAck that refuses a publish: nats-server
+// writes JSPubAckResponse with its error first ({"error":{...}, then the
+// stream when known; stream.go). Every JetStream API response starts with
+// its "type" instead (ApiResponse), so a subscriber's request answered to
+// the inbox never looks like either shape.
+var pubAckError = []byte(`{"error":`)
+
+// isPubAckReply reports whether msg has the shape of the stream's answer
+// to a publish: no reply subject, no headers, and a body that starts as a
+// PubAck of WEBHOOKS (pubAckOK) or a PubAck's error. What else a
+// subscriber can have nats-server send to the inbox does not: a direct get
+// or a consumer's message has headers (and the latter a $JS.ACK reply), a
+// JetStream API response starts with "type", an acknowledgement's answer
+// is empty.
+func isPubAckReply(msg *nats.Msg) bool {
+	return msg.Reply == "" && len(msg.Header) == 0 &&
+		(bytes.HasPrefix(msg.Data, pubAckOK) || bytes.HasPrefix(msg.Data, pubAckError))
+}
+
+// isNoResponders reports whether msg is nats-server's no-responders
+// status: no body, the header "Status: 503" (the NATS/1.0 503 status
+// line nats.go reads into it).
+func isNoResponders(msg *nats.Msg) bool {
+	return len(msg.Data) == 0 && msg.Header.Get("Status") == "503"
 }
 
 // take gives ch a free reply subject and returns the slot's index and
@@ -199,7 +252,7 @@ func (m *ackMux) request(ctx context.Context, full <-chan struct{}, msg *nats.Ms
 	select {
 	case reply := <-ch:
 		replyChans.Put(ch)
-		if len(reply.Data) == 0 && reply.Header.Get("Status") == "503" {
+		if isNoResponders(reply) {
 			return nil, nats.ErrNoResponders
 		}
 		return reply, nil

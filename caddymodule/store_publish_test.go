@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -68,7 +69,121 @@ func TestPinPubAckShape(t *testing.T) {
 		if !ok || !bytes.HasSuffix(rest, []byte(suffix)) {
 			t.Fatalf("PubAck %s: want %s<seq>%s", reply.Data, pubAckOK, suffix)
 		}
+		if !isPubAckReply(reply) {
+			t.Fatalf("PubAck %s (header %v, reply %q) is not taken by isPubAckReply", reply.Data, reply.Header, reply.Reply)
+		}
 	}
+	// A refused publish: its PubAck starts with the error (JSPubAckResponse).
+	refused := &nats.Msg{Subject: msg.Subject, Header: nats.Header{jetstream.ExpectedLastSeqHeader: []string{"999999"}}, Data: []byte("{}")}
+	reply, err := e.acks.request(ctx, nil, refused)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(reply.Data, pubAckError) || !isPubAckReply(reply) {
+		t.Fatalf("refused publish answered %s (header %v): want a PubAck starting with %s", reply.Data, reply.Header, pubAckError)
+	}
+}
+
+// TestPubAckInboxIgnoresForeignReplies: a subscriber of the NATS listener
+// sees the gateway's reply subjects on webhooks.> and has nats-server
+// answer requests of its own there (direct gets, a consumer's next
+// message, acknowledgements). None of those may be taken for a PubAck:
+// every post gets 200 and the duplicate flag of its own event. On the
+// code that took any message on the inbox, some posts got 503 and later
+// ones the PubAck of another event.
+func TestPubAckInboxIgnoresForeignReplies(t *testing.T) {
+	listen := freeAddr(t)
+	g := startGateway(t, gatewayConfig{Global: "\t\tlisten " + listen + "\n\t\tuser billing\n\t\tpassword {env.HOOKGATE_TEST_NATS_PASSWORD}"})
+	nc, err := nats.Connect("nats://"+listen, nats.UserInfo("billing", testNATSPassword))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	replies := make(chan string, 4096)
+	if _, err := nc.Subscribe(event.SubjectRoot+".>", func(m *nats.Msg) {
+		select {
+		case replies <- m.Reply:
+		default:
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		if st, _, b := g.post("/webhooks/v1/demo", []byte(`{}`), map[string]string{"X-Id": fmt.Sprintf("seed%d", i), "X-Type": "t"}); st != 200 {
+			t.Fatalf("seed %d: %d %s", i, st, b)
+		}
+	}
+	var inbox []string
+	for len(replies) > 0 {
+		inbox = append(inbox, <-replies)
+	}
+	if len(inbox) == 0 || inbox[0] == "" {
+		t.Fatalf("the subscriber saw no reply subject (%q): the attack needs one", inbox)
+	}
+	// A pull consumer of the subscriber's own, whose next messages it
+	// asks to be sent to the gateway's inbox.
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := js.CreateOrUpdateConsumer(ctx, event.StreamName, jetstream.ConsumerConfig{Durable: "prober", AckPolicy: jetstream.AckNonePolicy}); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	attacked := make(chan int)
+	go func() {
+		n := 0
+		defer func() { attacked <- n }()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			reply := inbox[i%len(inbox)]
+			_ = nc.PublishMsg(&nats.Msg{Subject: "$JS.API.DIRECT.GET." + event.StreamName, Reply: reply, Data: []byte(fmt.Sprintf(`{"seq":%d}`, 1+i%100))})
+			_ = nc.PublishMsg(&nats.Msg{Subject: "$JS.API.STREAM.INFO." + event.StreamName, Reply: reply})
+			_ = nc.PublishMsg(&nats.Msg{Subject: "$JS.API.CONSUMER.MSG.NEXT." + event.StreamName + ".prober", Reply: reply, Data: []byte(`{"batch":1,"no_wait":true}`)})
+			n += 3
+			if i%50 == 0 {
+				_ = nc.Flush()
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}()
+	var (
+		mu               sync.Mutex
+		failed, wrongDup int
+	)
+	var wg sync.WaitGroup
+	for w := range 16 {
+		wg.Go(func() {
+			for i := range 30 {
+				id := fmt.Sprintf("w%d-%d", w, i/2) // each id twice: new, then a duplicate
+				st, _, b := g.post("/webhooks/v1/demo", []byte(`{"n":1}`), map[string]string{"X-Id": id, "X-Type": "t"})
+				mu.Lock()
+				switch {
+				case st != 200:
+					failed++
+				case strings.Contains(string(b), `"duplicate":true`) != (i%2 == 1):
+					wrongDup++
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	n := <-attacked
+	if failed+wrongDup > 0 {
+		t.Fatalf("with %d foreign requests answered to the gateway's inbox: %d posts not 200, %d with another event's duplicate flag", n, failed, wrongDup)
+	}
+	t.Logf("%d foreign requests answered to the gateway's inbox; 480 posts all answered for their own event", n)
 }
 
 // TestAckMuxPublish: events are stored and a repeated id is a duplicate
