@@ -111,14 +111,19 @@ func fromQuery[T any](run func(*App, context.Context, EventFilter) (T, error)) e
 }
 
 // fromBody serves run, a background job over the events a filter
-// selects, with the filter of the request's JSON body, answering 202.
+// selects, with the filter of the request's JSON body, answering 202; a
+// 429 (too many unfinished jobs) carries a Retry-After of jobRetryAfter.
 func fromBody[T any](run func(*App, context.Context, EventFilter) (T, error)) eventLogHandler {
 	return func(ctx context.Context, app *App, w http.ResponseWriter, r *http.Request, _ string) error {
 		f, err := filterFromBody(r)
 		if err != nil {
 			return err
 		}
-		return answer(w, http.StatusAccepted)(run(app, ctx, f))
+		v, err := run(app, ctx, f)
+		if ae := (caddy.APIError{}); errors.As(err, &ae) && ae.HTTPStatus == http.StatusTooManyRequests {
+			w.Header().Set("Retry-After", strconv.Itoa(int(jobRetryAfter/time.Second)))
+		}
+		return answer(w, http.StatusAccepted)(v, err)
 	}
 }
 

@@ -142,10 +142,10 @@ func resolveSettings(repl *caddy.Replacer, settings []setting) error {
 func routeURL(raw, user, password string) (string, error) {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" || (u.Scheme != "nats" && u.Scheme != "nats-route" && u.Scheme != "tls") {
-		return "", fmt.Errorf("cluster route %q: want nats://host:port", redactURL(raw))
+		return "", fmt.Errorf("cluster route %q: want nats://host:port", forwarder.RedactURL(raw))
 	}
 	if u.Port() == "" {
-		return "", fmt.Errorf("cluster route %q: give the port of the node's cluster listen address", redactURL(raw))
+		return "", fmt.Errorf("cluster route %q: give the port of the node's cluster listen address", forwarder.RedactURL(raw))
 	}
 	if u.User == nil && user != "" {
 		u.User = url.UserPassword(user, password)
@@ -153,17 +153,13 @@ func routeURL(raw, user, password string) (string, error) {
 	return u.String(), nil
 }
 
-// redactURL hides the password of a URL for logs and errors: the
-// forwarder's, so destinations and NATS URLs read alike.
-var redactURL = forwarder.RedactURL
-
 // redactURLs hides the passwords of a comma-separated URL list (the
 // external NATS URLs) for logs and errors, each URL on its own: as one
 // URL only the first password would be hidden.
 func redactURLs(list string) string {
 	urls := strings.Split(list, ",")
 	for i, u := range urls {
-		urls[i] = redactURL(u)
+		urls[i] = forwarder.RedactURL(u)
 	}
 	return strings.Join(urls, ",")
 }

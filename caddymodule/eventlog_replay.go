@@ -348,11 +348,14 @@ func (j *job) snapshot() ReplayJob {
 
 // A finished (done or failed) job is kept jobKeep after it is first seen
 // finished, so its outcome can still be read; the registry holds at most
-// maxJobs, the oldest finished jobs making room first, then the oldest of
-// all. It is pruned as each job is added.
+// maxJobs, the first finished jobs making room. An unfinished job is
+// never dropped (its counts would go nowhere): while maxJobs are
+// unfinished, a new bulk job is refused with a 429 and a Retry-After of
+// jobRetryAfter. The registry is pruned as each job is added.
 const (
-	jobKeep = time.Hour
-	maxJobs = 100
+	jobKeep       = time.Hour
+	maxJobs       = 100
+	jobRetryAfter = time.Minute
 )
 
 // jobRegistry holds the jobs of this process, shared by the apps of
@@ -366,22 +369,46 @@ type jobRegistry struct {
 
 var jobs = &jobRegistry{m: map[string]*job{}}
 
-func (r *jobRegistry) add(kind string, f EventFilter, matched int) *job {
+// add registers a new job, or fails with a 429 when maxJobs jobs are
+// unfinished.
+func (r *jobRegistry) add(kind string, f EventFilter, matched int) (*job, error) {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	now := time.Now()
 	j := &job{v: ReplayJob{ID: kind + "_" + hex.EncodeToString(b[:]), Kind: kind, Filter: f, Matched: matched, StartedAt: now.UTC()}}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.prune(now, maxJobs-1)
+	if !r.prune(now, maxJobs-1) {
+		return nil, tooManyJobs(len(r.m))
+	}
 	r.m[j.v.ID] = j
-	return j
+	return j, nil
+}
+
+// full reports whether a new job would be refused now: every one of
+// maxJobs kept jobs is unfinished. A cheap check before a bulk job's
+// matching; add decides.
+func (r *jobRegistry) full() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.prune(time.Now(), maxJobs-1) {
+		return nil
+	}
+	return tooManyJobs(len(r.m))
+}
+
+// tooManyJobs is the 429 refusing a bulk job while n jobs are
+// unfinished; fromBody adds the Retry-After.
+func tooManyJobs(n int) error {
+	return apiError(http.StatusTooManyRequests, "%d bulk jobs are still queuing or running, the most kept at once; "+
+		"retry once one has finished (GET /webhooks/replay/<job> shows each one's state)", n)
 }
 
 // prune drops the jobs finished more than jobKeep before now, then, while
-// more than keep are left, the oldest finished job or, when none is
-// finished, the oldest job. The caller holds r.mu.
-func (r *jobRegistry) prune(now time.Time, keep int) {
+// more than keep are left, the job that finished first. It reports
+// whether at most keep are left: false when more than keep are
+// unfinished, which it never drops. The caller holds r.mu.
+func (r *jobRegistry) prune(now time.Time, keep int) bool {
 	for id, j := range r.m {
 		if st := j.snapshot().State; st != "done" && st != "failed" {
 			continue
@@ -394,21 +421,26 @@ func (r *jobRegistry) prune(now time.Time, keep int) {
 		}
 	}
 	for len(r.m) > keep {
-		delete(r.m, r.oldest())
+		id := r.firstEnded()
+		if id == "" {
+			return false
+		}
+		delete(r.m, id)
 	}
+	return true
 }
 
-// oldest returns the id of the oldest finished job, or of the oldest job
-// when none is finished. The caller holds r.mu.
-func (r *jobRegistry) oldest() string {
+// firstEnded returns the id of the finished job that ended first (the
+// one started first among those seen ended at once), "" when none has
+// finished. The caller holds r.mu.
+func (r *jobRegistry) firstEnded() string {
 	var id string
 	var pick *job
 	for k, j := range r.m {
-		older := pick == nil || j.v.StartedAt.Before(pick.v.StartedAt)
 		switch {
-		case pick == nil, !j.ended.IsZero() && pick.ended.IsZero():
-			id, pick = k, j
-		case older && j.ended.IsZero() == pick.ended.IsZero():
+		case j.ended.IsZero():
+		case pick == nil, j.ended.Before(pick.ended),
+			j.ended.Equal(pick.ended) && j.v.StartedAt.Before(pick.v.StartedAt):
 			id, pick = k, j
 		}
 	}
@@ -463,11 +495,17 @@ func (a *App) startReplay(ctx context.Context, f EventFilter) (*ReplayJob, error
 	if err != nil {
 		return nil, err
 	}
+	if err := jobs.full(); err != nil {
+		return nil, err
+	}
 	matches, err := a.matchAll(ctx, f)
 	if err != nil {
 		return nil, err
 	}
-	j := jobs.add("replay", f, len(matches))
+	j, err := jobs.add("replay", f, len(matches))
+	if err != nil {
+		return nil, err
+	}
 	go a.queueJob(j, func(ctx context.Context, i int) error {
 		s := matches[i]
 		for d, st := range s.Status {
@@ -495,6 +533,9 @@ func (a *App) redriveAll(ctx context.Context, f EventFilter) (*ReplayJob, error)
 	if err != nil {
 		return nil, err
 	}
+	if err := jobs.full(); err != nil {
+		return nil, err
+	}
 	var recs []*nats.Msg
 	f.Limit = maxPageLimit
 	if _, err := a.walkDLQ(ctx, e, f, func(m *nats.Msg) bool {
@@ -505,7 +546,10 @@ func (a *App) redriveAll(ctx context.Context, f EventFilter) (*ReplayJob, error)
 	}); err != nil {
 		return nil, err
 	}
-	j := jobs.add("redrive", f, len(recs))
+	j, err := jobs.add("redrive", f, len(recs))
+	if err != nil {
+		return nil, err
+	}
 	groups := byEventAndDestination(recs)
 	go a.queueJob(j, func(ctx context.Context, i int) error {
 		g := groups[i]

@@ -12,6 +12,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
+
+	"github.com/hookgate/hookgate/forwarder"
 )
 
 // ExternalNATS points the webhooks app at a NATS cluster the team already
@@ -77,7 +79,7 @@ func (a *App) provisionExternal(repl *caddy.Replacer) error {
 	xe := &a.ecfg.externalEngineConfig
 	for _, u := range x.URLs {
 		if _, err := routeURL(u, "", ""); err != nil {
-			return fmt.Errorf("nats %q: want nats://host:port or tls://host:port", redactURL(u))
+			return fmt.Errorf("nats %q: want nats://host:port or tls://host:port", forwarder.RedactURL(u))
 		}
 	}
 	xe.NATSURLs = strings.Join(x.URLs, ",")

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -22,6 +21,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/hookgate/hookgate/event"
+	"github.com/hookgate/hookgate/internal/testgw"
 	"github.com/hookgate/hookgate/internal/waitfor"
 )
 
@@ -199,14 +199,14 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	waitfor.Until(t, d, what, cond)
 }
 
+// freeAddr is testgw.FreeAddr, failing t when no port is free.
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := testgw.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addr
 }
 
 // sink is an internal service stand-in that records what it receives and

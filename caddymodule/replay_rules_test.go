@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -140,6 +141,37 @@ func TestReplayRules(t *testing.T) {
 		}
 		if dl := dlqOf(t, admin, "bad"); len(dl) != 0 {
 			t.Errorf("bad dead letters left: %+v", dl)
+		}
+	})
+
+	t.Run("too many unfinished jobs", func(t *testing.T) {
+		jobs.mu.Lock()
+		kept := jobs.m
+		jobs.m = map[string]*job{}
+		jobs.mu.Unlock()
+		t.Cleanup(func() {
+			jobs.mu.Lock()
+			jobs.m = kept
+			jobs.mu.Unlock()
+		})
+		for range maxJobs {
+			mustAdd(t, jobs, "replay", EventFilter{}, 1) // queuing, never finished
+		}
+		for _, path := range []string{"/webhooks/replay", "/webhooks/dlq/redrive"} {
+			req, _ := http.NewRequest(http.MethodPost, "http://"+admin+path, strings.NewReader(`{"destination":"flt"}`))
+			resp, err := testClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "60" ||
+				!strings.Contains(string(b), "bulk jobs are still queuing or running") {
+				t.Errorf("POST %s with %d jobs unfinished: %d, Retry-After %q, %s; want 429, 60", path, maxJobs, resp.StatusCode, resp.Header.Get("Retry-After"), b)
+			}
+		}
+		if n := len(jobs.m); n != maxJobs {
+			t.Errorf("%d jobs kept, want the %d unfinished", n, maxJobs)
 		}
 	})
 }

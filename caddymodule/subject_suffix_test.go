@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -278,5 +279,58 @@ func TestSubjectSuffixFailureLog(t *testing.T) {
 	}
 	if !strings.Contains(text, "subject_suffix: invalid RFC 3339 timestamp") {
 		t.Errorf("the warning does not say what failed: %s", text)
+	}
+}
+
+// blockingWriter is a log sink whose first write waits for release:
+// a slow or stuck log writer.
+type blockingWriter struct {
+	entered, release chan struct{}
+	once             sync.Once
+}
+
+func (w *blockingWriter) Write(p []byte) (int, error) {
+	w.once.Do(func() {
+		close(w.entered)
+		<-w.release
+	})
+	return len(p), nil
+}
+
+// TestSubjectSuffixWarnOutsideLock: while the warning of one failure is
+// being written (the writer stuck), another failing request of the
+// source goes on: the turn to warn is taken under rate.Sometimes' lock,
+// the line written outside it.
+func TestSubjectSuffixWarnOutsideLock(t *testing.T) {
+	s, err := newSubjectSuffix(`string(timestamp(body.tok))`, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &blockingWriter{entered: make(chan struct{}), release: make(chan struct{})}
+	h := &Handler{logger: zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(w), zapcore.WarnLevel))}
+	src := &source{name: "demo", suffix: s}
+	fail := func(id string) chan struct{} {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			msg := &nats.Msg{Subject: "webhooks.v1.demo.push", Header: nats.Header{}, Data: []byte(`{"tok":"x"}`)}
+			h.suffixSubject(src, msg, id, "v1", time.Now())
+		}()
+		return done
+	}
+	first := fail("demo:1")
+	defer func() { close(w.release); <-first }()
+	select {
+	case <-w.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first failure wrote no warning")
+	}
+	select {
+	case <-fail("demo:2"):
+	case <-time.After(10 * time.Second):
+		t.Fatal("a second failing request waited for the first one's warning to be written")
+	}
+	if n := s.failed.Load(); n != 1 {
+		t.Errorf("%d failures wait for the next warning, want 1", n)
 	}
 }

@@ -232,7 +232,7 @@ func (r *run) pauseGone(res result) {
 	now := time.Now()
 	r.breaker.hold(now)
 	r.log.Error("destination answered 410 Gone: paused until resumed; fix its url and reload, or resume it",
-		zap.String("url", redactURL(r.cfg.URL)), zap.String("consumer", r.consumer), zap.String("last_error", res.err))
+		zap.String("url", RedactURL(r.cfg.URL)), zap.String("consumer", r.consumer), zap.String("last_error", res.err))
 	r.pauseConsumer(now.Add(forever))
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/common"
+	celast "cel.dev/cel-go/common/ast"
 	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/common/types/ref"
 	"cel.dev/cel-go/common/types/traits"
@@ -70,52 +71,108 @@ var celEnv = sync.OnceValues(func() (*cel.Env, error) {
 type program struct {
 	// what names the expression in errors ("filter 2", "transform").
 	what string
-	// src is the expression's text: a detail of an evaluation error is
-	// shown only when src holds it (evalError).
-	src string
-	prg cel.Program
+	// keys are the field names the expression selects and the string
+	// literals it holds: a detail of an evaluation error ("no such key:
+	// customer") is shown only when it is one of them (evalError).
+	keys map[string]bool
+	prg  cel.Program
 }
 
 // evalError is the error of a failed evaluation of p: the expression's
 // name and the kind of failure, never a value of the event. CEL's own
-// messages can quote one ("no such key: " a key read from the body,
-// "invalid RFC 3339 timestamp" and the body's string, a regexp built from
-// the body), and these errors reach the log, the delivery state and the
-// dead letter, where no secret may go. A detail is kept only when the
-// expression's text holds it, as a field name it reads does
-// ("no such key: customer", so the operator knows to use has()).
+// messages, and Go's under them, can quote one ("no such key: " a key
+// read from the body, "invalid RFC 3339 timestamp" and the body's string,
+// "unknown time zone " the body's zone, a regexp built from the body),
+// and these errors reach the log, the delivery state and the dead letter,
+// where no secret may go. So only known text is shown: a message of
+// fixedEvalErrors whole; the kind of one of evalErrorKinds, with its
+// detail when it is a key of the expression's own text (a field it
+// selects or a string literal: "no such key: customer", so the operator
+// knows to use has()); anything else as "evaluation failed".
 func (p *program) evalError(err error) error {
 	msg := err.Error()
-	if typeNamesOnly(msg) {
+	if fixedEvalError(msg) {
 		return fmt.Errorf("%s: %s", p.what, msg)
 	}
-	kind, detail, found := strings.Cut(msg, ": ")
-	if i := strings.IndexAny(kind, "'\"`"); i >= 0 {
-		kind, found = strings.TrimSpace(kind[:i]), true
+	for _, kind := range evalErrorKinds {
+		rest, ok := strings.CutPrefix(msg, kind)
+		switch {
+		case !ok:
+			continue
+		case rest == "":
+			return fmt.Errorf("%s: %s", p.what, kind)
+		case p.keys[strings.TrimLeft(rest, ": ")]:
+			return fmt.Errorf("%s: %s: %s", p.what, kind, strings.TrimLeft(rest, ": "))
+		}
+		return fmt.Errorf("%s: %s %s", p.what, kind, notShown)
 	}
-	switch {
-	case found && p.shown(detail) == detail:
-		return fmt.Errorf("%s: %s: %s", p.what, kind, detail)
-	case found:
-		return fmt.Errorf("%s: %s (on a value of the event, not shown)", p.what, kind)
-	}
-	return fmt.Errorf("%s: %s", p.what, kind)
+	return fmt.Errorf("%s: evaluation failed %s", p.what, notShown)
 }
 
-// safeEvalErrors are the starts of CEL's error messages that hold fixed
-// text and type names only, safe to show whole.
-var safeEvalErrors = []string{
+// notShown stands for the part of an evaluation error left out.
+const notShown = "(on a value of the event, not shown)"
+
+// fixedEvalErrors are CEL's evaluation error messages made of fixed
+// text, shown whole (cel-go v0.32.0: common/types/err.go, overflow.go,
+// the standard library and the ext libraries the environment loads).
+var fixedEvalErrors = map[string]bool{
+	"division by zero":                                 true,
+	"modulus by zero":                                  true,
+	"integer overflow":                                 true,
+	"unsigned integer overflow":                        true,
+	"duration overflow":                                true,
+	"timestamp overflow":                               true,
+	"NaN values cannot be ordered":                     true,
+	"list elements must have the same type":            true,
+	"list elements must be comparable":                 true,
+	"optional.none() dereference":                      true,
+	"invalid UTF-8 in bytes, cannot convert to string": true,
+	"math.@max(list) argument must not be empty":       true,
+	"math.@min(list) argument must not be empty":       true,
+	"operation cancelled: actual cost limit exceeded":  true,
+	"list index out of range":                          true, // celjson.go
+	"list index is not an integer":                     true, // celjson.go
+	"JSON number out of range":                         true, // celjson.go
+	"an iterator has no native or JSON form":           true, // celjson.go
+	"no such overload":                                 true,
+	"type conversion error":                            true,
+	"type conversion not supported for 'type'":         true,
+	"type conversion on iterators not supported":       true,
+}
+
+// typeNameErrors are the starts of CEL's error messages whose rest holds
+// type and function names only, shown whole.
+var typeNameErrors = []string{
 	"type conversion error from '", // ... 'string' to 'int'
-	"no such overload",             // ...: int(map)
-	"operation cancelled: actual cost limit exceeded",
-	"division by zero",
-	"modulus by zero",
+	"no such overload: ",           // ... int(map)
 }
 
-// typeNamesOnly reports whether a CEL error message is one of
-// safeEvalErrors.
-func typeNamesOnly(msg string) bool {
-	for _, p := range safeEvalErrors {
+// evalErrorKinds are the fixed starts of CEL's (and Go's) error messages
+// that go on with a value: shown without it.
+var evalErrorKinds = []string{
+	"no such key",
+	"no such field",
+	"no such attribute",
+	"invalid RFC 3339 timestamp",
+	"error parsing regexp",
+	"index out of bounds",
+	"index out of range",
+	"unknown time zone",
+	"time: invalid duration",
+	"unsupported index value",
+	"unsupported index type",
+	"invalid qualifier type",
+	"illegal base64 data",
+	"error during formatting",
+}
+
+// fixedEvalError reports whether a CEL error message is one of
+// fixedEvalErrors or starts with one of typeNameErrors.
+func fixedEvalError(msg string) bool {
+	if fixedEvalErrors[msg] {
+		return true
+	}
+	for _, p := range typeNameErrors {
 		if strings.HasPrefix(msg, p) {
 			return true
 		}
@@ -123,13 +180,34 @@ func typeNamesOnly(msg string) bool {
 	return false
 }
 
-// shown returns s when the expression's text holds it (a name or literal
-// of the config, not a value of the event), else a placeholder.
+// shown returns s when it is one of the expression's keys (a field name
+// or string literal of the config, not a value of the event), else a
+// placeholder.
 func (p *program) shown(s string) string {
-	if s != "" && strings.Contains(p.src, s) {
+	if p.keys[s] {
 		return s
 	}
 	return "(a value of the event, not shown)"
+}
+
+// exprKeys returns the field names a checked expression selects and the
+// string literals it holds: the names of its own text an evaluation
+// error may show. Variable names are not among them: a key read from
+// the body that happens to spell one ("body") is still a value of the
+// event.
+func exprKeys(a *cel.Ast) map[string]bool {
+	keys := map[string]bool{}
+	celast.PostOrderVisit(a.NativeRep().Expr(), celast.NewExprVisitor(func(e celast.Expr) {
+		switch e.Kind() {
+		case celast.SelectKind:
+			keys[e.AsSelect().FieldName()] = true
+		case celast.LiteralKind:
+			if s, ok := e.AsLiteral().(types.String); ok {
+				keys[string(s)] = true
+			}
+		}
+	}))
+	return keys
 }
 
 // compile parses and type-checks src as what. The result's type must be
@@ -160,7 +238,7 @@ func compileLimit(what, src string, costLimit uint64, want ...*cel.Type) (*progr
 	if err != nil {
 		return nil, fmt.Errorf("%s `%s`: %w", what, src, err)
 	}
-	return &program{what: what, src: src, prg: prg}, nil
+	return &program{what: what, keys: exprKeys(ast), prg: prg}, nil
 }
 
 func isOneOf(t *cel.Type, want []*cel.Type) bool {

@@ -46,7 +46,7 @@ func (d *jsonDoc) val(at uint32) ref.Val {
 	case kNumber:
 		f, ok := d.number(at)
 		if !ok {
-			return types.NewErr("JSON number %.40s is out of range", d.raw(at))
+			return types.NewErr("JSON number out of range")
 		}
 		return types.Double(f)
 	case kString:
@@ -145,7 +145,7 @@ func (a *jsonArray) Get(index ref.Val) ref.Val {
 		i = int64(x)
 	case types.Double:
 		if float64(x) != float64(int64(x)) {
-			return types.NewErr("unsupported index value %v in list", x)
+			return types.NewErr("list index is not an integer")
 		}
 		i = int64(x)
 	default:
@@ -153,7 +153,7 @@ func (a *jsonArray) Get(index ref.Val) ref.Val {
 	}
 	e, ok := a.doc.elem(a.at, i)
 	if !ok {
-		return types.NewErr("index out of range: %d (size %d)", i, a.doc.nodes[a.at].count())
+		return types.NewErr("list index out of range")
 	}
 	return a.doc.val(e)
 }

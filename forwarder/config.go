@@ -246,10 +246,10 @@ func (c *Config) validate() error {
 		return fmt.Errorf("url %q: %w", c.URL, err)
 	}
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("url %q: want an absolute http:// or https:// URL", redactURL(c.URL))
+		return fmt.Errorf("url %q: want an absolute http:// or https:// URL", RedactURL(c.URL))
 	}
 	if c.TLS != nil && u.Scheme != "https" {
-		return fmt.Errorf("url %q: TLS settings need an https:// URL", redactURL(c.URL))
+		return fmt.Errorf("url %q: TLS settings need an https:// URL", RedactURL(c.URL))
 	}
 	for _, s := range c.Subjects {
 		if !validSubjectFilter(s) {

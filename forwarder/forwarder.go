@@ -99,7 +99,8 @@ type Forwarder struct {
 	maxDeliver    int
 	maxAckPending int
 	// slowAfter is how long an attempt runs before its state is written as
-	// "delivering": fast attempts write one state, not two.
+	// "delivering" (within a quarter more, see slowWatch): fast attempts
+	// write one state, not two.
 	slowAfter time.Duration
 
 	// rateShare is how many gateways share the destination's Rate (1
@@ -152,7 +153,7 @@ func New(js jetstream.JetStream, cfg Config, logger *zap.Logger) (*Forwarder, er
 	f.conns = newConnSet()
 	client, uri, err := newClient(cfg, f.conns)
 	if err != nil {
-		return nil, fmt.Errorf("destination %q: url %q: %w", cfg.Name, redactURL(cfg.URL), err)
+		return nil, fmt.Errorf("destination %q: url %q: %w", cfg.Name, RedactURL(cfg.URL), err)
 	}
 	f.client, f.uri = client, uri
 	f.largeClient = newLargeClient(cfg)

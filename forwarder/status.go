@@ -61,7 +61,7 @@ func (f *Forwarder) Name() string { return f.cfg.Name }
 func (f *Forwarder) Status(ctx context.Context) (*DestinationStatus, error) {
 	st := &DestinationStatus{
 		Name:        f.cfg.Name,
-		URL:         redactURL(f.cfg.URL),
+		URL:         RedactURL(f.cfg.URL),
 		Subjects:    f.cfg.Subjects,
 		Concurrency: f.cfg.Concurrency,
 		Consumer:    f.consumer,
@@ -153,6 +153,3 @@ func RedactURL(raw string) string {
 	}
 	return u.Redacted()
 }
-
-// redactURL is RedactURL, under the name the package's callers use.
-var redactURL = RedactURL
