@@ -175,17 +175,36 @@ func syncfsPath(path string) error {
 
 // withFile opens path read-only and runs op on its descriptor. A missing
 // file is returned as is (fs.ErrNotExist); other errors name op and path.
+// It opens with open(2) itself: os.Open would also fstat the file, try to
+// register it with the runtime's poller and allocate an *os.File, once
+// per group-commit round and block.
 func withFile(path, op string, fn func(fd int) error) error {
-	f, err := os.Open(path)
+	fd, err := openReadOnly(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", op, path, err)
 	}
-	defer f.Close()
-	if err := fn(int(f.Fd())); err != nil {
+	defer unix.Close(fd)
+	if err := fn(fd); err != nil {
 		return fmt.Errorf("%s %s: %w", op, path, err)
 	}
 	return nil
+}
+
+// openReadOnly opens path read-only and close-on-exec, retrying when a
+// signal interrupts the call (as os.Open does); its error is an
+// *fs.PathError, as os.Open's.
+func openReadOnly(path string) (int, error) {
+	for {
+		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return -1, &fs.PathError{Op: "open", Path: path, Err: err}
+		}
+		return fd, nil
+	}
 }

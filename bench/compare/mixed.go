@@ -42,6 +42,12 @@ type mixedPhase struct {
 	ServerRunqPct float64 `json:"server_runq_wait_pct"`
 	LoadGenCPUPct float64 `json:"load_generator_cpu_pct"` // this process: ingest clients and the sink
 	Load          loadAvg `json:"load_average"`
+	// ServerCPUPerDeliveryUs is the server's CPU per delivery in µs, in
+	// a phase without ingest only (with ingest the CPU is shared and
+	// cannot be split). Unlike deliveries/s it hardly moves with how
+	// much of its core the server got, which makes it the figure to
+	// compare two builds by on a shared machine.
+	ServerCPUPerDeliveryUs float64 `json:"server_cpu_us_per_delivery,omitempty"`
 }
 
 // mixedReport is the mixed run, as written to -out.
@@ -179,6 +185,9 @@ func measurePhase(name string, srv *server, sk *sink, w *workload, load func() c
 		LoadGenCPUPct: (self1 - self0).Seconds() / el.Seconds() * 100,
 		Load:          loadAvg{Start: la0, End: readLoadAvg()},
 	}
+	if r.Requests == 0 && p.DeliveriesPS > 0 {
+		p.ServerCPUPerDeliveryUs = p.ServerCPUPct * 1e4 / p.DeliveriesPS
+	}
 	log.Printf("mixed: %-30s %8.0f deliveries/s  %8.0f ingest req/s  lag %d", name, p.DeliveriesPS, p.IngestRPS, p.LagAtEnd)
 	return p
 }
@@ -246,10 +255,14 @@ func printMixed(w io.Writer, r mixedReport) {
 	}
 	fmt.Fprintf(w, "backlog %d events, one destination at concurrency %d, sync always, ingest %s; drained %.1f s after ingest stopped\n\n",
 		r.Backlog, r.Concurrency, ingest, r.DrainS)
-	fmt.Fprintln(w, "| phase | s | deliveries/s | ingest req/s | ingest p99 ms | ingest non-2xx | lag at end | server CPU % | server runq wait % | load gen + sink CPU % | load avg start → end |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+	fmt.Fprintln(w, "| phase | s | deliveries/s | ingest req/s | ingest p99 ms | ingest non-2xx | lag at end | server CPU % | server CPU µs a delivery | server runq wait % | load gen + sink CPU % | load avg start → end |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 	for _, p := range r.Phases {
-		fmt.Fprintf(w, "| %s | %.1f | %.0f | %.0f | %.2f | %d | %d | %.0f | %.0f | %.0f | %.2f → %.2f |\n",
-			p.Phase, p.Seconds, p.DeliveriesPS, p.IngestRPS, p.IngestP99Ms, p.IngestNon2xx, p.LagAtEnd, p.ServerCPUPct, p.ServerRunqPct, p.LoadGenCPUPct, p.Load.Start, p.Load.End)
+		perDelivery := "–" // shared with ingest
+		if p.ServerCPUPerDeliveryUs > 0 {
+			perDelivery = fmt.Sprintf("%.1f", p.ServerCPUPerDeliveryUs)
+		}
+		fmt.Fprintf(w, "| %s | %.1f | %.0f | %.0f | %.2f | %d | %d | %.0f | %s | %.0f | %.0f | %.2f → %.2f |\n",
+			p.Phase, p.Seconds, p.DeliveriesPS, p.IngestRPS, p.IngestP99Ms, p.IngestNon2xx, p.LagAtEnd, p.ServerCPUPct, perDelivery, p.ServerRunqPct, p.LoadGenCPUPct, p.Load.Start, p.Load.End)
 	}
 }

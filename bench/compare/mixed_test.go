@@ -1,0 +1,30 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestPrintMixedCPUPerDelivery: the table shows the server's CPU per
+// delivery for a phase without ingest, and a dash where ingest shares the
+// CPU.
+func TestPrintMixedCPUPerDelivery(t *testing.T) {
+	var b strings.Builder
+	printMixed(&b, mixedReport{Phases: []mixedPhase{
+		{Phase: "deliveries only (backlog)", DeliveriesPS: 20000, ServerCPUPct: 88, ServerCPUPerDeliveryUs: 44},
+		{Phase: "deliveries while ingest runs", DeliveriesPS: 15000, IngestRPS: 1000, ServerCPUPct: 97},
+	}})
+	lines := strings.Split(b.String(), "\n")
+	var backlog, mixed string
+	for _, l := range lines {
+		switch {
+		case strings.HasPrefix(l, "| deliveries only"):
+			backlog = l
+		case strings.HasPrefix(l, "| deliveries while"):
+			mixed = l
+		}
+	}
+	if !strings.Contains(backlog, "| 88 | 44.0 |") || !strings.Contains(mixed, "| 97 | – |") {
+		t.Fatalf("table:\n%s", b.String())
+	}
+}
