@@ -37,8 +37,6 @@ package caddymodule
 import (
 	"cmp"
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"net/http"
 	"slices"
 	"strconv"
@@ -394,12 +392,6 @@ func (a *App) summary(m *nats.Msg, only string) (EventSummary, bool) {
 	return s, true
 }
 
-// stateKeyPrefix is the WEBHOOKS_DELIVERIES key prefix of an event
-// (forwarder's stateKey: base64url of the id, then the destination).
-func stateKeyPrefix(id string) string {
-	return "$KV." + forwarder.StateBucket + "." + base64.RawURLEncoding.EncodeToString([]byte(id)) + "."
-}
-
 // fillStatus sets each summary's status per destination from the
 // delivery state, reading the states of many events in one request.
 func (a *App) fillStatus(ctx context.Context, e *engine, sums []EventSummary) error {
@@ -407,14 +399,14 @@ func (a *App) fillStatus(ctx context.Context, e *engine, sums []EventSummary) er
 	index := map[string]int{}
 	for i, s := range sums {
 		for d := range s.Status {
-			subj := stateKeyPrefix(s.ID) + d
+			subj := forwarder.StateSubjectPrefix(s.ID) + d
 			subjects = append(subjects, subj)
 			index[subj] = i
 		}
 	}
 	for len(subjects) > 0 {
 		n := min(len(subjects), 1000)
-		msgs, err := forwarder.DirectBatch(ctx, e.nc, "KV_"+forwarder.StateBucket, forwarder.DirectRequest{MultiLast: subjects[:n], Batch: n})
+		msgs, err := forwarder.DirectBatch(ctx, e.nc, forwarder.StateStream, forwarder.DirectRequest{MultiLast: subjects[:n], Batch: n})
 		if err != nil {
 			return err
 		}
@@ -423,7 +415,7 @@ func (a *App) fillStatus(ctx context.Context, e *engine, sums []EventSummary) er
 			if !ok || len(m.Data) == 0 {
 				continue
 			}
-			d, err := decodeState(m.Data)
+			d, err := forwarder.DecodeDelivery(m.Data, time.Now())
 			if err != nil || d.Sequence != sums[i].StreamSeq {
 				continue // a state of an older event with the same id
 			}
@@ -574,16 +566,16 @@ func (a *App) findByID(ctx context.Context, e *engine, q string, f EventFilter, 
 	}
 	var subjects []string
 	for _, id := range ids {
-		subjects = append(subjects, stateKeyPrefix(id)+"*")
+		subjects = append(subjects, forwarder.StateSubjectPrefix(id)+"*")
 	}
-	states, err := forwarder.DirectBatch(ctx, e.nc, "KV_"+forwarder.StateBucket, forwarder.DirectRequest{MultiLast: subjects, Batch: 1000})
+	states, err := forwarder.DirectBatch(ctx, e.nc, forwarder.StateStream, forwarder.DirectRequest{MultiLast: subjects, Batch: 1000})
 	if err != nil {
 		return nil, apiError(http.StatusServiceUnavailable, "read delivery states: %v", err)
 	}
 	seen := map[uint64]bool{}
 	var out []*nats.Msg
 	for _, m := range states {
-		d, err := decodeState(m.Data)
+		d, err := forwarder.DecodeDelivery(m.Data, time.Now())
 		if err != nil || seen[d.Sequence] {
 			continue
 		}
@@ -651,11 +643,3 @@ func (a *App) knownSources(ctx context.Context, e *engine, only string) []string
 	return out
 }
 
-// decodeState decodes a delivery state record.
-func decodeState(b []byte) (*forwarder.Delivery, error) {
-	var d forwarder.Delivery
-	if err := json.Unmarshal(b, &d); err != nil {
-		return nil, err
-	}
-	return &d, nil
-}

@@ -158,7 +158,7 @@ func lastAttemptError(ctx context.Context, e *engine, dest string) string {
 		return ""
 	}
 	var out string
-	_ = walkBack(ctx, e.nc, forwarder.AttemptStream, "hookgate_attempts.*."+dest, seqRange{max(r.lo, r.hi-min(r.hi, 5000)), r.hi}, 20, func(window []*nats.Msg) bool {
+	_ = walkBack(ctx, e.nc, forwarder.AttemptStream, forwarder.AttemptSubjects(dest), seqRange{max(r.lo, r.hi-min(r.hi, 5000)), r.hi}, 20, func(window []*nats.Msg) bool {
 		for _, m := range window {
 			var a forwarder.Attempt
 			if json.Unmarshal(m.Data, &a) == nil && a.Error != "" {

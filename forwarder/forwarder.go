@@ -99,7 +99,8 @@ type Forwarder struct {
 	maxDeliver    int
 	maxAckPending int
 	// slowAfter is how long an attempt runs before its state is written as
-	// "delivering": fast attempts write one state, not two.
+	// "delivering" (within a quarter more, see slowWatch): fast attempts
+	// write one state, not two.
 	slowAfter time.Duration
 
 	// rateShare is how many gateways share the destination's Rate (1

@@ -118,7 +118,16 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 // stateKey is the KV key of one (event, destination). Event ids may hold
 // characters KV keys may not (':'), hence the base64url.
 func stateKey(eventID, destination string) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(eventID)) + "." + destination
+	return string(appendStateKey(nil, eventID, destination))
+}
+
+// appendStateKey appends stateKey(eventID, destination) to b: the one
+// encoding of a state's key, used for the key (stateKey) and for its
+// subject in StateStream (appendStateSubject).
+func appendStateKey(b []byte, eventID, destination string) []byte {
+	b = base64.RawURLEncoding.AppendEncode(b, []byte(eventID))
+	b = append(b, '.')
+	return append(b, destination...)
 }
 
 // StateStream is the stream behind StateBucket, for reads of many states
@@ -269,9 +278,7 @@ func (f *Forwarder) putState(rec *Delivery, id string) {
 // "", StateSubjectPrefix).
 func appendStateSubject(b []byte, eventID, destination string) []byte {
 	b = append(b, "$KV."+StateBucket+"."...)
-	b = base64.RawURLEncoding.AppendEncode(b, []byte(eventID))
-	b = append(b, '.')
-	return append(b, destination...)
+	return appendStateKey(b, eventID, destination)
 }
 
 // appendDelivery appends rec's JSON encoding to b, byte for byte what
