@@ -140,19 +140,20 @@ type App struct {
 	// cleared: handlers of a stopping config may still hold the app.
 	engine   *engine
 	released bool
-	// fwdMu guards forwarders and released, which the admin API and the
-	// metrics read.
+	// fwdMu guards what setup starts and Stop stops: forwarders and
+	// released, which the admin API and the metrics read, the gateway
+	// counter while the consumers are shared (sharing, cluster_nodes.go)
+	// and the replay consumers (replayers, eventlog_replay.go). These
+	// belong to this app alone, so a reload's new app and the old one
+	// never see each other's. It is held only to read or swap them,
+	// never across a call that stops one or takes another lock
+	// (shareRates, which the counter calls, takes it for reading; stop
+	// waits for the counter outside it).
 	fwdMu      sync.RWMutex
 	forwarders []*forwarder.Forwarder
+	sharing    *nodeCounter
+	replayers  []jetstream.ConsumeContext
 	logger     *zap.Logger
-	// runMu guards what setup starts besides the forwarders and Stop
-	// stops: the gateway counter while the consumers are shared
-	// (cluster_nodes.go) and the replay consumers (eventlog_replay.go).
-	// They belong to this app alone, so a reload's new app and the old
-	// one never see each other's.
-	runMu     sync.Mutex
-	sharing   *nodeCounter
-	replayers []jetstream.ConsumeContext
 }
 
 // CaddyModule returns the Caddy module information.

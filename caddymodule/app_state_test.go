@@ -25,8 +25,8 @@ func TestAppStateIsPerApp(t *testing.T) {
 	cfg := gatewayConfig{Global: "\t\tnats " + s.ClientURL(), Destinations: destination("one", sink.srv.URL, "")}
 	g := startGateway(t, cfg)
 	state := func(a *App) (*nodeCounter, int) {
-		a.runMu.Lock()
-		defer a.runMu.Unlock()
+		a.fwdMu.RLock()
+		defer a.fwdMu.RUnlock()
 		return a.sharing, len(a.replayers)
 	}
 

@@ -228,29 +228,29 @@ func (a *App) startSharing(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	a.runMu.Lock()
+	a.fwdMu.Lock()
 	old := a.sharing
 	a.sharing = nc
-	a.runMu.Unlock()
+	a.fwdMu.Unlock()
 	old.stop()
 	return nc.count(), nil
 }
 
 // stopSharing ends the app's heartbeat, if any.
 func (a *App) stopSharing() {
-	a.runMu.Lock()
+	a.fwdMu.Lock()
 	nc := a.sharing
 	a.sharing = nil
-	a.runMu.Unlock()
+	a.fwdMu.Unlock()
 	nc.stop()
 }
 
 // liveGateways returns how many gateways the app counts (0 when it does
 // not count them).
 func (a *App) liveGateways() int {
-	a.runMu.Lock()
+	a.fwdMu.RLock()
 	nc := a.sharing
-	a.runMu.Unlock()
+	a.fwdMu.RUnlock()
 	if nc == nil {
 		return 0
 	}

@@ -100,9 +100,9 @@ func (a *App) startEventLog(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("destination %q: consume replays: %w", name, err)
 		}
-		a.runMu.Lock()
+		a.fwdMu.Lock()
 		a.replayers = append(a.replayers, cc)
-		a.runMu.Unlock()
+		a.fwdMu.Unlock()
 	}
 	return nil
 }
@@ -111,10 +111,10 @@ func (a *App) startEventLog(ctx context.Context) error {
 // back after its AckWait. App.Stop calls it before stopping the
 // forwarders.
 func (a *App) stopEventLog() {
-	a.runMu.Lock()
+	a.fwdMu.Lock()
 	ccs := a.replayers
 	a.replayers = nil
-	a.runMu.Unlock()
+	a.fwdMu.Unlock()
 	for _, cc := range ccs {
 		cc.Stop()
 	}
