@@ -132,11 +132,24 @@ const hexDigits = "0123456789abcdef"
 // without HTML escaping: quotes, backslashes and control characters,
 // U+2028 and U+2029, and invalid UTF-8 as U+FFFD.
 func appendString(dst []byte, s string) []byte {
+	return appendQuoted(dst, s, false)
+}
+
+// appendJSONString writes s as a JSON string byte for byte as json.Marshal
+// does: appendString's escapes and HTML's (<, > and & as \u003c, \u003e,
+// \u0026).
+func appendJSONString(dst []byte, s string) []byte {
+	return appendQuoted(dst, s, true)
+}
+
+// appendQuoted is appendString; with html it also escapes <, > and & as
+// encoding/json does by default (json.Marshal, Encoder.SetEscapeHTML).
+func appendQuoted(dst []byte, s string, html bool) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
 		if c := s[i]; c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
+			if c >= 0x20 && c != '"' && c != '\\' && (!html || (c != '<' && c != '>' && c != '&')) {
 				i++
 				continue
 			}

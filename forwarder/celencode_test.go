@@ -146,3 +146,22 @@ func FuzzAppendJSON(f *testing.F) {
 		}
 	})
 }
+
+// FuzzAppendJSONString: the delivery state's strings (appendJSONString)
+// are json.Marshal's bytes, HTML escapes included, for any string.
+//
+//	go test -fuzz FuzzAppendJSONString -fuzztime 1m ./forwarder/
+func FuzzAppendJSONString(f *testing.F) {
+	for _, s := range []string{"", "evt_1", `a"b\c`, "<script>&amp;</script>", "\x00\b\f\n\r\t\x1f\x7f", "\u2028\u2029", "\xff\xfe", "é日本", "a\u2028\xff\"<"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want, err := json.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := appendJSONString([]byte("x"), s); !bytes.Equal(got[1:], want) || got[0] != 'x' {
+			t.Fatalf("%q:\n got %s\nwant x%s", s, got, want)
+		}
+	})
+}

@@ -354,25 +354,6 @@ func appendDelivery(b []byte, rec *Delivery) ([]byte, error) {
 	return append(b, '}'), nil
 }
 
-// appendJSONString appends s as encoding/json quotes it. Plain printable
-// ASCII (every id, name and status the forwarder writes) is copied as is;
-// anything json.Marshal would escape ('"', '\\', '<', '>', '&', control
-// characters, non-ASCII that might be invalid UTF-8 or U+2028) goes
-// through json.Marshal itself.
-func appendJSONString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			// Of a copy: s would escape with the interface, and with s the
-			// record it belongs to (see putState). A string always encodes.
-			q, _ := json.Marshal(strings.Clone(s))
-			return append(b, q...)
-		}
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
-}
-
 // appendJSONTime appends t as time.Time.MarshalJSON does. The state's
 // times are UTC and of this era; any other goes through MarshalJSON,
 // errors included (called directly: through json.Marshal, t would escape,
