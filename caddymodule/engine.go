@@ -67,8 +67,7 @@ type engine struct {
 	srv *server.Server
 	nc  *nats.Conn
 	js  jetstream.JetStream
-	// acks publishes events on a single server (nil on a cluster or
-	// an external NATS: publishRaw uses js).
+	// acks publishes the events and takes their PubAcks (store_publish.go).
 	acks *ackMux
 	lock *os.File
 	log  *zap.Logger
@@ -145,13 +144,8 @@ func newEngine(cfg engineConfig, log *zap.Logger) (*engine, error) {
 		return nil, fmt.Errorf("embedded NATS: jetstream: %w", err)
 	}
 	e.js = js
-	if !cfg.clustered() {
-		// A cluster's stream may move its leader: jetstream's publish
-		// copes with that; the embedded single server takes the
-		// cheaper path.
-		if e.acks, err = newAckMux(nc); err != nil {
-			return nil, err
-		}
+	if e.acks, err = newAckMux(nc, !cfg.clustered()); err != nil {
+		return nil, err
 	}
 	if e.commit, err = e.startCommit(cfg); err != nil {
 		return nil, err

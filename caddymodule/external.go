@@ -150,6 +150,10 @@ func newExternalEngine(cfg engineConfig, log *zap.Logger) (*engine, error) {
 		nc.Close()
 		return nil, fmt.Errorf("nats: jetstream: %w", err)
 	}
+	if e.acks, err = newAckMux(nc, false); err != nil {
+		nc.Close()
+		return nil, err
+	}
 	if e.commit, err = newGroupCommit("", e.publishRaw, false, log); err != nil {
 		nc.Close()
 		return nil, err

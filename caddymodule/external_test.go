@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -250,4 +251,86 @@ func TestExternalReadinessFollowsConnection(t *testing.T) {
 	}
 	s.Shutdown()
 	waitFor(t, 10*time.Second, "the engine to say not current once NATS is gone", func() bool { return !e.clusterCurrent() })
+}
+
+// TestExternalPubAckInboxIgnoresForeignReplies: on an external NATS (and
+// a cluster of gateways) a client that may read webhooks.> sees the
+// gateway's reply subject of every publish while the stream still works
+// on it. It has the server answer a direct get of a stored event whose
+// body looks like a duplicate's PubAck to each of them. jetstream's
+// publish took that answer for the PubAck: new events were answered
+// "duplicate": true before the stream had stored them. Every new event
+// must be answered 200 with "duplicate": false.
+func TestExternalPubAckInboxIgnoresForeignReplies(t *testing.T) {
+	nodes := startExternalCluster(t)
+	urls := clientURLs(nodes)
+	g := startGateway(t, gatewayConfig{Global: fmt.Sprintf(`
+		replicas 3
+		nats %s {
+			user %s
+			password %s
+		}`, strings.Join(urls, " "), peerUser, peerPassword)})
+	waitFor(t, 60*time.Second, "the gateway to accept events", func() bool {
+		s, _, _ := g.post("/webhooks/v1/demo", []byte(`{}`), map[string]string{"X-Id": "probe"})
+		return s == http.StatusOK
+	})
+	bait := `{"stream":"` + event.StreamName + `","seq":1,"duplicate":true}`
+	if s, _, b := g.post("/webhooks/v1/demo", []byte(bait), map[string]string{"X-Id": "bait"}); s != http.StatusOK {
+		t.Fatalf("bait: %d %s", s, b)
+	}
+	js := externalJS(t, nodes)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	stream, err := js.Stream(ctx, event.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	baitSeq := stream.CachedInfo().State.LastSeq
+	if m, err := stream.GetMsg(ctx, baitSeq); err != nil || string(m.Data) != bait {
+		t.Fatalf("the bait is not the last event (%v)", err)
+	}
+
+	nc, err := nats.Connect(strings.Join(urls, ","), nats.UserInfo(peerUser, peerPassword))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	get := []byte(fmt.Sprintf(`{"seq":%d}`, baitSeq))
+	var forged atomic.Int64
+	if _, err := nc.Subscribe(event.SubjectRoot+".>", func(m *nats.Msg) {
+		if m.Reply != "" {
+			_ = nc.PublishMsg(&nats.Msg{Subject: "$JS.API.DIRECT.GET." + event.StreamName, Reply: m.Reply, Data: get})
+			forged.Add(1)
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	var mu sync.Mutex
+	var wrong []string
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for i := range 15 {
+				id := fmt.Sprintf("w%d-%d", w, i)
+				s, _, b := g.post("/webhooks/v1/demo", []byte(`{}`), map[string]string{"X-Id": id})
+				if s != http.StatusOK || !strings.Contains(string(b), `"duplicate":false`) {
+					mu.Lock()
+					wrong = append(wrong, fmt.Sprintf("%s: %d %s", id, s, b))
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if forged.Load() == 0 {
+		t.Fatal("the client saw no reply subject: the test proves nothing")
+	}
+	if len(wrong) > 0 {
+		t.Fatalf("%d of 120 new events answered wrongly with %d forged answers sent to the gateway's inbox, e.g. %v", len(wrong), forged.Load(), wrong[:min(3, len(wrong))])
+	}
+	t.Logf("%d forged answers sent to the gateway's inbox; 120 new events answered as new", forged.Load())
 }

@@ -176,15 +176,6 @@ func (e *engine) publish(ctx context.Context, msg *nats.Msg) (*jetstream.PubAck,
 	if h.isFull() {
 		return nil, errStoreFull
 	}
-	if e.acks == nil {
-		// ackMux's wait ends by itself when the store is full;
-		// jetstream's needs its context cancelled.
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithCancel(ctx)
-		defer cancel()
-		stop := context.AfterFunc(h.ctx, cancel)
-		defer stop()
-	}
 	ack, err := e.commit.publish(ctx, msg)
 	switch {
 	case err == nil:
@@ -257,9 +248,7 @@ func (e *engine) streamRecentlyFull() bool {
 }
 
 // publishRaw stores msg and returns once nats-server acknowledged it.
+// Its wait also ends when the store turns full (ackMux.publish).
 func (e *engine) publishRaw(ctx context.Context, msg *nats.Msg) (*jetstream.PubAck, error) {
-	if e.acks != nil {
-		return e.acks.publish(ctx, e.health.Load().ctx.Done(), msg)
-	}
-	return e.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(event.StreamName))
+	return e.acks.publish(ctx, e.health.Load().ctx.Done(), msg)
 }

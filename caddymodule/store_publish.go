@@ -17,28 +17,43 @@ import (
 	"github.com/hookgate/hookgate/event"
 )
 
-// ackMux publishes events into the WEBHOOKS stream of the embedded server
-// as core NATS messages with a reply subject, and takes every PubAck on
-// one shared subscription: a JetStream stream answers a publish that has a
-// reply subject with its PubAck there.
+// ackMux publishes events into the WEBHOOKS stream as core NATS messages
+// with a reply subject, and takes every PubAck on one shared
+// subscription: a JetStream stream answers a publish that has a reply
+// subject with its PubAck there. Every engine publishes through it: the
+// embedded single server, a cluster of gateways and an external NATS.
 //
 // It does what jetstream.PublishMsg with WithExpectStream does (up to
 // pubRetries retries pubRetryWait apart while the stream has no
-// responder, the same errors, an event stored only in WEBHOOKS) without
-// its per event costs: a context per request, a reply channel and a map
-// entry made by nats.go's request multiplexer, a JSON decode of the
-// PubAck, and the Nats-Expected-Stream header. That header is one more
-// for nats.go to encode, for nats-server to parse and look up on the
-// stream's writer, and it was stored with every event; here it would
-// check nothing: on a single server no other stream can take a subject
-// of the WEBHOOKS stream (nats-server refuses streams whose subjects
-// overlap), and parsePubAck refuses a PubAck from any other stream.
-// And its wait also ends when the store turns out to be full, so the
-// engine needs no per-event context.AfterFunc for that.
+// responder, the same errors, an event stored only in WEBHOOKS), and two
+// things more: it takes only the stream's answers on its inbox
+// (isPubAckReply), where nats.go's request multiplexer would take any
+// message a subscriber has the server send to a reply subject it saw on
+// webhooks.> (a direct get of an event whose body looks like a PubAck
+// would be a 2xx before the event is stored), and its wait also ends
+// when the store turns out to be full, so the engine needs no per-event
+// context.AfterFunc for that.
+//
+// On the embedded single server it also saves the multiplexer's per event
+// costs (a context per request, a reply channel and a map entry, a JSON
+// decode of the PubAck) and the Nats-Expected-Stream header. That header
+// is one more for nats.go to encode, for nats-server to parse and look up
+// on the stream's writer, and it was stored with every event; there it
+// would check nothing: on a single server no other stream can take a
+// subject of the WEBHOOKS stream (nats-server refuses streams whose
+// subjects overlap), and parsePubAck refuses a PubAck from any other
+// stream.
 type ackMux struct {
 	nc *nats.Conn
 	// prefix is the reply subject without its token: "<inbox>.".
 	prefix string
+	// single is true on the embedded single server: reply subjects are
+	// reused and events go without Nats-Expected-Stream (see above). On
+	// a cluster or an external NATS every publish gets a reply subject
+	// of its own and the header, as jetstream.PublishMsg does there: a
+	// stream leader that moves, another stream of the account or a
+	// mirror are not ours to rule out.
+	single bool
 
 	mu sync.Mutex
 	// slots are the reply subjects, indexed by their token's low 32
@@ -82,6 +97,11 @@ const (
 	pubRetries   = jetstream.DefaultPubRetryAttempts
 )
 
+// expectStream is the Nats-Expected-Stream header value off the single
+// server: the server refuses an event whose subject is not the WEBHOOKS
+// stream's.
+var expectStream = []string{event.StreamName}
+
 // errFullWhileWaiting ends the wait of a publish when the store runs out
 // of disk (the engine answers errStoreFull).
 var errFullWhileWaiting = errors.New("the store ran out of disk space while the event waited for its PubAck")
@@ -89,9 +109,10 @@ var errFullWhileWaiting = errors.New("the store ran out of disk space while the 
 // replyChans recycles the one-slot channels a publish waits on.
 var replyChans = sync.Pool{New: func() any { return make(chan *nats.Msg, 1) }}
 
-// newAckMux subscribes to the PubAcks of nc's publishes.
-func newAckMux(nc *nats.Conn) (*ackMux, error) {
-	m := &ackMux{nc: nc, prefix: nc.NewInbox() + "."}
+// newAckMux subscribes to the PubAcks of nc's publishes; single is true
+// for the embedded single server (ackMux.single).
+func newAckMux(nc *nats.Conn, single bool) (*ackMux, error) {
+	m := &ackMux{nc: nc, prefix: nc.NewInbox() + ".", single: single}
 	sub, err := nc.Subscribe(m.prefix+"*", m.deliver)
 	if err != nil {
 		return nil, fmt.Errorf("embedded NATS: PubAck subscription: %w", err)
@@ -131,11 +152,12 @@ func (m *ackMux) deliver(msg *nats.Msg) {
 	if s := &m.slots[i]; s.gen == gen && s.wait != nil {
 		s.wait <- msg // one slot, one reply per token: never blocks
 		s.wait = nil
-		if noResponders {
+		if noResponders || !m.single {
 			// A subscriber can have nats-server send this status to the
 			// inbox (a request of its own to a subject nobody serves);
 			// the publish's own PubAck may still come and must reach
-			// nobody, least of all the slot's next publish.
+			// nobody, least of all the slot's next publish. Off the
+			// single server every subject serves one publish.
 			s.gen++
 			s.reply = m.subject(i, s.gen)
 		}
@@ -152,14 +174,15 @@ var pubAckError = []byte(`{"error":`)
 
 // isPubAckReply reports whether msg has the shape of the stream's answer
 // to a publish: no reply subject, no headers, and a body that starts as a
-// PubAck of WEBHOOKS (pubAckOK) or a PubAck's error. What else a
+// PubAck of WEBHOOKS (pubAckStream: then "seq", or "domain" on a
+// JetStream domain) or a PubAck's error. What else a
 // subscriber can have nats-server send to the inbox does not: a direct get
 // or a consumer's message has headers (and the latter a $JS.ACK reply), a
 // JetStream API response starts with "type", an acknowledgement's answer
 // is empty.
 func isPubAckReply(msg *nats.Msg) bool {
 	return msg.Reply == "" && len(msg.Header) == 0 &&
-		(bytes.HasPrefix(msg.Data, pubAckOK) || bytes.HasPrefix(msg.Data, pubAckError))
+		(bytes.HasPrefix(msg.Data, pubAckStream) || bytes.HasPrefix(msg.Data, pubAckError))
 }
 
 // isNoResponders reports whether msg is nats-server's no-responders
@@ -199,8 +222,16 @@ func (m *ackMux) subject(i, gen uint32) string {
 }
 
 // publish stores msg and returns its PubAck. It gives up when ctx ends or
-// when full is closed (the store ran out of disk).
+// when full is closed (the store ran out of disk). Off the single server
+// it sets msg's Nats-Expected-Stream header, as jetstream's
+// WithExpectStream does.
 func (m *ackMux) publish(ctx context.Context, full <-chan struct{}, msg *nats.Msg) (*jetstream.PubAck, error) {
+	if !m.single {
+		if msg.Header == nil {
+			msg.Header = nats.Header{}
+		}
+		msg.Header[jetstream.ExpectedStreamHeader] = expectStream
+	}
 	for try := 0; ; try++ {
 		reply, err := m.request(ctx, full, msg)
 		if errors.Is(err, nats.ErrNoResponders) && try < pubRetries {
@@ -289,6 +320,11 @@ func (m *ackMux) forget(i uint32, ch chan *nats.Msg) {
 // mset.pubAck: {"stream":<name>,"seq":), followed by the sequence and "}"
 // or `,"duplicate": true}` (processJetStreamMsgWithBatch).
 var pubAckOK = []byte(`{"stream":"` + event.StreamName + `","seq":`)
+
+// pubAckStream is the start of every PubAck of the WEBHOOKS stream,
+// with or without a JetStream domain (PubAck's fields: stream, domain,
+// seq, duplicate; stream.go).
+var pubAckStream = []byte(`{"stream":"` + event.StreamName + `",`)
 
 // parsePubAck reads a PubAck as jetstream.PublishMsg does: an API error
 // becomes "nats: <APIError>", a body that is no PubAck ErrInvalidJSAck,
