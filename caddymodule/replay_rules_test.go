@@ -177,7 +177,8 @@ func TestReplayRules(t *testing.T) {
 }
 
 // TestReplayBodiesStrict: a misspelled field in a replay or redrive body
-// answers 400 naming it and the fields allowed; a limit above 1000 too.
+// answers 400 naming it and the fields allowed, and so does a redrive
+// given q, status or cursor; a limit above 1000 too.
 func TestReplayBodiesStrict(t *testing.T) {
 	admin, _, _, _ := replayRulesGateway(t)
 	for _, c := range []struct{ path, body, field, allowed string }{
@@ -189,6 +190,15 @@ func TestReplayBodiesStrict(t *testing.T) {
 		adminJSON(t, admin, http.MethodPost, c.path, c.body, http.StatusBadRequest, &e)
 		if !strings.Contains(e.Error, "unknown field "+c.field) || !strings.Contains(e.Error, c.allowed) {
 			t.Errorf("%s %s: %s", c.path, c.body, e.Error)
+		}
+	}
+	// A redrive applies no q, status or cursor: one given is refused, not
+	// ignored (which redrove every dead letter of the destination).
+	for _, body := range []string{`{"destination":"bad","q":"demo:e2"}`, `{"destination":"bad","status":"delivered"}`, `{"destination":"bad","cursor":"1"}`} {
+		var e struct{ Error string }
+		adminJSON(t, admin, http.MethodPost, "/webhooks/dlq/redrive", body, http.StatusBadRequest, &e)
+		if !strings.Contains(e.Error, "not q, status or cursor") {
+			t.Errorf("redrive %s: %s", body, e.Error)
 		}
 	}
 	if dl := dlqOf(t, admin, "bad"); len(dl) != 2 {
