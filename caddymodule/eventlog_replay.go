@@ -540,11 +540,11 @@ func refuseUnapplied(msg string, given ...string) error {
 }
 
 // redriveAll starts a background redrive of every dead letter matching f
-// (destination, source, version, type, since, until). q, status and
+// (destination, source, version, type, since, until, q). status and
 // cursor are refused (refuseUnapplied): the walk of the dead letters
-// applies none of them.
+// applies neither.
 func (a *App) redriveAll(ctx context.Context, f EventFilter) (*ReplayJob, error) {
-	if err := refuseUnapplied("a dead-letter redrive takes destination, source, version, type, since and until; not q, status or cursor", f.Q, f.Status, f.Cursor); err != nil {
+	if err := refuseUnapplied("a dead-letter redrive takes destination, source, version, type, since, until and q; not status or cursor", f.Status, f.Cursor); err != nil {
 		return nil, err
 	}
 	e, err := a.engineFor(&f)
