@@ -122,6 +122,9 @@ func (a *App) walkDLQ(ctx context.Context, e *engine, f EventFilter, visit func(
 			if !f.matchesType(m.Header.Get(event.HeaderType)) {
 				continue // the filter's parent subject holds sibling types
 			}
+			if f.Q != "" && !matchesID(m, f.Q) {
+				continue // q: an event id or the provider's delivery id
+			}
 			if !visit(m) {
 				next = strconv.FormatUint(seqOf(m), 10)
 				return false
@@ -136,7 +139,7 @@ func (a *App) walkDLQ(ctx context.Context, e *engine, f EventFilter, visit func(
 }
 
 // listDLQ returns a page of dead letters (destination, since, limit and
-// cursor of f apply; source, version and type too), newest first.
+// cursor of f apply; source, version, type and q too), newest first.
 func (a *App) listDLQ(ctx context.Context, f EventFilter) (*DLQPage, error) {
 	e, err := a.engineFor(&f)
 	if err != nil {

@@ -488,8 +488,8 @@ func (a *App) matchAll(ctx context.Context, f EventFilter) ([]EventSummary, erro
 // destinations each matches (only f.Destination when set) and returns the
 // job, whose Matched is the exact number of events.
 func (a *App) startReplay(ctx context.Context, f EventFilter) (*ReplayJob, error) {
-	if f.Q != "" || f.Cursor != "" {
-		return nil, apiError(http.StatusBadRequest, "a bulk replay takes source, version, type, status, destination, since and until; not q or cursor")
+	if err := refuseUnapplied("a bulk replay takes source, version, type, status, destination, since and until; not q or cursor", f.Q, f.Cursor); err != nil {
+		return nil, err
 	}
 	e, err := a.eventLogEngine()
 	if err != nil {
@@ -526,9 +526,27 @@ func (a *App) startReplay(ctx context.Context, f EventFilter) (*ReplayJob, error
 	return &v, nil
 }
 
+// refuseUnapplied is the 400 of a bulk job (msg says what it takes)
+// given a filter field it does not apply (given holds their values):
+// ignoring one would act on every event or dead letter the other fields
+// match.
+func refuseUnapplied(msg string, given ...string) error {
+	for _, v := range given {
+		if v != "" {
+			return apiError(http.StatusBadRequest, "%s", msg)
+		}
+	}
+	return nil
+}
+
 // redriveAll starts a background redrive of every dead letter matching f
-// (destination, source, version, type, since).
+// (destination, source, version, type, since, until, q). status and
+// cursor are refused (refuseUnapplied): the walk of the dead letters
+// applies neither.
 func (a *App) redriveAll(ctx context.Context, f EventFilter) (*ReplayJob, error) {
+	if err := refuseUnapplied("a dead-letter redrive takes destination, source, version, type, since, until and q; not status or cursor", f.Status, f.Cursor); err != nil {
+		return nil, err
+	}
 	e, err := a.engineFor(&f)
 	if err != nil {
 		return nil, err

@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"net/http"
+	"net/textproto"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -78,6 +80,7 @@ func (m *eventMsg) fill(r *http.Request, version string, src *source, res verify
 			hdr[k] = v
 		}
 	}
+	dropConnectionFields(hdr, r.Header["Connection"])
 	n := 0
 	set := func(name, value string) {
 		m.vals[n] = value
@@ -131,6 +134,25 @@ func appendEventID(dst []byte, source, deliveryID string) []byte {
 	}
 	sum := sha256.Sum256([]byte(deliveryID))
 	return hex.AppendEncode(append(dst, "sha256:"...), sum[:16])
+}
+
+// dropConnectionFields deletes from hdr the fields the request's
+// Connection header names: RFC 9110 section 7.6.1 makes them hop-by-hop,
+// options of the provider's connection ("Connection: keep-alive, X-Hop")
+// that neither the store nor a destination may receive. Run before
+// Hookgate's own headers are set, so a listed Hookgate-* name is still set.
+func dropConnectionFields(hdr nats.Header, conn []string) {
+	for _, v := range conn {
+		for v != "" {
+			var name string
+			name, v, _ = strings.Cut(v, ",")
+			name = strings.TrimSpace(name)
+			// The common options, never stored: no canonical key to make.
+			if name != "" && !strings.EqualFold(name, "keep-alive") && !strings.EqualFold(name, "close") {
+				delete(hdr, textproto.CanonicalMIMEHeaderKey(name))
+			}
+		}
+	}
 }
 
 // keepHeader reports whether a request header (canonical name) is stored:

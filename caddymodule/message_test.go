@@ -70,6 +70,13 @@ func TestMessage(t *testing.T) {
 			id: "demo:", subject: "webhooks.v1.demo", absent: []string{"Content-Encoding"},
 		},
 		{
+			// RFC 9110 section 7.6.1: a field the Connection header names
+			// belongs to the provider's connection; Hookgate's own stay.
+			name: "Connection names hop-by-hop fields", src: &source{name: "demo", scheme: "none", idHeader: "X-Id"},
+			hdr: map[string]string{"X-Id": "8", "Connection": "keep-alive, x-hop ,Hookgate-Id,,X-Other", "X-Hop": "1", "X-Other": "2"},
+			id:  "demo:8", subject: "webhooks.v1.demo", absent: []string{"X-Hop", "X-Other", "Connection"},
+		},
+		{
 			name: "dedup body", src: &source{name: "demo", scheme: "none", dedupBody: true},
 			id: "demo:body:", subject: "webhooks.v1.demo",
 		},

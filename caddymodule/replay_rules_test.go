@@ -177,7 +177,9 @@ func TestReplayRules(t *testing.T) {
 }
 
 // TestReplayBodiesStrict: a misspelled field in a replay or redrive body
-// answers 400 naming it and the fields allowed; a limit above 1000 too.
+// answers 400 naming it and the fields allowed, and so does a redrive
+// given status or cursor; q selects dead letters; a limit above 1000 is
+// a 400 too.
 func TestReplayBodiesStrict(t *testing.T) {
 	admin, _, _, _ := replayRulesGateway(t)
 	for _, c := range []struct{ path, body, field, allowed string }{
@@ -189,6 +191,24 @@ func TestReplayBodiesStrict(t *testing.T) {
 		adminJSON(t, admin, http.MethodPost, c.path, c.body, http.StatusBadRequest, &e)
 		if !strings.Contains(e.Error, "unknown field "+c.field) || !strings.Contains(e.Error, c.allowed) {
 			t.Errorf("%s %s: %s", c.path, c.body, e.Error)
+		}
+	}
+	// A redrive applies no status or cursor: one given is refused, not
+	// ignored (which redrove every dead letter of the destination).
+	for _, body := range []string{`{"destination":"bad","status":"delivered"}`, `{"destination":"bad","cursor":"1"}`} {
+		var e struct{ Error string }
+		adminJSON(t, admin, http.MethodPost, "/webhooks/dlq/redrive", body, http.StatusBadRequest, &e)
+		if !strings.Contains(e.Error, "not status or cursor") {
+			t.Errorf("redrive %s: %s", body, e.Error)
+		}
+	}
+	// q (an event id or the provider's delivery id) selects dead letters
+	// as it selects events.
+	for _, q := range []string{"demo:e2", "e2"} {
+		var p DLQPage
+		adminJSON(t, admin, http.MethodGet, "/webhooks/dlq?destination=bad&q="+q, "", http.StatusOK, &p)
+		if len(p.DeadLetters) != 1 || p.DeadLetters[0].EventID != "demo:e2" {
+			t.Errorf("dead letters at bad with q=%s: %+v, want e2's only", q, p.DeadLetters)
 		}
 	}
 	if dl := dlqOf(t, admin, "bad"); len(dl) != 2 {
