@@ -57,6 +57,22 @@ func addFilterFlags(fs *pflag.FlagSet) {
 	}
 }
 
+// addFilterFlagsNamed adds the filter flags of the given names.
+func addFilterFlagsNamed(fs *pflag.FlagSet, names ...string) {
+	for _, f := range filterFlags {
+		if slices.Contains(names, f.name) {
+			fs.String(f.name, "", f.usage)
+		}
+	}
+}
+
+// qUsage is the --q flag's help: the admin API's q filter.
+const qUsage = "an event id or the provider's delivery id"
+
+// redriveFilters are the filters 'redrive --all' sends (POST
+// /webhooks/dlq/redrive), q last (it is not among filterFlags).
+var redriveFilters = []string{"destination", "source", "version", "type", "since", "until", "q"}
+
 // filterValues returns the filter flags that were given.
 func filterValues(fl caddycmd.Flags) url.Values {
 	v := url.Values{}
@@ -184,7 +200,7 @@ provider's delivery id. When more events match, the last line gives the
 		Args: cobra.NoArgs,
 	}
 	addFilterFlags(c.Flags())
-	c.Flags().String("q", "", "an event id or the provider's delivery id")
+	c.Flags().String("q", "", qUsage)
 	c.Flags().Int("limit", 0, "events per page (default 50)")
 	c.Flags().String("cursor", "", "the cursor printed under the previous page")
 	return eventLogCommand(c, func(cl *client, fl caddycmd.Flags) error {
@@ -429,7 +445,7 @@ func printJob(w io.Writer, j *ReplayJob) {
 
 func dlqCommand() *cobra.Command {
 	c := &cobra.Command{
-		Use:   "dlq [--destination d] [--since 1h] [--limit n] [--cursor c]",
+		Use:   "dlq [--destination d] [--source s] [--version v] [--type t] [--since 1h] [--q id] [--limit n] [--cursor c]",
 		Short: "Lists dead letters, newest first",
 		Long: `Lists the dead letters of a running gateway (GET /webhooks/dlq): events a
 destination gave up on, with why, how many attempts were made and the last
@@ -437,11 +453,13 @@ answer. Redrive one with 'caddy webhooks redrive <id>'.`,
 		Args: cobra.NoArgs,
 	}
 	c.Flags().String("destination", "", "only this destination's dead letters")
+	addFilterFlagsNamed(c.Flags(), "source", "version", "type")
 	c.Flags().String("since", "", "dead-lettered since: RFC 3339 or a duration back from now (1h)")
+	c.Flags().String("q", "", qUsage)
 	c.Flags().Int("limit", 0, "dead letters per page (default 50)")
 	c.Flags().String("cursor", "", "the cursor printed under the previous page")
 	return eventLogCommand(c, func(cl *client, fl caddycmd.Flags) error {
-		q := pageQuery(url.Values{}, fl, "destination", "since", "cursor")
+		q := pageQuery(url.Values{}, fl, "destination", "source", "version", "type", "since", "q", "cursor")
 		return show(cl, http.MethodGet, "/webhooks/dlq?"+q.Encode(), nil, printDLQ)
 	})
 }
@@ -462,7 +480,7 @@ func printDLQ(w io.Writer, p *DLQPage) {
 
 func redriveCommand() *cobra.Command {
 	c := &cobra.Command{
-		Use:   "redrive <dead letter id> | redrive --all [--destination d] [--source s] [--type t] [--since 1h]",
+		Use:   "redrive <dead letter id> | redrive --all [--destination d] [--source s] [--type t] [--since 1h] [--q id]",
 		Short: "Delivers dead letters again to their destination",
 		Long: `Queues a dead letter for delivery again to the destination that gave up on it
 (POST /webhooks/dlq/<id>/redrive), with the same idempotency key; the dead
@@ -473,13 +491,8 @@ letter the filters match, in the background (POST /webhooks/dlq/redrive).`,
 		Args: cobra.MaximumNArgs(1),
 	}
 	c.Flags().Bool("all", false, "redrive every dead letter the filters match")
-	for _, k := range []string{"destination", "source", "version", "type", "since", "until"} {
-		for _, f := range filterFlags {
-			if f.name == k {
-				c.Flags().String(k, "", f.usage)
-			}
-		}
-	}
+	addFilterFlagsNamed(c.Flags(), redriveFilters[:len(redriveFilters)-1]...)
+	c.Flags().String("q", "", qUsage)
 	return eventLogCommand(c, func(cl *client, fl caddycmd.Flags) error {
 		switch {
 		case fl.NArg() == 1 && !fl.Bool("all"):
@@ -488,7 +501,7 @@ letter the filters match, in the background (POST /webhooks/dlq/redrive).`,
 			})
 		case fl.NArg() == 0 && fl.Bool("all"):
 			body := map[string]string{}
-			for _, k := range []string{"destination", "source", "version", "type", "since", "until"} {
+			for _, k := range redriveFilters {
 				if v := fl.String(k); v != "" {
 					body[k] = v
 				}

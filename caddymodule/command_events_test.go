@@ -80,6 +80,12 @@ func TestEventLogCLI(t *testing.T) {
 	if err := json.Unmarshal([]byte(run(0, "dlq", "--json")), &dl); err != nil || len(dl.DeadLetters) != 1 {
 		t.Fatalf("dlq --json: %v", err)
 	}
+	if out := run(0, "dlq", "--q", "demo:c2"); strings.Contains(out, "demo:c1") || !strings.Contains(out, "no dead letters") {
+		t.Errorf("dlq --q demo:c2 lists another event's dead letter:\n%s", out)
+	}
+	if out := run(0, "dlq", "--q", "demo:c1", "--type", "order.created"); !strings.Contains(out, "demo:c1") {
+		t.Errorf("dlq --q demo:c1 --type order.created:\n%s", out)
+	}
 	bad.failing.Store(false)
 	if out := run(0, "redrive", dl.DeadLetters[0].ID); !strings.Contains(out, "queued dead letter") {
 		t.Errorf("redrive:\n%s", out)
