@@ -51,16 +51,11 @@ var filterFlags = []struct{ name, usage string }{
 	{"until", "stored before: RFC 3339 or a duration back from now"},
 }
 
-func addFilterFlags(fs *pflag.FlagSet) {
+// addFilterFlags adds the filter flags of the given names, or all of
+// them when none is given.
+func addFilterFlags(fs *pflag.FlagSet, names ...string) {
 	for _, f := range filterFlags {
-		fs.String(f.name, "", f.usage)
-	}
-}
-
-// addFilterFlagsNamed adds the filter flags of the given names.
-func addFilterFlagsNamed(fs *pflag.FlagSet, names ...string) {
-	for _, f := range filterFlags {
-		if slices.Contains(names, f.name) {
+		if len(names) == 0 || slices.Contains(names, f.name) {
 			fs.String(f.name, "", f.usage)
 		}
 	}
@@ -69,9 +64,9 @@ func addFilterFlagsNamed(fs *pflag.FlagSet, names ...string) {
 // qUsage is the --q flag's help: the admin API's q filter.
 const qUsage = "an event id or the provider's delivery id"
 
-// redriveFilters are the filters 'redrive --all' sends (POST
-// /webhooks/dlq/redrive), q last (it is not among filterFlags).
-var redriveFilters = []string{"destination", "source", "version", "type", "since", "until", "q"}
+// redriveFilters are the filter flags 'redrive --all' sends (POST
+// /webhooks/dlq/redrive), with --q.
+var redriveFilters = []string{"destination", "source", "version", "type", "since", "until"}
 
 // filterValues returns the filter flags that were given.
 func filterValues(fl caddycmd.Flags) url.Values {
@@ -453,7 +448,7 @@ answer. Redrive one with 'caddy webhooks redrive <id>'.`,
 		Args: cobra.NoArgs,
 	}
 	c.Flags().String("destination", "", "only this destination's dead letters")
-	addFilterFlagsNamed(c.Flags(), "source", "version", "type")
+	addFilterFlags(c.Flags(), "source", "version", "type")
 	c.Flags().String("since", "", "dead-lettered since: RFC 3339 or a duration back from now (1h)")
 	c.Flags().String("q", "", qUsage)
 	c.Flags().Int("limit", 0, "dead letters per page (default 50)")
@@ -491,7 +486,7 @@ letter the filters match, in the background (POST /webhooks/dlq/redrive).`,
 		Args: cobra.MaximumNArgs(1),
 	}
 	c.Flags().Bool("all", false, "redrive every dead letter the filters match")
-	addFilterFlagsNamed(c.Flags(), redriveFilters[:len(redriveFilters)-1]...)
+	addFilterFlags(c.Flags(), redriveFilters...)
 	c.Flags().String("q", "", qUsage)
 	return eventLogCommand(c, func(cl *client, fl caddycmd.Flags) error {
 		switch {
@@ -501,7 +496,7 @@ letter the filters match, in the background (POST /webhooks/dlq/redrive).`,
 			})
 		case fl.NArg() == 0 && fl.Bool("all"):
 			body := map[string]string{}
-			for _, k := range redriveFilters {
+			for _, k := range append(redriveFilters, "q") {
 				if v := fl.String(k); v != "" {
 					body[k] = v
 				}
