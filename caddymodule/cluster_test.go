@@ -154,6 +154,18 @@ func TestClusterWaitsForQuorum(t *testing.T) {
 	if off := replicasOff(t, g, 1); off != "" {
 		t.Fatalf("with replicas 1: %s", off)
 	}
+	// At one replica of a cluster, the delivery state and the attempt
+	// history keep the default persistence (forwarder.persistMode): a
+	// replicated stream cannot be async, and a reload to 3 must scale them.
+	for _, name := range []string{forwarder.StateStream, forwarder.AttemptStream} {
+		s, err := g.engine().js.Stream(context.Background(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pm := s.CachedInfo().Config.PersistMode; pm != jetstream.DefaultPersistMode {
+			t.Fatalf("%s: persist mode %v on a cluster at one replica, want the default", name, pm)
+		}
+	}
 	// A reload to replicas 3 scales every stream, bucket and consumer.
 	cfg = g.cfg
 	cfg.Global = global(3, routes...)

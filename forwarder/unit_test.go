@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hookgate/hookgate/verify"
 )
@@ -333,5 +334,30 @@ func TestExportedStateAndAttemptSubjects(t *testing.T) {
 	var a Attempt
 	if err := json.Unmarshal(msgs[0].Data, &a); err != nil || a.Destination != "subj" || a.StatusCode != 503 {
 		t.Fatalf("attempt = %+v, %v", a, err)
+	}
+}
+
+// TestPersistModeSingleServer: on a single server (nats-server reports no
+// cluster name in a stream's info) the delivery state and the attempt
+// history use asynchronous persistence: an fsync per write would cap
+// deliveries at the disk's rate. A cluster, even at one replica, keeps
+// the default (caddymodule's TestClusterWaitsForQuorum checks that side).
+func TestPersistModeSingleServer(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	if _, err := EnsureStateBucket(ctx, e.js); err != nil {
+		t.Fatal(err)
+	}
+	if err := EnsureAttemptStream(ctx, e.js, 0, 1); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{StateStream, AttemptStream} {
+		s, err := e.js.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pm := s.CachedInfo().Config.PersistMode; pm != jetstream.AsyncPersistMode {
+			t.Errorf("%s: persist mode %v on a single server, want async", name, pm)
+		}
 	}
 }
