@@ -290,11 +290,7 @@ func TestExternalPubAckInboxIgnoresForeignReplies(t *testing.T) {
 		t.Fatalf("the bait is not the last event (%v)", err)
 	}
 
-	nc, err := nats.Connect(strings.Join(urls, ","), nats.UserInfo(peerUser, peerPassword))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := js.Conn()
 	get := []byte(fmt.Sprintf(`{"seq":%d}`, baitSeq))
 	var forged atomic.Int64
 	if _, err := nc.Subscribe(event.SubjectRoot+".>", func(m *nats.Msg) {
