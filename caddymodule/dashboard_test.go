@@ -345,8 +345,16 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Errorf("replayed %s: %s (%v)", hdrs[last].Get("Webhook-Id"), bodies[last], hdrs[last])
 	}
 
-	// The dead letters, by keyboard; Redrive sends one to audit again.
-	if err := chromedp.Do(ctx, chromedp.KeyEvent(kb.Escape), chromedp.KeyEvent("2"),
+	// The dead letters, by keyboard, with the events view filtered on a
+	// status (which the dead-letter view must neither send nor lose);
+	// Redrive sends one to audit again.
+	if err := chromedp.Do(ctx, chromedp.KeyEvent(kb.Escape)); err != nil {
+		t.Fatalf("close the event: %v", err)
+	}
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.querySelector("#filters select[name=status]").value = "failed"; document.querySelector("#filters").requestSubmit(); true`)); err != nil {
+		t.Fatalf("status=failed: %v", err)
+	}
+	if err := chromedp.Do(ctx, chromedp.KeyEvent("2"),
 		chromedp.WaitVisible(chromedp.CSS(`#listpane tr[data-dlq]`))); err != nil {
 		t.Fatalf("dead letters: %v", err)
 	}
@@ -466,7 +474,8 @@ func TestDashboardShowsTransformedBody(t *testing.T) {
 
 // redriveAllMatching: in the dead-letter view, "Redrive all matching…"
 // sends the q the list applies, so only the event searched for is
-// redriven (it redrove every dead letter of the other filters).
+// redriven (it redrove every dead letter of the other filters), and not
+// the events view's status; back in the events view, that status holds.
 func redriveAllMatching(t *testing.T, ctx context.Context, base string, bad *sink) {
 	t.Helper()
 	waitFor(t, 15*time.Second, "o1 and o2 dead-lettered at audit", func() bool {
@@ -505,5 +514,13 @@ func redriveAllMatching(t *testing.T, ctx context.Context, base string, bad *sin
 	}
 	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.querySelector("#filters input[name=q]").value = ""; document.querySelector("#filters").requestSubmit(); true`)); err != nil {
 		t.Fatalf("clear q: %v", err)
+	}
+	// Back to the events: the status set there is still applied.
+	if err := chromedp.Do(ctx, chromedp.KeyEvent("1")); err != nil {
+		t.Fatalf("events view: %v", err)
+	}
+	kept, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector("#filters select[name=status]").value + " " + new URLSearchParams(location.search).get("status")`))
+	if err != nil || kept != "failed failed" {
+		t.Errorf("events view after the dead letters: status %q (select, URL), want failed kept: %v", kept, err)
 	}
 }
