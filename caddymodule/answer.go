@@ -32,7 +32,7 @@ type acceptBody struct {
 
 // appendAcceptBody appends the JSON of acceptBody{id, duplicate} to dst,
 // byte for byte what json.Marshal writes. Event ids are printable ASCII
-// (eventID), written as they are unless a byte needs an escape; then
+// (appendEventID), written as they are unless a byte needs an escape; then
 // json.Marshal writes it.
 func appendAcceptBody(dst []byte, id string, duplicate bool) []byte {
 	if !plainJSON(id) {

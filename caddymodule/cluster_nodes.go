@@ -14,6 +14,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 	"golang.org/x/time/rate"
+
+	"github.com/hookgate/hookgate/event"
 )
 
 // nodesBucket is the KV bucket in which every gateway of a cluster (or of
@@ -79,13 +81,11 @@ func (a *App) nodeKey() string {
 	if name == "" {
 		name, _ = os.Hostname()
 	}
-	key := strings.Map(func(r rune) rune {
-		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
-			return r
-		}
-		return '_'
-	}, name)
-	return orDefault(key, defaultServerName)
+	key := []byte(name)
+	for i, c := range key {
+		key[i] = event.TokenByte(c)
+	}
+	return orDefault(string(key), defaultServerName)
 }
 
 // sharedConsumers reports whether other gateways may pull from this
@@ -193,10 +193,10 @@ func (nc *nodeCounter) checkShared(v []byte) {
 	if !ok || other == nc.instance {
 		return // our own, or a gateway too old to say
 	}
-	nc.dupLog.Do(func() {
+	if turn(&nc.dupLog) {
 		nc.log.Warn("another gateway announces itself under this gateway's key in "+nodesBucket+", so the two count as one and each runs too large a share of every destination's rate: give each gateway its own server_name",
 			zap.String("key", nc.key))
-	})
+	}
 }
 
 // count returns the last count of live gateways (at least 1).

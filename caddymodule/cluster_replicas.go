@@ -20,7 +20,7 @@ var replicatedStreams = []string{
 	replayStream,
 	forwarder.AttemptStream,
 	forwarder.AdvisoryStream,
-	"KV_" + forwarder.StateBucket,
+	forwarder.StateStream,
 	"KV_" + forwarder.OwnerBucket,
 	"KV_" + nodesBucket,
 }

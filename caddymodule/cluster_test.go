@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -184,9 +185,10 @@ func TestClusterWaitsForQuorum(t *testing.T) {
 	})
 }
 
-// replicasOff names the first of the gateway's streams, buckets and
-// consumers (destination "sink") that does not have n copies placed, or
-// returns "".
+// replicasOff names the first stream of the cluster (every one is the
+// gateway's: its streams and buckets, whether or not replicatedStreams
+// lists them) or consumer of destination "sink" that does not have n
+// copies placed, or returns "".
 func replicasOff(t *testing.T, g *gateway, n int) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -194,7 +196,20 @@ func replicasOff(t *testing.T, g *gateway, n int) string {
 	js := g.engine().js
 	consumers := map[string]string{event.StreamName: forwarder.ConsumerName("sink"),
 		forwarder.AdvisoryStream: "adv-" + forwarder.ConsumerName("sink"), replayStream: "replay-sink"}
+	names := js.StreamNames(ctx)
+	var all []string
+	for name := range names.Name() {
+		all = append(all, name)
+	}
+	if err := names.Err(); err != nil {
+		return fmt.Sprintf("stream names: %v", err)
+	}
 	for _, name := range append([]string{event.StreamName, event.DLQStreamName}, replicatedStreams...) {
+		if !slices.Contains(all, name) {
+			return fmt.Sprintf("stream %s: missing", name)
+		}
+	}
+	for _, name := range all {
 		s, err := js.Stream(ctx, name)
 		if err != nil {
 			return fmt.Sprintf("stream %s: %v", name, err)

@@ -171,8 +171,9 @@ func (f *EventFilter) subjectFilter() string {
 		return ""
 	}
 	prefix := event.SubjectRoot + "." + orDefault(f.Version, "*") + "." + orDefault(f.Source, "*") + "."
-	if i := strings.LastIndexByte(typeTokens(f.Type), '.'); i >= 0 {
-		return prefix + typeTokens(f.Type)[:i] + ".>"
+	tt := typeTokens(f.Type)
+	if i := strings.LastIndexByte(tt, '.'); i >= 0 {
+		return prefix + tt[:i] + ".>"
 	}
 	return prefix + ">"
 }
@@ -303,19 +304,20 @@ func (a *App) listEvents(ctx context.Context, f EventFilter) (*EventPage, error)
 }
 
 // listFilter returns the subject filter the store applies for f, and
-// whether it selects exactly the events f's destination takes: a
-// destination with one subject filter and no source, version or type
-// narrows the walk itself.
+// whether it selects exactly the events f asks for: a destination with
+// one subject filter and no source, version or type narrows the walk
+// itself. A type is never exact: its filter is the type's parent
+// subject (subjectFilter), so sibling types are read and dropped.
 func (a *App) listFilter(f EventFilter) (filter string, exact bool) {
 	filter = f.subjectFilter()
 	if f.Destination == "" {
-		return filter, true
+		return filter, f.Type == ""
 	}
 	subs := a.forwarder(f.Destination).Config().Subjects
 	if filter == "" && len(subs) == 1 {
 		return subs[0], true
 	}
-	return filter, len(subs) == 0
+	return filter, len(subs) == 0 && f.Type == ""
 }
 
 // hasMore reports whether any event of the subject filter lies below the

@@ -213,15 +213,20 @@ func isMaxBytes(err error) bool {
 	return strings.Contains(err.Error(), server.ErrMaxBytes.Error())
 }
 
+// turn reports whether s lets its action run now (at most once per its
+// Interval). Only the turn is taken under s's lock: the caller then logs
+// outside it, so the other callers (requests, some of them) never wait
+// for a log writer or for what the line reads.
+func turn(s *rate.Sometimes) (ok bool) {
+	s.Do(func() { ok = true })
+	return ok
+}
+
 // streamFull records a max_store refusal in h, logs it at most once per
 // streamFullLogEvery, and returns the error the handler answers with.
 func (e *engine) streamFull(h *storeHealth, err error) error {
 	h.streamFullAt.Store(time.Now().UnixNano())
-	// Only the turn is taken under Sometimes' lock: the line reads the
-	// stream's info, and the other refusals must not wait for that.
-	var logIt bool
-	h.streamFullLog.Do(func() { logIt = true })
-	if logIt {
+	if turn(&h.streamFullLog) { // the line reads the stream's info
 		e.log.Error("the stream "+event.StreamName+" is at max_store: raise max_store, shorten retention, or wait for the oldest events to age out; events are refused with 503 until there is room (logged once a minute)",
 			zap.Int64("max_store", e.streamMaxBytes()), zap.String("nats_error", err.Error()))
 	}

@@ -43,6 +43,7 @@ func TestEventID(t *testing.T) {
 func TestMessage(t *testing.T) {
 	h := &Handler{}
 	received := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	m := new(eventMsg)
 	for _, tc := range []struct {
 		name    string
 		src     *source
@@ -85,7 +86,9 @@ func TestMessage(t *testing.T) {
 		for k, v := range tc.hdr {
 			r.Header.Set(k, v)
 		}
-		m := new(eventMsg)
+		// One message for every case, reset between them as the pool
+		// does: nothing of an earlier request may be stored again.
+		m.reset(maxPooledHeaders)
 		id := h.message(m, r, "v1", tc.src, tc.res, []byte("{}"), received, tc.gz)
 		msg := &m.msg
 		if !strings.HasPrefix(id, tc.id) || msg.Header.Get(event.HeaderID) != id {
@@ -104,6 +107,9 @@ func TestMessage(t *testing.T) {
 			if msg.Header.Get(k) != "" {
 				t.Errorf("%s: %s stored", tc.name, k)
 			}
+		}
+		if _, ok := tc.hdr["X-Custom"]; !ok && msg.Header.Get("X-Custom") != "" {
+			t.Errorf("%s: an earlier request's X-Custom is stored with this one", tc.name)
 		}
 	}
 }

@@ -20,7 +20,9 @@ func (h *Handler) notePrefixTrap(path string) {
 	if !ok {
 		return
 	}
-	h.trapWarn.Do(func() { h.warnPrefixTrap(want) })
+	if turn(h.trapWarn) {
+		h.warnPrefixTrap(want)
+	}
 }
 
 // warnPrefixTrap logs the prefix trap: deliveries arrive under want.

@@ -179,6 +179,11 @@ func (g *groupCommit) publish(ctx context.Context, msg *nats.Msg) (*jetstream.Pu
 	}
 	if g.every > 0 {
 		g.unsynced.Add(1) // a background pass will sync it (store_lazy.go)
+		// A pass that failed since the check above will sync nothing
+		// more: the event is written, but its 2xx would promise a sync.
+		if err := g.failure(); err != nil {
+			return nil, err
+		}
 		return ack, nil
 	}
 	r, err := g.join()

@@ -222,12 +222,7 @@ func (h *Handler) suffixSubject(src *source, msg *nats.Msg, id, version string, 
 	}
 	msg.Header[HeaderSubjectSuffixError] = []string{headerText(strings.ReplaceAll(err.Error(), "\n", "; "), maxSuffixErrorLen)}
 	src.suffix.failed.Add(1)
-	// Only the turn is taken under Sometimes' lock (as health.go's
-	// streamFull does): the line is written outside it, so the other
-	// failing requests of the source do not wait for the log's writer.
-	var logIt bool
-	src.suffix.logEvery.Do(func() { logIt = true })
-	if logIt {
+	if turn(&src.suffix.logEvery) {
 		h.logger.Warn("subject_suffix or subject_header failed: events stored without what it yields, marked "+HeaderSubjectSuffixError+"; fix the expression (use has() or the ?. optional syntax for fields some events lack)",
 			zap.String("source", src.name), zap.String("event_id", id), zap.Int64("failures", src.suffix.failed.Swap(0)), zap.Error(err))
 	}

@@ -279,7 +279,9 @@ func decode(subject string, h nats.Header, data []byte) (*Event, error) {
 // header but Hookgate's metadata and NATS's own, under canonical names so
 // that http.Header's Get finds them.
 //
-// The forwarder calls it for every delivery, so it makes the map alone:
+// The forwarder calls it for every delivery to a destination with filters
+// or a transformation (others read ProviderHeaders), so it makes the map
+// alone:
 // each value slice is h's own, clipped to its length, so that appending to
 // it (http.Header.Add) copies it instead of writing into h. Callers must
 // not assign to a value slice's elements. Two names of h that canonicalize

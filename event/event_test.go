@@ -140,7 +140,8 @@ func providerHeaderFixture() nats.Header {
 }
 
 // TestProviderHeaderSharesValuesSafely: ProviderHeader makes one map and
-// no slice per header (the forwarder decodes every delivery with it), and
+// no slice per header (the forwarder decodes a filtered or transformed
+// destination's every delivery with it), and
 // sharing the stored message's value slices stays safe: appending to a
 // value of the result leaves the message's headers as they were, and two
 // names that canonicalize to one are merged into a new slice.
@@ -177,7 +178,8 @@ func TestProviderHeaderSharesValuesSafely(t *testing.T) {
 var headerSink http.Header
 
 // BenchmarkProviderHeader: the provider's headers of one stored GitHub
-// delivery, as the forwarder decodes them for every attempt.
+// delivery, as the forwarder decodes them for every attempt to a
+// destination with filters or a transformation.
 func BenchmarkProviderHeader(b *testing.B) {
 	h := providerHeaderFixture()
 	b.ReportAllocs()

@@ -187,8 +187,12 @@ func (p *program) shown(s string) string {
 	if p.keys[s] {
 		return s
 	}
-	return "(a value of the event, not shown)"
+	return valueNotShown
 }
+
+// valueNotShown stands in an error for a value of the event
+// (program.shown), e.g. a header name a transformation read from it.
+const valueNotShown = "(a value of the event, not shown)"
 
 // exprKeys returns the field names a checked expression selects and the
 // string literals it holds: the names of its own text an evaluation

@@ -177,8 +177,9 @@ func maxAckPending(cfg Config) int {
 // share its consumer (n < 1 counts as 1): the limiter runs at Rate/n
 // with a burst of Burst/n rounded up, so that the n gateways together
 // stay within Rate. The caller re-counts the live gateways and calls it
-// again when the count changes; safe for concurrent use, and it takes
-// effect for the next event even while the forwarder runs.
+// again when the count changes. It takes effect for the next event even
+// while the forwarder runs; calls are not to overlap (the App makes them
+// one at a time).
 func (f *Forwarder) SetRateShare(n int) {
 	n = max(1, n)
 	if f.rateShare.Swap(int64(n)) == int64(n) || f.limiter == nil {
@@ -189,9 +190,6 @@ func (f *Forwarder) SetRateShare(n int) {
 	f.log.Info("rate shared among gateways", zap.Int("gateways", n),
 		zap.Float64("rate_per_gateway", f.cfg.Rate/float64(n)))
 }
-
-// RateShare returns the number of gateways the Rate is divided among.
-func (f *Forwarder) RateShare() int { return int(f.rateShare.Load()) }
 
 // Config returns the destination's configuration with defaults applied.
 func (f *Forwarder) Config() Config { return f.cfg }

@@ -54,8 +54,8 @@ func TestSetRateShare(t *testing.T) {
 		if f.limiter.Limit() != c.limit || f.limiter.Burst() != c.burst {
 			t.Errorf("%d gateways: %v/s burst %d, want %v/s burst %d", c.n, f.limiter.Limit(), f.limiter.Burst(), c.limit, c.burst)
 		}
-		if f.RateShare() != max(1, c.n) {
-			t.Errorf("%d gateways: RateShare %d", c.n, f.RateShare())
+		if int(f.rateShare.Load()) != max(1, c.n) {
+			t.Errorf("%d gateways: RateShare %d", c.n, int(f.rateShare.Load()))
 		}
 	}
 }

@@ -147,7 +147,7 @@ func headerEdits(v ref.Val, shown func(string) string) ([]headerEdit, error) {
 		canon := textproto.CanonicalMIMEHeaderKey(string(name))
 		label := canon // in errors
 		if shown(string(name)) != string(name) {
-			label = shown("")
+			label = valueNotShown
 		}
 		if canon != "Content-Type" {
 			if err := checkHeaderName(string(name)); err != nil {

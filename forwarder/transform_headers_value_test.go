@@ -40,3 +40,22 @@ func TestTransformHeaderValueControl(t *testing.T) {
 		}
 	}
 }
+
+// TestTransformHeaderNameFromEventNotShown: a header name the
+// transformation reads from the event is not shown in its error, even
+// when the expression holds the empty string as a literal (a name equal
+// to a literal of the expression is shown; "" was, as an empty label).
+func TestTransformHeaderNameFromEventNotShown(t *testing.T) {
+	rt, err := compileRouting(&Config{TransformHeaders: `{body.tok.replace("q", ""): "1"}`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := event.Decode(&nats.Msg{Subject: "webhooks.v1.x.t", Header: nats.Header{event.HeaderID: {"x:1"}}, Data: []byte(`{"tok": "sk_live secret"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = rt.apply(vars(ev), &outgoing{})
+	if err == nil || strings.Contains(err.Error(), "sk_live") || !strings.Contains(err.Error(), "header "+valueNotShown+": refused") {
+		t.Fatalf("error %v: want the header named %q and no value of the event", err, valueNotShown)
+	}
+}

@@ -67,7 +67,7 @@ type memoryReport struct {
 // memoryConfig is `sync always` (the default) with the admin listener on,
 // for /debug/pprof.
 func memoryConfig(mo memoryOptions, admin string, env []string) config {
-	c := configs[2] // hookgate-always
+	c := configNamed("hookgate-always")
 	c.Name = "hookgate-memory"
 	c.Admin = admin
 	c.Env = env

@@ -89,7 +89,7 @@ func (s *sink) url() string { return "http://" + s.ln.Addr().String() + "/hook" 
 // mixedConfig is `sync always` (the default) with, when sinkURL is set,
 // one destination at concurrency conc delivering to it.
 func mixedConfig(sinkURL string, conc int, env []string) config {
-	c := configs[2] // hookgate-always
+	c := configNamed("hookgate-always")
 	c.Name = "hookgate-mixed"
 	c.Env = env
 	if sinkURL != "" {
@@ -186,10 +186,17 @@ func measurePhase(name string, srv *server, sk *sink, w *workload, load func() c
 		Load:          loadAvg{Start: la0, End: readLoadAvg()},
 	}
 	if r.Requests == 0 && p.DeliveriesPS > 0 {
-		p.ServerCPUPerDeliveryUs = p.ServerCPUPct * 1e4 / p.DeliveriesPS
+		p.ServerCPUPerDeliveryUs = cpuPerDeliveryUs(p.ServerCPUPct, p.DeliveriesPS)
 	}
 	log.Printf("mixed: %-30s %8.0f deliveries/s  %8.0f ingest req/s  lag %d", name, p.DeliveriesPS, p.IngestRPS, p.LagAtEnd)
 	return p
+}
+
+// cpuPerDeliveryUs is the server's CPU per delivery in µs: pct percent
+// of one core (10⁴ µs a second per percent) over perSec deliveries a
+// second.
+func cpuPerDeliveryUs(pct, perSec float64) float64 {
+	return pct * 1e4 / perSec
 }
 
 // percentOf is d in percent of window, -1 when d is unknown (-1).

@@ -28,3 +28,11 @@ func TestPrintMixedCPUPerDelivery(t *testing.T) {
 		t.Fatalf("table:\n%s", b.String())
 	}
 }
+
+// TestCPUPerDelivery: a core 88 % busy delivering 20,000 a second spends
+// 44 µs a delivery (8,800 µs of CPU a second / 20,000).
+func TestCPUPerDelivery(t *testing.T) {
+	if got := cpuPerDeliveryUs(88, 20000); got != 44 {
+		t.Fatalf("cpuPerDeliveryUs(88, 20000) = %v, want 44", got)
+	}
+}

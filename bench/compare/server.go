@@ -63,6 +63,17 @@ var configs = []config{
 	{Name: "hookgate-github", Path: "/webhooks/v1/github", Site: ingestGitHub, Webhooks: "sync always", Signed: true},
 }
 
+// configNamed returns the configuration named name; a name that is not
+// among configs is a bug of the program itself (panic).
+func configNamed(name string) config {
+	for _, c := range configs {
+		if c.Name == name {
+			return c
+		}
+	}
+	panic("bench/compare: no configuration " + name)
+}
+
 // caddyfile renders c for a server on addr with its files under dir.
 func (c config) caddyfile(addr, dir, backendPort string) string {
 	var b strings.Builder
