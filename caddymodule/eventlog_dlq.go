@@ -177,7 +177,7 @@ func (a *App) listFailed(ctx context.Context, e *engine, f EventFilter) (*EventP
 			return false
 		}
 		for _, s := range pending {
-			if matchesStatus(s, f) && (f.Until.IsZero() || s.ReceivedAt.Before(f.Until)) && len(page.Events) < f.Limit {
+			if matchesStatus(s, f) && len(page.Events) < f.Limit { // until: walkDLQ
 				page.Events = append(page.Events, s)
 			}
 		}
