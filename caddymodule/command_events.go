@@ -64,9 +64,19 @@ func addFilterFlags(fs *pflag.FlagSet, names ...string) {
 // qUsage is the --q flag's help: the admin API's q filter.
 const qUsage = "an event id or the provider's delivery id"
 
-// redriveFilters are the filter flags 'redrive --all' sends (POST
-// /webhooks/dlq/redrive), with --q.
-var redriveFilters = []string{"destination", "source", "version", "type", "since", "until"}
+// redriveFilters are the filters 'dlq' and 'redrive --all' send (GET
+// /webhooks/dlq, POST /webhooks/dlq/redrive).
+var redriveFilters = []string{"destination", "source", "version", "type", "since", "until", "q"}
+
+// addDLQFilterFlags adds the flags of redriveFilters, worded for dead
+// letters: a dead letter has no delivery status, and since is the time it
+// was dead-lettered.
+func addDLQFilterFlags(fs *pflag.FlagSet) {
+	fs.String("destination", "", "only this destination's dead letters")
+	addFilterFlags(fs, "source", "version", "type", "until")
+	fs.String("since", "", "dead-lettered since: RFC 3339 or a duration back from now (1h)")
+	fs.String("q", "", qUsage)
+}
 
 // filterValues returns the filter flags that were given.
 func filterValues(fl caddycmd.Flags) url.Values {
@@ -440,21 +450,18 @@ func printJob(w io.Writer, j *ReplayJob) {
 
 func dlqCommand() *cobra.Command {
 	c := &cobra.Command{
-		Use:   "dlq [--destination d] [--source s] [--version v] [--type t] [--since 1h] [--q id] [--limit n] [--cursor c]",
+		Use:   "dlq [--destination d] [--source s] [--version v] [--type t] [--since 1h] [--until …] [--q id] [--limit n] [--cursor c]",
 		Short: "Lists dead letters, newest first",
 		Long: `Lists the dead letters of a running gateway (GET /webhooks/dlq): events a
 destination gave up on, with why, how many attempts were made and the last
 answer. Redrive one with 'caddy webhooks redrive <id>'.`,
 		Args: cobra.NoArgs,
 	}
-	c.Flags().String("destination", "", "only this destination's dead letters")
-	addFilterFlags(c.Flags(), "source", "version", "type")
-	c.Flags().String("since", "", "dead-lettered since: RFC 3339 or a duration back from now (1h)")
-	c.Flags().String("q", "", qUsage)
+	addDLQFilterFlags(c.Flags())
 	c.Flags().Int("limit", 0, "dead letters per page (default 50)")
 	c.Flags().String("cursor", "", "the cursor printed under the previous page")
 	return eventLogCommand(c, func(cl *client, fl caddycmd.Flags) error {
-		q := pageQuery(url.Values{}, fl, "destination", "source", "version", "type", "since", "q", "cursor")
+		q := pageQuery(url.Values{}, fl, append(redriveFilters, "cursor")...)
 		return show(cl, http.MethodGet, "/webhooks/dlq?"+q.Encode(), nil, printDLQ)
 	})
 }
@@ -475,7 +482,7 @@ func printDLQ(w io.Writer, p *DLQPage) {
 
 func redriveCommand() *cobra.Command {
 	c := &cobra.Command{
-		Use:   "redrive <dead letter id> | redrive --all [--destination d] [--source s] [--type t] [--since 1h] [--q id]",
+		Use:   "redrive <dead letter id> | redrive --all [--destination d] [--source s] [--version v] [--type t] [--since 1h] [--until …] [--q id]",
 		Short: "Delivers dead letters again to their destination",
 		Long: `Queues a dead letter for delivery again to the destination that gave up on it
 (POST /webhooks/dlq/<id>/redrive), with the same idempotency key; the dead
@@ -486,8 +493,7 @@ letter the filters match, in the background (POST /webhooks/dlq/redrive).`,
 		Args: cobra.MaximumNArgs(1),
 	}
 	c.Flags().Bool("all", false, "redrive every dead letter the filters match")
-	addFilterFlags(c.Flags(), redriveFilters...)
-	c.Flags().String("q", "", qUsage)
+	addDLQFilterFlags(c.Flags())
 	return eventLogCommand(c, func(cl *client, fl caddycmd.Flags) error {
 		switch {
 		case fl.NArg() == 1 && !fl.Bool("all"):
@@ -496,7 +502,7 @@ letter the filters match, in the background (POST /webhooks/dlq/redrive).`,
 			})
 		case fl.NArg() == 0 && fl.Bool("all"):
 			body := map[string]string{}
-			for _, k := range append(redriveFilters, "q") {
+			for _, k := range redriveFilters {
 				if v := fl.String(k); v != "" {
 					body[k] = v
 				}

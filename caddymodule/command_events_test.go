@@ -86,6 +86,10 @@ func TestEventLogCLI(t *testing.T) {
 	if out := run(0, "dlq", "--q", "demo:c1", "--type", "order.created"); !strings.Contains(out, "demo:c1") {
 		t.Errorf("dlq --q demo:c1 --type order.created:\n%s", out)
 	}
+	// --until lists what 'redrive --all --until' takes: none before 2000.
+	if out := run(0, "dlq", "--until", "2000-01-01T00:00:00Z"); strings.Contains(out, "demo:c1") || !strings.Contains(out, "no dead letters") {
+		t.Errorf("dlq --until 2000:\n%s", out)
+	}
 	bad.failing.Store(false)
 	if out := run(0, "redrive", dl.DeadLetters[0].ID); !strings.Contains(out, "queued dead letter") {
 		t.Errorf("redrive:\n%s", out)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -344,8 +345,16 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Errorf("replayed %s: %s (%v)", hdrs[last].Get("Webhook-Id"), bodies[last], hdrs[last])
 	}
 
-	// The dead letters, by keyboard; Redrive sends one to audit again.
-	if err := chromedp.Do(ctx, chromedp.KeyEvent(kb.Escape), chromedp.KeyEvent("2"),
+	// The dead letters, by keyboard, with the events view filtered on a
+	// status (which the dead-letter view must neither send nor lose);
+	// Redrive sends one to audit again.
+	if err := chromedp.Do(ctx, chromedp.KeyEvent(kb.Escape)); err != nil {
+		t.Fatalf("close the event: %v", err)
+	}
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.querySelector("#filters select[name=status]").value = "failed"; document.querySelector("#filters").requestSubmit(); true`)); err != nil {
+		t.Fatalf("status=failed: %v", err)
+	}
+	if err := chromedp.Do(ctx, chromedp.KeyEvent("2"),
 		chromedp.WaitVisible(chromedp.CSS(`#listpane tr[data-dlq]`))); err != nil {
 		t.Fatalf("dead letters: %v", err)
 	}
@@ -364,6 +373,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Fatalf("redrive: %v", err)
 	}
 	waitFor(t, 15*time.Second, "the redriven dead letter at audit", func() bool { return bad.calls.Load() > before })
+	redriveAllMatching(t, ctx, base, bad)
 
 	// A page on another origin posts to the replay endpoint with the
 	// browser's cookies: refused.
@@ -460,4 +470,57 @@ func TestDashboardShowsTransformedBody(t *testing.T) {
 		t.Fatal(err)
 	}
 	screenshot(t, ctx, "dashboard-transformed")
+}
+
+// redriveAllMatching: in the dead-letter view, "Redrive all matching…"
+// sends the q the list applies, so only the event searched for is
+// redriven (it redrove every dead letter of the other filters), and not
+// the events view's status; back in the events view, that status holds.
+func redriveAllMatching(t *testing.T, ctx context.Context, base string, bad *sink) {
+	t.Helper()
+	waitFor(t, 15*time.Second, "o1 and o2 dead-lettered at audit", func() bool {
+		resp, err := testClient.Get(base + "api/dlq?destination=audit")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var p DLQPage
+		if json.NewDecoder(resp.Body).Decode(&p) != nil {
+			return false
+		}
+		return slices.ContainsFunc(p.DeadLetters, func(d DeadLetter) bool { return d.EventID == "demo:o1" }) &&
+			slices.ContainsFunc(p.DeadLetters, func(d DeadLetter) bool { return d.EventID == "demo:o2" })
+	})
+	before := bad.calls.Load()
+	if err := chromedp.Do(ctx, chromedp.SetValue(chromedp.CSS(`#filters input[name=q]`), "demo:o1")); err != nil {
+		t.Fatalf("q=demo:o1: %v", err)
+	}
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.confirm = () => true; document.querySelector("#filters").requestSubmit(); true`)); err != nil {
+		t.Fatalf("submit q=demo:o1: %v", err)
+	}
+	if err := chromedp.Do(ctx, chromedp.WaitNotPresent(chromedp.CSS(`#listpane tr[data-id="demo:o2"]`)),
+		chromedp.Click(chromedp.CSS(`#bulk`))); err != nil {
+		t.Fatalf("redrive all matching q=demo:o1: %v", err)
+	}
+	waitFor(t, 15*time.Second, "the bulk redrive at audit", func() bool { return bad.calls.Load() > before })
+	time.Sleep(time.Second)
+	_, hdrs := bad.received()
+	var ids []string
+	for _, h := range hdrs[before:] {
+		ids = append(ids, h.Get("Webhook-Id"))
+	}
+	if !slices.Equal(ids, []string{"demo:o1"}) {
+		t.Errorf("redrive all matching q=demo:o1 sent %v to audit, want demo:o1 only", ids)
+	}
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.querySelector("#filters input[name=q]").value = ""; document.querySelector("#filters").requestSubmit(); true`)); err != nil {
+		t.Fatalf("clear q: %v", err)
+	}
+	// Back to the events: the status set there is still applied.
+	if err := chromedp.Do(ctx, chromedp.KeyEvent("1")); err != nil {
+		t.Fatalf("events view: %v", err)
+	}
+	kept, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector("#filters select[name=status]").value + " " + new URLSearchParams(location.search).get("status")`))
+	if err != nil || kept != "failed failed" {
+		t.Errorf("events view after the dead letters: status %q (select, URL), want failed kept: %v", kept, err)
+	}
 }

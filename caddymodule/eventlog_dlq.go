@@ -125,6 +125,9 @@ func (a *App) walkDLQ(ctx context.Context, e *engine, f EventFilter, visit func(
 			if f.Q != "" && !matchesID(m, f.Q) {
 				continue // q: an event id or the provider's delivery id
 			}
+			if !f.Until.IsZero() && !deadLetter(m).ReceivedAt.Before(f.Until) {
+				continue // until: the event's received time, as for events
+			}
 			if !visit(m) {
 				next = strconv.FormatUint(seqOf(m), 10)
 				return false
@@ -139,7 +142,7 @@ func (a *App) walkDLQ(ctx context.Context, e *engine, f EventFilter, visit func(
 }
 
 // listDLQ returns a page of dead letters (destination, since, limit and
-// cursor of f apply; source, version, type and q too), newest first.
+// cursor of f apply; source, version, type, until and q too), newest first.
 func (a *App) listDLQ(ctx context.Context, f EventFilter) (*DLQPage, error) {
 	e, err := a.engineFor(&f)
 	if err != nil {
@@ -174,7 +177,7 @@ func (a *App) listFailed(ctx context.Context, e *engine, f EventFilter) (*EventP
 			return false
 		}
 		for _, s := range pending {
-			if matchesStatus(s, f) && (f.Until.IsZero() || s.ReceivedAt.Before(f.Until)) && len(page.Events) < f.Limit {
+			if matchesStatus(s, f) && len(page.Events) < f.Limit { // until: walkDLQ
 				page.Events = append(page.Events, s)
 			}
 		}

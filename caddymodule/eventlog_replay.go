@@ -557,9 +557,7 @@ func (a *App) redriveAll(ctx context.Context, f EventFilter) (*ReplayJob, error)
 	var recs []*nats.Msg
 	f.Limit = maxPageLimit
 	if _, err := a.walkDLQ(ctx, e, f, func(m *nats.Msg) bool {
-		if f.Until.IsZero() || deadLetter(m).ReceivedAt.Before(f.Until) {
-			recs = append(recs, m)
-		}
+		recs = append(recs, m)
 		return true
 	}); err != nil {
 		return nil, err

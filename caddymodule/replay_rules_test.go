@@ -178,7 +178,7 @@ func TestReplayRules(t *testing.T) {
 
 // TestReplayBodiesStrict: a misspelled field in a replay or redrive body
 // answers 400 naming it and the fields allowed, and so does a redrive
-// given status or cursor; q selects dead letters; a limit above 1000 is
+// given status or cursor; q and until select dead letters; a limit above 1000 is
 // a 400 too.
 func TestReplayBodiesStrict(t *testing.T) {
 	admin, _, _, _ := replayRulesGateway(t)
@@ -213,6 +213,13 @@ func TestReplayBodiesStrict(t *testing.T) {
 	}
 	if dl := dlqOf(t, admin, "bad"); len(dl) != 2 {
 		t.Errorf("a refused redrive changed the dead letters: %+v", dl)
+	}
+	// until applies to the list as to 'redrive --all' (the event's
+	// received time): the list shows what a redrive of the same filter takes.
+	var before DLQPage
+	adminJSON(t, admin, http.MethodGet, "/webhooks/dlq?destination=bad&until=2000-01-01T00:00:00Z", "", http.StatusOK, &before)
+	if len(before.DeadLetters) != 0 {
+		t.Errorf("dead letters at bad until 2000: %+v, want none", before.DeadLetters)
 	}
 	b := adminJSON(t, admin, http.MethodGet, "/webhooks/events?limit=100000", "", http.StatusBadRequest, nil)
 	if !strings.Contains(string(b), "1000") {
