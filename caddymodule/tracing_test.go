@@ -74,17 +74,21 @@ func TestTracing(t *testing.T) {
 
 // TestUntracedAddsNoAllocation: what issue 14 put on the request path of
 // an untraced request, the tracing check and the request metrics (counter
-// and duration histogram), allocates nothing.
+// and duration histogram), allocates nothing: for a refused request
+// (countRequest) and for a stored one (the source's countStored).
 func TestUntracedAddsNoAllocation(t *testing.T) {
 	r := withClientIP(httptest.NewRequest(http.MethodPost, "/webhooks/v1/demo", nil), "192.0.2.1")
 	r.Header.Set("X-Id", "1")
-	q := &request{r: r, now: time.Now()}
-	countRequest(q, "alloc-src", "v1", outcomeAccepted) // the series exist from then on
+	q := &request{r: r, now: time.Now(), version: "v1"}
+	src := &source{name: "alloc-src"}
+	countRequest(q, "alloc-src", "v1", "bad-request") // the series exist from then on
+	src.countStored(q, false)
 	if n := testing.AllocsPerRun(1000, func() {
 		if traced(r) {
 			t.Fatal("a request without traceparent or span is traced")
 		}
-		countRequest(q, "alloc-src", "v1", outcomeAccepted)
+		countRequest(q, "alloc-src", "v1", "bad-request")
+		src.countStored(q, false)
 	}); n != 0 {
 		t.Errorf("%v allocations per untraced request", n)
 	}
